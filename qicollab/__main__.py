@@ -1,0 +1,5 @@
+"""``python -m qicollab`` runs the command line."""
+
+from qicollab.cli import cli
+
+cli()

@@ -1,0 +1,1 @@
+"""Reporting: dashboards, SVG charts, PDF reports, blinding and small-cell suppression."""
