@@ -1,0 +1,1 @@
+"""benchmarking domain."""

@@ -1,0 +1,48 @@
+"""Job records: long work (runs, report batches, big imports) with progress for the portal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qicollab.db import Base, CreatedAtMixin, enum_column
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Job(CreatedAtMixin, Base):
+    """One unit of long work; the worker updates progress, the portal and CLI read it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collaborative_id: Mapped[int | None] = mapped_column(sa.ForeignKey("collaboratives.id"))
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[JobStatus] = mapped_column(
+        enum_column(JobStatus, name="job_status"), default=JobStatus.QUEUED
+    )
+    done: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str] = mapped_column(sa.String(500), default="")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+    @property
+    def progress(self) -> float:
+        """Fraction done, 0 to 1."""
+        return min(1.0, self.done / self.total) if self.total else 0.0

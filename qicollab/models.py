@@ -1,0 +1,25 @@
+"""Import every domain's models so the metadata is complete (Alembic, tests, scripts)."""
+
+from qicollab.accounts import models as accounts
+from qicollab.audit import models as audit
+from qicollab.benchmarking import models as benchmarking
+from qicollab.cycles import models as cycles
+from qicollab.db import Base
+from qicollab.jobs import models as jobs
+from qicollab.measures import models as measures
+from qicollab.members import models as members
+from qicollab.reporting import models as reporting
+from qicollab.submissions import models as submissions
+
+__all__ = [
+    "Base",
+    "accounts",
+    "audit",
+    "benchmarking",
+    "cycles",
+    "jobs",
+    "measures",
+    "members",
+    "reporting",
+    "submissions",
+]
