@@ -27,6 +27,7 @@ def cli(ctx: click.Context, config_uri: str | None) -> None:
     from qicollab.cli.context import LazyApp  # noqa: PLC0415 - keeps --help fast
 
     ctx.obj = LazyApp(config_uri)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register_commands() -> None:

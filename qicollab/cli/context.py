@@ -33,3 +33,8 @@ class LazyApp:
         from qicollab.db import get_session_factory  # noqa: PLC0415
 
         return get_session_factory(self.engine)
+
+    def close(self) -> None:
+        """Release pooled connections (only if the engine was ever created)."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()

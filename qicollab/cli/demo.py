@@ -1,0 +1,74 @@
+"""``qicollab demo``: everything a newcomer needs, on the embedded SQLite default."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import click
+
+from qicollab.cli import cli
+from qicollab.cli.context import LazyApp
+from qicollab.config import storage_path
+from qicollab.db import session_scope
+
+Step = tuple[str, Callable[[LazyApp, int], None]]
+
+
+def _migrate(app: LazyApp, _seed: int) -> None:
+    from qicollab.migrations import upgrade  # noqa: PLC0415
+
+    upgrade(app.engine)
+    click.echo(f"      {app.engine.url.render_as_string(hide_password=True)}")
+
+
+def _load(app: LazyApp, seed: int) -> None:
+    from qicollab.demo.generator import generate  # noqa: PLC0415
+    from qicollab.demo.loader import DemoAlreadyLoadedError, load  # noqa: PLC0415
+
+    demo = generate(seed)
+    try:
+        with session_scope(app.session_factory) as session:
+            load(
+                session,
+                demo,
+                storage=storage_path(app.settings),
+                progress=lambda label, n: click.echo(f"      {label}: {n:,}"),
+            )
+    except DemoAlreadyLoadedError:
+        click.echo("      already loaded; keeping the existing data")
+
+
+STEPS: list[Step] = [
+    ("Creating and migrating the database", _migrate),
+    ("Loading the demo collaborative (40 hospitals, 8 measures, 36 months)", _load),
+]
+
+
+def build_demo(app: LazyApp, *, seed: int) -> None:
+    """Run every demo step in order, timing each."""
+    for number, (label, run) in enumerate(STEPS, start=1):
+        started = time.perf_counter()
+        click.echo(f"[{number}/{len(STEPS)}] {label} ...")
+        run(app, seed)
+        click.echo(f"      done in {time.perf_counter() - started:.1f} s")
+
+
+@cli.command()
+@click.option("--no-serve", is_flag=True, help="Build everything, then exit without serving.")
+@click.option("--port", default=6543, show_default=True, type=int, help="Port for the portal.")
+@click.option("--seed", default=None, type=int, help="Generator seed (default: the fixed one).")
+@click.pass_obj
+def demo(app: LazyApp, no_serve: bool, port: int, seed: int | None) -> None:
+    """Create, migrate and fill the demo database, compute, render reports, serve the portal."""
+    from qicollab.demo.generator import DEFAULT_SEED  # noqa: PLC0415
+    from qicollab.demo.loader import DEMO_PASSWORD, demo_logins  # noqa: PLC0415
+
+    build_demo(app, seed=DEFAULT_SEED if seed is None else seed)
+    click.echo(f"\nDemo logins (the password for all of them is {DEMO_PASSWORD}):")
+    for login in demo_logins():
+        click.echo(f"  {login.email:<34} {login.role:<16} {login.member or '-'}")
+    if not no_serve:
+        from qicollab.cli.serve import serve_app  # noqa: PLC0415
+
+        serve_app(app, "127.0.0.1", port)

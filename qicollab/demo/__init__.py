@@ -1,0 +1,1 @@
+"""The demo collaborative: a seeded, deterministic generator with a saved known truth."""
