@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class MissingSecretError(RuntimeError):
+    """A production configuration started without its secret."""
+
+
 def storage_path(settings: dict[str, Any]) -> Path:
     """The folder generated files (database, reports, exports) go to, created on demand."""
     path = Path(settings.get("qicollab.storage") or DEFAULTS["qicollab.storage"]).resolve()
@@ -53,7 +57,9 @@ def apply_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     if not merged.get("sqlalchemy.url"):
         merged["sqlalchemy.url"] = default_database_url(merged)
     if not merged.get("qicollab.secret"):
-        # A development fallback; production.ini refuses to start without a real secret.
+        if as_bool(merged.get("qicollab.require_secret")):
+            msg = "QICOLLAB_SECRET must be set (production.ini requires a real secret)"
+            raise MissingSecretError(msg)
         merged["qicollab.secret"] = "development-only-secret-change-me"
     return merged
 

@@ -40,3 +40,29 @@ def test_view_without_permission_is_denied(app, webapp):
     config.commit()
     response = webapp.get("/forgetful", status=403)
     assert "secret" not in response.text
+
+
+def test_unexpected_errors_render_a_500_page_without_details(app, webapp):
+    from pyramid.config import Configurator
+    from pyramid.security import NO_PERMISSION_REQUIRED
+
+    def explode(request):
+        msg = "secret submitted value 123-45-6789"
+        raise RuntimeError(msg)
+
+    config = Configurator(registry=app.registry)
+    config.add_route("explode", "/explode")
+    config.add_view(explode, route_name="explode", permission=NO_PERMISSION_REQUIRED)
+    config.commit()
+    response = webapp.get("/explode", status=500)
+    assert "Something went wrong" in response.text
+    assert "123-45-6789" not in response.text
+
+
+def test_paste_entry_point_builds_the_app(database_url, tmp_path):
+    from importlib.metadata import entry_points
+
+    (factory,) = [e for e in entry_points(group="paste.app_factory") if e.name == "main"]
+    app = factory.load()({}, **{"sqlalchemy.url": database_url, "qicollab.storage": str(tmp_path)})
+    assert app.registry.settings["sqlalchemy.url"] == database_url
+    app.registry["db.engine"].dispose()
