@@ -483,6 +483,8 @@ def _draw_effects(
     outliers: dict[str, dict[str, str]] = {}
     # True outliers are larger hospitals, so they have the data to be detected.
     large = [m.code for m in members if m.volume >= 1.0]
+    if len(large) < 3:  # tiny collaboratives (tests): any member will do
+        large = [m.code for m in members]
     for measure in measures:
         codes = [m.code for m in members]
         u = rng.normal(0.0, measure.sigma, size=len(codes))
@@ -610,7 +612,9 @@ def generate(seed: int = DEFAULT_SEED, n_members: int = 40) -> DemoCollaborative
     effects, outliers = _draw_effects(rng, members, measures)
     outlier_codes = {code for per in outliers.values() for code in per}
     candidates = [m.code for m in members if m.code not in outlier_codes]
-    improvers = tuple(sorted(rng.choice(candidates, size=6, replace=False).tolist()))
+    candidates = candidates or [m.code for m in members]
+    n_improvers = min(6, max(1, len(candidates) // 2))
+    improvers = tuple(sorted(rng.choice(candidates, size=n_improvers, replace=False).tolist()))
 
     aggregate_rows: list[dict[str, Any]] = []
     for measure in measures:
