@@ -39,8 +39,11 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     return config
 
 
-#: Domain packages that register services, routes and views.
-DOMAINS: list[str] = []
+#: Domain packages that register services, routes and views, one per line.
+DOMAINS: list[str] = [
+    "qicollab.members",
+    "qicollab.measures",
+]
 
 
 def main(global_config: dict[str, Any] | None = None, **settings: Any) -> Router:

@@ -1,0 +1,104 @@
+"""Members and peer groups in the portal, for coordinators (identified)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.view import view_config
+
+from qicollab.audit.services import record
+from qicollab.members.services import (
+    CRITERIA_ATTRIBUTES,
+    MemberService,
+    PeerGroupDraft,
+    PeerGroupError,
+)
+from qicollab.permissions import Permission
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+    from qicollab.members.models import PeerGroup
+
+
+def _service(request: Request) -> MemberService:
+    return MemberService(request.db, request.identity.collaborative_id)
+
+
+@view_config(
+    route_name="members.list",
+    renderer="catalogue/members.jinja2",
+    permission=Permission.COLLABORATIVE_VIEW,
+)
+def member_list(request: Request) -> dict[str, Any]:
+    """Every member with its attributes, blinded code and peer groups."""
+    service = _service(request)
+    return {"members": service.members(), "groups": service.peer_groups()}
+
+
+def _group_or_404(request: Request) -> PeerGroup:
+    code = request.matchdict["code"]
+    for group in _service(request).peer_groups():
+        if group.code == code:
+            return group
+    raise HTTPNotFound
+
+
+def _draft_from(post: Any) -> PeerGroupDraft:
+    criteria = {
+        attribute: post.getall(attribute)
+        for attribute in CRITERIA_ATTRIBUTES
+        if post.getall(attribute)
+    }
+    extra = tuple(
+        code.strip().upper()
+        for code in post.get("extra_members", "").replace(",", " ").split()
+        if code.strip()
+    )
+    return PeerGroupDraft(
+        code=post.get("code", ""),
+        name=post.get("name", ""),
+        description=post.get("description", ""),
+        criteria=criteria,
+        extra_member_codes=extra,
+    )
+
+
+@view_config(
+    route_name="peer_groups.new",
+    renderer="catalogue/peer_group_form.jinja2",
+    permission=Permission.COLLABORATIVE_MANAGE,
+)
+@view_config(
+    route_name="peer_groups.edit",
+    renderer="catalogue/peer_group_form.jinja2",
+    permission=Permission.COLLABORATIVE_MANAGE,
+)
+def peer_group_form(request: Request) -> Any:
+    """Build a peer group from member attributes, plus members added by hand."""
+    group = _group_or_404(request) if "code" in request.matchdict else None
+    service = _service(request)
+    context: dict[str, Any] = {
+        "group": group,
+        "attributes": CRITERIA_ATTRIBUTES,
+        "summary": service.attribute_summary(),
+        "error": None,
+    }
+    if request.method != "POST":
+        return context
+    try:
+        saved = service.save_peer_group(_draft_from(request.POST), group)
+    except PeerGroupError as error:
+        request.response.status = 422
+        return {**context, "error": str(error), "posted": request.POST}
+    record(
+        request.db,
+        "peer_group.updated" if group else "peer_group.created",
+        actor=request.identity,
+        object_type="peer_group",
+        object_id=saved.code,
+        ip_address=request.client_addr,
+        details={"members": len(saved.members), "criteria": saved.criteria},
+    )
+    return HTTPFound(request.route_url("members.list"))
