@@ -278,7 +278,8 @@ class TestCommit:
         db_session.commit()
         odd = aggregate_csv("2026-09,5,50,,")
         preview = service.preview(member=world.member, measure=world.hh, data=odd, filename="o.csv")
-        assert preview.ok and preview.needs_justification
+        assert preview.ok
+        assert preview.needs_justification
         assert {p.rule for p in preview.warnings} >= {"history_range"}
         with pytest.raises(JustificationRequiredError):
             service.commit(
@@ -453,7 +454,8 @@ class TestRows:
         db_session.commit()
         assert again.versions[0].submission_id == draft.versions[0].submission_id
         current, saved = service.current_values(world.member, world.hh, "2026-04")
-        assert current is None and saved.aggregate.denominator == 9
+        assert current is None
+        assert saved.aggregate.denominator == 9
         final = service.submit_rows(
             member=world.member,
             measure=world.hh,
