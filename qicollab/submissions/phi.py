@@ -19,6 +19,10 @@ suspicious cells; only those are looked at again, in Python, to name the kind an
 value. Messages never contain the value: they name the kind ("looks like an e-mail address")
 and show the value's shape with every letter and digit replaced by ``*``.
 
+Case keys are opaque codes of letters and digits by design, so in them only whole-key
+patterns count: a key that is a 5-digit number (ZIP) or a 7+ digit number, bare or behind a
+record-number prefix (``MRN0012345``); a random code that happens to contain digits passes.
+
 Month names are refused as whole words (``March``), and abbreviations (``Mar``, ``Dec``) and
 ``May`` only next to a number (``3 May``, ``Mar-2024``), so that ordinary words ("staff may",
 "MAR audit") in comments are not refused.
@@ -149,7 +153,9 @@ KINDS: tuple[Kind, ...] = (
         "contains a long run of digits (a record, account or phone number?)",
         "Remove it. Case keys must be opaque codes made for the collaborative, not record numbers.",
         r"[0-9]{7,}",
-        key_pattern=r"^[a-z]{0,3}[-_#: ]?[0-9]{7,}$",
+        key_pattern=(
+            r"^(?:mrn|mr|pt|pid|id|hn|urn|acct|acc|chart|rec)?[-_#: ]?[0-9][0-9 -]{5,}[0-9]$"
+        ),
     ),
 )
 
@@ -160,6 +166,8 @@ _COMPILED_KEY = {
 _COMBINED = "|".join(f"(?:{kind.pattern})" for kind in KINDS)
 _COMBINED_KEY = "|".join(f"(?:{kind.key_pattern or kind.pattern})" for kind in KINDS)
 _KIND_BY_RULE = {kind.rule: kind for kind in KINDS}
+_PERIOD_KINDS = tuple(kind for kind in KINDS if kind.rule not in {"phi_month", "phi_date"})
+_COMBINED_PERIOD = "|".join(f"(?:{kind.pattern})" for kind in _PERIOD_KINDS)
 
 #: Header words that name identifiers; matched on whole words of the normalised header.
 _IDENTIFYING_HEADER = re.compile(
@@ -300,24 +308,39 @@ def sweep(table: Table, layout: Layout) -> list[Problem]:
         else:
             candidates = nonempty & ~_valid_mask(series, column.kind, column.levels)
         is_key = column.role is ColumnRole.CASE_KEY
+        # A period column holds a month by design (Excel may write it "Mar-26").
+        kinds = _PERIOD_KINDS if column.kind is ColumnKind.PERIOD else KINDS
         if candidates.any():
             subset = series[candidates]
-            hits = arrow.search(subset, _COMBINED_KEY if is_key else _COMBINED)
+            if is_key:
+                pattern = _COMBINED_KEY
+            elif kinds is _PERIOD_KINDS:
+                pattern = _COMBINED_PERIOD
+            else:
+                pattern = _COMBINED
+            hits = arrow.search(subset, pattern)
             if hits.any():
                 positions = np.flatnonzero(candidates)[hits]
-                problems += _name_hits(table, name, positions, is_key=is_key)
+                problems += _name_hits(table, name, positions, is_key=is_key, kinds=kinds)
         if layout.is_patient and column.kind in {ColumnKind.NUMBER, ColumnKind.COUNT}:
             problems += _numeric_identifiers(table, name, nonempty)
     return problems
 
 
-def _name_hits(table: Table, name: str, positions: np.ndarray, *, is_key: bool) -> list[Problem]:
+def _name_hits(
+    table: Table,
+    name: str,
+    positions: np.ndarray,
+    *,
+    is_key: bool,
+    kinds: tuple[Kind, ...] = KINDS,
+) -> list[Problem]:
     patterns = _COMPILED_KEY if is_key else _COMPILED
     values = table.frame[name].to_numpy()
     problems = []
     for position in positions:
         text = str(values[position])
-        for kind in KINDS:
+        for kind in kinds:
             found = patterns[kind.rule].search(text)
             if found:
                 problems.append(
@@ -385,6 +408,7 @@ def sweep_text(text: str | None, *, field: str, file: str = "") -> list[Problem]
                     f"the {field.replace('_', ' ')} {kind.message}",
                     kind.fix,
                     file=file,
+                    row=None,
                     column=field,
                     value=mask(found.group(0).strip(" ,-")),
                 )

@@ -49,6 +49,16 @@ SHOWN_VALUE_CHARS = 24
 _COUNT_PATTERN = r"[0-9]+(?:\.0*)?"
 _NUMBER_PATTERN = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _PERIOD_PATTERN = r"([0-9]{4})[-/]([0-9]{1,2})(?:[-/]0?1(?:[ T]00:00(?::00)?)?)?"
+_MONTH_NAME_PERIOD = (
+    r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?[- /]?([0-9]{4}|[0-9]{2})"
+)
+_MONTH_NUMBERS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +393,11 @@ def validate(table: Table, layout: Layout, context: ValidationContext) -> Valida
 
 
 def _period_labels(table: Table, out: _Collector) -> np.ndarray:
-    """``YYYY-MM`` labels (Excel's ``2026-03-01`` is read as March 2026); ``""`` if invalid."""
+    """``YYYY-MM`` labels; ``""`` if invalid.
+
+    Excel's renderings of a month it took for a date are read back as that month:
+    ``2026-03-01``, ``2026-03-01 00:00:00``, ``Mar-26``, ``March 2026``.
+    """
     if "period" not in table.columns:
         return np.full(len(table), "", dtype=object)
     series = table.frame["period"]
@@ -398,6 +412,14 @@ def _period_labels(table: Table, out: _Collector) -> np.ndarray:
     parts = series.str.extract(f"^{_PERIOD_PATTERN}$")
     year = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype=float)
     month = pd.to_numeric(parts[1], errors="coerce").to_numpy(dtype=float)
+    # Excel shows a month it has turned into a date as "Mar-26" and saves the CSV that way.
+    named = series.str.lower().str.extract(f"^{_MONTH_NAME_PERIOD}$")
+    named_month = named[0].str[:3].map(_MONTH_NUMBERS).to_numpy(dtype=float)
+    named_year = pd.to_numeric(named[1], errors="coerce").to_numpy(dtype=float)
+    named_year = np.where(named_year < 100, named_year + 2000, named_year)
+    use_named = ~np.isfinite(year) & np.isfinite(named_month) & np.isfinite(named_year)
+    year = np.where(use_named, named_year, year)
+    month = np.where(use_named, named_month, month)
     good = np.isfinite(year) & np.isfinite(month) & (month >= 1) & (month <= 12)
     out.add(
         ~empty & ~good,
