@@ -92,10 +92,11 @@ class Column:
             return "letters, digits, '-', '_', '.' or ':' (up to 64), meaningless outside your site"
         else:
             return f"free text, up to {COMMENT_MAX_CHARS} characters, no identifiers"
-        if self.minimum is not None and self.maximum is not None:
-            text += f" from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
-        elif self.minimum is not None:
-            text += f", at least {_fmt(self.minimum)}"
+        minimum = None if self.kind is ColumnKind.COUNT and not self.minimum else self.minimum
+        if minimum is not None and self.maximum is not None:
+            text += f" from {_fmt(minimum)} to {_fmt(self.maximum)}"
+        elif minimum is not None:
+            text += f", at least {_fmt(minimum)}"
         elif self.maximum is not None:
             text += f", at most {_fmt(self.maximum)}"
         return text
