@@ -43,6 +43,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
 DOMAINS: list[str] = [
     "qicollab.members",
     "qicollab.measures",
+    "qicollab.submissions",
 ]
 
 

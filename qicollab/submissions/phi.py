@@ -31,7 +31,7 @@ Month names are refused as whole words (``March``), and abbreviations (``Mar``, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -416,13 +416,31 @@ def sweep_text(text: str | None, *, field: str, file: str = "") -> list[Problem]
     return []
 
 
+def refused_name(filename: str) -> str:
+    """What a refused file is called in messages: its kind only (a name can identify too)."""
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return f"refused file (.{extension})" if extension.isalnum() else "refused file"
+
+
 def screen(table: Table, layout: Layout) -> Table:
-    """Resolve the columns and sweep the values; raise :class:`PHIRefusedError` on any hit."""
-    resolved = resolve_columns(table, layout)
+    """Resolve the columns and sweep the values; raise :class:`PHIRefusedError` on any hit.
+
+    The refusal names neither the file nor the values: problems carry the masked shape and a
+    generic file label.
+    """
+    try:
+        resolved = resolve_columns(table, layout)
+    except PHIRefusedError as error:
+        raise PHIRefusedError(error.message, _anonymous(error.problems, table)) from None
     problems = sweep(resolved, layout)
     if problems:
         raise PHIRefusedError(
             f"{len(problems)} cell(s) look like identifiers; the file was refused and not stored",
-            problems,
+            _anonymous(problems, table),
         )
     return resolved
+
+
+def _anonymous(problems: list[Problem] | tuple[Problem, ...], table: Table) -> list[Problem]:
+    name = refused_name(table.filename) if table.kind != "rows" else table.filename
+    return [replace(problem, file=name) for problem in problems]

@@ -187,6 +187,11 @@ class _Collector:
             )
 
 
+def _problem_order(problem: Problem) -> tuple[int, int]:
+    """Problems read top to bottom: by row (file-level first), errors before warnings."""
+    return (problem.row or 0, 0 if problem.severity is Severity.ERROR else 1)
+
+
 def _shown(value: object) -> str:
     text = "" if value is None else str(value)
     if text == "nan":
@@ -384,7 +389,7 @@ def validate(table: Table, layout: Layout, context: ValidationContext) -> Valida
         table=table,
         layout=layout,
         clean=clean,
-        problems=tuple(out.problems),
+        problems=tuple(sorted(out.problems, key=_problem_order)),
         error_count=out.errors,
         warning_count=out.warnings,
         counts=dict(out.counts),

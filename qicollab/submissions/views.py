@@ -1,0 +1,556 @@
+"""Portal pages for submitting a member's data: templates, upload -> preview -> commit, form.
+
+Views stay thin: find the member and measure, call :class:`SubmissionService`, render. Reading
+needs ``MEMBER_VIEW``; writing needs ``MEMBER_SUBMIT`` (the member's quality officers) or
+``COLLABORATIVE_MANAGE`` on the member (coordinators submitting on a member's behalf), checked by
+:func:`require_submit` because a view names only one permission. Members of another
+collaborative are 404, like unknown ones.
+
+Refusals (PHI, parse errors, invalid data) are rendered, not raised, with status 422: nothing
+was written by the service, and returning lets the audit record of the refusal commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from pyramid.csrf import get_csrf_token
+from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPSeeOther
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from qicollab.audit.services import record
+from qicollab.config import storage_path
+from qicollab.measures.models import DataLevel, Measure
+from qicollab.members.models import Member
+from qicollab.permissions import Permission
+from qicollab.submissions import templates
+from qicollab.submissions.errors import (
+    JustificationRequiredError,
+    ParseError,
+    PHIRefusedError,
+    ReasonRequiredError,
+    SubmissionError,
+    WindowClosedError,
+)
+from qicollab.submissions.models import SubmissionBatch, SubmissionSource
+from qicollab.submissions.parsing import Limits
+from qicollab.submissions.services import PlanAction, SubmissionService
+from qicollab.submissions.uploads import UploadStore
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+    from qicollab.resources import MemberResource
+
+AGGREGATE_FIELDS = ("numerator", "denominator", "exclusions", "value", "comment")
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def service_for(request: Request) -> SubmissionService:
+    """The submission service of this request."""
+    return SubmissionService(request.db, limits=Limits.from_settings(request.registry.settings))
+
+
+def upload_store(request: Request) -> UploadStore:
+    """Uploads waiting for their commit, in the storage folder."""
+    return UploadStore(storage_path(request.registry.settings))
+
+
+def can_submit(request: Request, context: MemberResource) -> bool:
+    """Officers of the member, and coordinators (and admins) on its behalf."""
+    return bool(
+        request.has_permission(Permission.MEMBER_SUBMIT, context)
+        or request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
+    )
+
+
+def require_submit(request: Request, context: MemberResource) -> None:
+    """403 unless the user may submit for this member."""
+    if not can_submit(request, context):
+        raise HTTPForbidden
+
+
+def member_of(request: Request, context: MemberResource) -> Member:
+    """The context's member, 404 when unknown or in another collaborative."""
+    member = request.db.get(Member, context.member_id)
+    user = request.identity
+    if member is None or user is None or member.collaborative_id != user.collaborative_id:
+        raise HTTPNotFound
+    return member
+
+
+def measure_of(request: Request, member: Member, code: str | None) -> Measure:
+    """An active measure of the member's collaborative by code, else 404."""
+    measure = request.db.scalar(
+        sa.select(Measure).where(
+            Measure.collaborative_id == member.collaborative_id,
+            Measure.code == (code or ""),
+            Measure.active.is_(True),
+        )
+    )
+    if measure is None:
+        raise HTTPNotFound
+    return measure
+
+
+def _measures(request: Request, member: Member) -> list[Measure]:
+    return list(
+        request.db.scalars(
+            sa.select(Measure)
+            .where(Measure.collaborative_id == member.collaborative_id, Measure.active.is_(True))
+            .order_by(Measure.code)
+        )
+    )
+
+
+def _base(request: Request, context: MemberResource, member: Member) -> dict[str, Any]:
+    return {
+        "member": member,
+        "csrf_token": get_csrf_token(request),
+        "can_submit": can_submit(request, context),
+    }
+
+
+def _refusal_page(
+    request: Request,
+    context: MemberResource,
+    member: Member,
+    error: SubmissionError,
+    *,
+    measure: Measure | None,
+    filename: str,
+) -> dict[str, Any]:
+    request.response.status = 422
+    refused = isinstance(error, PHIRefusedError)
+    if refused:
+        # Kinds and counts only: no file name, no value, nothing of the content.
+        record(
+            request.db,
+            "submission.refused",
+            actor=request.identity,
+            object_type="member",
+            object_id=member.id,
+            member_id=member.id,
+            ip_address=request.client_addr,
+            details={
+                "measure": measure.code if measure else None,
+                "rules": sorted({problem.rule for problem in error.problems}),
+                "cells": len(error.problems),
+            },
+        )
+    request.override_renderer = "submissions/refused.jinja2"
+    return {
+        **_base(request, context, member),
+        "measure": measure,
+        "refused": refused,
+        "error": error,
+        "problems": error.problems,
+        "filename": "" if refused else filename,
+    }
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@view_config(
+    route_name="submissions.portal",
+    renderer="submissions/portal.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="GET",
+)
+def portal(context: MemberResource, request: Request) -> dict[str, Any]:
+    """The member's submission page: templates, windows, the upload form, recent versions."""
+    member = member_of(request, context)
+    service = service_for(request)
+    measures = []
+    for measure in _measures(request, member):
+        open_periods = service.open_periods(member, measure)
+        measures.append({"measure": measure, "open_periods": open_periods})
+    return {
+        **_base(request, context, member),
+        "measures": measures,
+        "max_mib": service.limits.max_bytes / (1024 * 1024),
+        "versions": service.versions(member)[:20],
+    }
+
+
+@view_config(
+    route_name="submissions.template", permission=Permission.MEMBER_VIEW, request_method="GET"
+)
+def template(context: MemberResource, request: Request) -> Response:
+    """The measure's CSV or XLSX template, for this member's de-identification profile."""
+    member = member_of(request, context)
+    measure = measure_of(request, member, request.matchdict.get("measure_code"))
+    extension = request.matchdict.get("ext")
+    layout = service_for(request).layout(member, measure)
+    if extension == "csv":
+        body, content_type = templates.csv_template(layout), "text/csv; charset=utf-8"
+    elif extension == "xlsx":
+        definitions = {
+            "Measure": measure.description or measure.title,
+            "Numerator": measure.numerator_definition,
+            "Denominator": measure.denominator_definition,
+            "Exclusions": measure.exclusion_definition,
+        }
+        body = templates.xlsx_template(layout, definitions=definitions)
+        content_type = templates.XLSX_CONTENT_TYPE
+    else:
+        raise HTTPNotFound
+    record(
+        request.db,
+        "template.downloaded",
+        actor=request.identity,
+        object_type="measure",
+        object_id=measure.id,
+        member_id=member.id,
+        ip_address=request.client_addr,
+        details={"measure": measure.code, "format": extension},
+    )
+    return _download(body, content_type, templates.template_filename(layout, extension))
+
+
+def _download(body: bytes, content_type: str, filename: str) -> Response:
+    response = Response(body=body, content_type=content_type.split(";", maxsplit=1)[0])
+    if "charset" in content_type:
+        response.charset = "utf-8"
+    response.content_disposition = f'attachment; filename="{filename}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control = "no-store"
+    return response
+
+
+@view_config(
+    route_name="submissions.upload",
+    renderer="submissions/refused.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="POST",
+    require_csrf=True,
+)
+def upload(context: MemberResource, request: Request) -> Any:
+    """Store an upload that passed the PHI screen and show its preview (POST-redirect-GET)."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    measure = measure_of(request, member, request.POST.get("measure"))
+    service = service_for(request)
+    field = request.POST.get("file")
+    if field is None or not hasattr(field, "file"):
+        error = ParseError("choose a file to upload", rule="no_file", fix="Choose a file.")
+        return _refusal_page(request, context, member, error, measure=measure, filename="")
+    filename = str(getattr(field, "filename", "") or "upload")
+    data = field.file.read(service.limits.max_bytes + 1)
+    try:
+        service.preview(member=member, measure=measure, data=data, filename=filename)
+    except SubmissionError as error:
+        return _refusal_page(request, context, member, error, measure=measure, filename=filename)
+    token = upload_store(request).put(
+        member_id=member.id, measure_code=measure.code, filename=filename, data=data
+    )
+    return HTTPSeeOther(request.route_url("submissions.preview", member_id=member.id, token=token))
+
+
+def _stored(request: Request, member: Member) -> Any:
+    stored = upload_store(request).get(request.matchdict.get("token", ""), member_id=member.id)
+    if stored is None:
+        raise HTTPNotFound
+    return stored
+
+
+@view_config(
+    route_name="submissions.preview",
+    renderer="submissions/preview.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="GET",
+)
+def preview(context: MemberResource, request: Request) -> dict[str, Any]:
+    """The dry run of a stored upload: rows read, add/replace per period, problems."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    stored = _stored(request, member)
+    measure = measure_of(request, member, stored.measure_code)
+    service = service_for(request)
+    try:
+        result = service.preview(
+            member=member, measure=measure, data=stored.data, filename=stored.filename
+        )
+    except SubmissionError as error:
+        return _refusal_page(
+            request, context, member, error, measure=measure, filename=stored.filename
+        )
+    return {
+        **_base(request, context, member),
+        "measure": measure,
+        "stored": stored,
+        "result": result,
+        "actions": PlanAction,
+        "message": None,
+    }
+
+
+@view_config(
+    route_name="submissions.commit",
+    renderer="submissions/preview.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="POST",
+    require_csrf=True,
+)
+def commit(context: MemberResource, request: Request) -> Any:
+    """Commit a previewed upload, all or nothing; on refusal show the preview again."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    stored = _stored(request, member)
+    measure = measure_of(request, member, stored.measure_code)
+    service = service_for(request)
+    store = upload_store(request)
+    try:
+        result = service.commit(
+            member=member,
+            measure=measure,
+            data=stored.data,
+            filename=stored.filename,
+            actor=request.identity,
+            reason=request.POST.get("reason"),
+            justification=request.POST.get("justification"),
+            ip_address=request.client_addr,
+        )
+    except (JustificationRequiredError, ReasonRequiredError, WindowClosedError) as error:
+        request.response.status = 422
+        return {
+            **_base(request, context, member),
+            "measure": measure,
+            "stored": stored,
+            "result": service.preview(
+                member=member, measure=measure, data=stored.data, filename=stored.filename
+            ),
+            "actions": PlanAction,
+            "message": error.message,
+        }
+    except SubmissionError as error:
+        return _refusal_page(
+            request, context, member, error, measure=measure, filename=stored.filename
+        )
+    store.delete(stored.token)
+    if result.batch_id is None:
+        return HTTPSeeOther(request.route_url("submissions.history", member_id=member.id))
+    return HTTPSeeOther(
+        request.route_url("submissions.batch", member_id=member.id, batch_id=result.batch_id)
+        + ("?duplicate=1" if result.duplicate else "")
+    )
+
+
+@view_config(
+    route_name="submissions.errors", permission=Permission.MEMBER_VIEW, request_method="GET"
+)
+def error_report(context: MemberResource, request: Request) -> Response:
+    """The stored upload with an ``errors`` column, as CSV or XLSX."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    stored = _stored(request, member)
+    measure = measure_of(request, member, stored.measure_code)
+    extension = request.matchdict.get("ext")
+    if extension not in {"csv", "xlsx"}:
+        raise HTTPNotFound
+    try:
+        report = service_for(request).error_report(
+            member=member,
+            measure=measure,
+            data=stored.data,
+            filename=stored.filename,
+            fmt=extension,
+        )
+    except SubmissionError as error:
+        return Response(error.message, status=422, content_type="text/plain")
+    record(
+        request.db,
+        "submission.error_report_downloaded",
+        actor=request.identity,
+        object_type="member",
+        object_id=member.id,
+        member_id=member.id,
+        ip_address=request.client_addr,
+        details={"measure": measure.code, "format": extension},
+    )
+    return _download(report.body, report.content_type, report.filename)
+
+
+@view_config(
+    route_name="submissions.batch",
+    renderer="submissions/batch.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="GET",
+)
+def batch(context: MemberResource, request: Request) -> dict[str, Any]:
+    """What one upload or form save stored."""
+    member = member_of(request, context)
+    raw = request.matchdict.get("batch_id", "")
+    found = request.db.get(SubmissionBatch, int(raw)) if raw.isdigit() else None
+    if found is None or found.member_id != member.id:
+        raise HTTPNotFound
+    versions = service_for(request).versions(member)
+    return {
+        **_base(request, context, member),
+        "batch": found,
+        "measure": request.db.get(Measure, found.measure_id),
+        "versions": [v for v in versions if v[0].batch_id == found.id],
+        "duplicate": request.GET.get("duplicate") == "1",
+    }
+
+
+@view_config(
+    route_name="submissions.history",
+    renderer="submissions/history.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method="GET",
+)
+def history(context: MemberResource, request: Request) -> dict[str, Any]:
+    """Every version of the member's data, with status, reason and predecessor."""
+    member = member_of(request, context)
+    return {**_base(request, context, member), "versions": service_for(request).versions(member)}
+
+
+# --- the web form --------------------------------------------------------------------------------
+
+
+def _form_rows(request: Request, layout_names: tuple[str, ...]) -> list[dict[str, object]]:
+    params = request.POST if request.method == "POST" else request.GET
+    row: dict[str, object] = {"period": params.get("period", "")}
+    for name in AGGREGATE_FIELDS:
+        if name in layout_names:
+            row[name] = params.get(name, "")
+    return [row]
+
+
+@view_config(
+    route_name="submissions.form",
+    renderer="submissions/form.jinja2",
+    permission=Permission.MEMBER_VIEW,
+    request_method=("GET", "POST"),
+    require_csrf=True,  # checked on POST only
+)
+def form(context: MemberResource, request: Request) -> Any:
+    """Enter one period's aggregate values; save a draft or submit."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    measure = measure_of(request, member, request.matchdict.get("measure_code"))
+    if measure.level is not DataLevel.AGGREGATE:
+        raise HTTPNotFound
+    service = service_for(request)
+    layout = service.layout(member, measure)
+    open_periods = service.open_periods(member, measure)
+    period = request.params.get("period") or (open_periods[-1] if open_periods else "")
+    values: dict[str, object] = {}
+    problems: tuple[Any, ...] = ()
+    message = None
+    if request.method == "POST":
+        if not request.POST.get("csrf_token") or request.POST.get("csrf_token") != get_csrf_token(
+            request
+        ):
+            raise HTTPForbidden
+        rows = _form_rows(request, layout.names)
+        values = dict(rows[0])
+        action = request.POST.get("action", "draft")
+        try:
+            result = service.submit_rows(
+                member=member,
+                measure=measure,
+                rows=rows,
+                source=SubmissionSource.FORM,
+                actor=request.identity,
+                reason=request.POST.get("reason"),
+                justification=request.POST.get("justification"),
+                draft=action != "submit",
+                ip_address=request.client_addr,
+            )
+        except SubmissionError as error:
+            request.response.status = 422
+            problems = error.problems
+            message = error.message
+        else:
+            query = {"period": str(values.get("period", "")), "saved": action}
+            if result.duplicate:
+                query["saved"] = "unchanged"
+            return HTTPSeeOther(
+                request.route_url(
+                    "submissions.form",
+                    member_id=member.id,
+                    measure_code=measure.code,
+                    _query=query,
+                )
+            )
+    current, draft = service.current_values(member, measure, period) if period else (None, None)
+    if not values:
+        source = draft or current
+        aggregate = source.aggregate if source is not None else None
+        values = {"period": period}
+        for name in AGGREGATE_FIELDS:
+            raw = getattr(aggregate, name, None) if aggregate is not None else None
+            values[name] = "" if raw is None else _plain(raw)
+    window = service.window(member, measure, period) if period else None
+    return {
+        **_base(request, context, member),
+        "measure": measure,
+        "layout": layout,
+        "period": period,
+        "open_periods": open_periods,
+        "values": values,
+        "current": current,
+        "draft": draft,
+        "window": window,
+        "problems": problems,
+        "message": message,
+        "saved": request.GET.get("saved"),
+    }
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@view_config(
+    route_name="submissions.validate",
+    renderer="json",
+    permission=Permission.MEMBER_VIEW,
+    request_method="POST",
+    require_csrf=True,
+)
+def validate_cells(context: MemberResource, request: Request) -> dict[str, Any]:
+    """As-you-type checks of the form: the same validation, nothing written."""
+    member = member_of(request, context)
+    require_submit(request, context)
+    measure = measure_of(request, member, request.matchdict.get("measure_code"))
+    try:
+        payload = request.json_body
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        request.response.status = 400
+        return {"ok": False, "problems": [], "message": "send a JSON object of field values"}
+    layout_names = service_for(request).layout(member, measure).names
+    row = {
+        key: value
+        for key, value in payload.items()
+        if key in layout_names and (value is None or isinstance(value, str | int | float))
+    }
+    try:
+        result = service_for(request).preview_rows(
+            member=member, measure=measure, rows=[row], source=SubmissionSource.FORM
+        )
+    except SubmissionError as error:
+        return {
+            "ok": False,
+            "problems": [problem.to_json() for problem in error.problems],
+            "message": error.message,
+        }
+    plan = result.periods[0] if result.periods else None
+    return {
+        "ok": result.ok,
+        "problems": [problem.to_json() for problem in result.problems],
+        "action": plan.action.value if plan else None,
+        "checked_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
