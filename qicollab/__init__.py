@@ -44,6 +44,8 @@ DOMAINS: list[str] = [
     "qicollab.members",
     "qicollab.measures",
     "qicollab.submissions",
+    "qicollab.jobs",
+    "qicollab.benchmarking",
 ]
 
 

@@ -1,0 +1,240 @@
+"""The job queue: huey, configured from the settings, running registered job handlers.
+
+Settings (ini ``[app:main]`` or environment):
+
+``qicollab.queue.backend``
+    ``sqlite`` (default): :class:`huey.SqliteHuey` in ``<storage>/huey.sqlite``. Workers on the
+    same machine share the file; nothing else to run.
+
+    ``postgresql``: :class:`huey.PostgresHuey` (psycopg 3). The queue tables live in their own
+    schema (``qicollab_queue``, created on first use) of the database in
+    ``qicollab.queue.url``, by default the application's own PostgreSQL database, so more
+    worker machines are just more ``qicollab worker`` processes pointed at the same database,
+    and the application schema (checked by ``qicollab db check``) stays untouched.
+
+    ``redis``: :class:`huey.RedisHuey` at ``qicollab.queue.url`` (``redis://host:6379/0``);
+    needs the ``redis`` package, which qicollab does not install.
+
+    ``memory``: an in-process queue, for experiments.
+``qicollab.queue.immediate``
+    ``true`` runs every job synchronously when it is enqueued (tests, one-off scripts).
+
+Jobs carry ids, never objects: the queue holds only the job id, and the handler registered for
+the job's ``kind`` reads everything else (its ``params``) from the database. Enqueue after the
+transaction that created the job has committed (:meth:`JobQueue.enqueue_after_commit`), or a
+fast worker may look for a row that does not exist yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import huey
+import sqlalchemy as sa
+
+from qicollab.config import as_bool, storage_path
+from qicollab.jobs.models import JobStatus
+from qicollab.jobs.services import JobService, JobState, JobStateError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+BACKEND = "qicollab.queue.backend"
+URL = "qicollab.queue.url"
+IMMEDIATE = "qicollab.queue.immediate"
+#: The schema holding huey's tables on PostgreSQL.
+PG_SCHEMA = "qicollab_queue"
+#: The one huey task: run the job whose id it is given.
+TASK_NAME = "run_job"
+
+#: Modules that register job handlers; imported before a job is dispatched.
+HANDLER_MODULES: tuple[str, ...] = ("qicollab.benchmarking.tasks",)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler gets: the job, the settings, a session factory and the job service."""
+
+    job: JobState
+    settings: dict[str, Any]
+    session_factory: sessionmaker[Session]
+    jobs: JobService
+
+
+Handler = Callable[[JobContext], dict[str, Any] | None]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def job_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``.
+
+    The handler may mark the job succeeded itself (e.g. in the same transaction as its
+    results); otherwise the queue marks it succeeded with the handler's return value as result.
+    Raising marks it failed with the error text.
+    """
+
+    def register(function: Handler) -> Handler:
+        _HANDLERS[kind] = function
+        return function
+
+    return register
+
+
+def handler_for(kind: str) -> Handler:
+    """The registered handler of a job kind."""
+    for module in HANDLER_MODULES:
+        importlib.import_module(module)
+    try:
+        return _HANDLERS[kind]
+    except KeyError:
+        msg = f"no handler for jobs of kind {kind!r}"
+        raise LookupError(msg) from None
+
+
+def _pg_dsn(url: str) -> str:
+    """A libpq connection string from an SQLAlchemy URL."""
+    parsed = sa.make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_huey(settings: dict[str, Any], *, name: str = "qicollab") -> huey.Huey:
+    """The huey instance for these settings (see the module docstring)."""
+    backend = str(settings.get(BACKEND) or "sqlite").lower()
+    immediate = as_bool(settings.get(IMMEDIATE))
+    common: dict[str, Any] = {"results": False, "immediate": immediate, "utc": True}
+    if backend == "sqlite":
+        filename = settings.get(URL) or str(storage_path(settings) / "huey.sqlite")
+        return huey.SqliteHuey(name, filename=filename, **common)
+    if backend == "memory":
+        return huey.MemoryHuey(name, **common)
+    if backend == "redis":
+        return huey.RedisHuey(name, url=settings.get(URL), **common)
+    if backend in {"postgresql", "postgres"}:
+        dsn = _pg_dsn(settings.get(URL) or settings["sqlalchemy.url"])
+        if not immediate:
+            import psycopg  # noqa: PLC0415 - only PostgreSQL deployments need it
+
+            with psycopg.connect(dsn, autocommit=True) as connection:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+        return huey.PostgresHuey(
+            name, dsn=dsn, options=f"-c search_path={PG_SCHEMA}", table_prefix="huey", **common
+        )
+    msg = f"unknown {BACKEND} {backend!r}: use sqlite, postgresql, redis or memory"
+    raise ValueError(msg)
+
+
+class JobQueue:
+    """A huey instance plus the database the jobs read and write.
+
+    Build one per process from the settings (the portal, the CLI and ``qicollab worker`` build
+    the same one, so they agree on the queue). The engine is created lazily and again after a
+    fork, so huey's process workers never share a connection with their parent.
+    """
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        *,
+        engine: sa.Engine | None = None,
+        huey_instance: huey.Huey | None = None,
+    ) -> None:
+        self.settings = settings
+        self.huey = huey_instance or make_huey(settings)
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._pid = os.getpid()
+        self._task = self.huey.task(name=TASK_NAME)(self.run_job)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The database engine of this process."""
+        if self._engine is not None and self._pid != os.getpid():
+            # A forked worker: drop the parent's pooled connections without closing them.
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+        if self._engine is None:
+            from qicollab.db import create_engine_from_settings  # noqa: PLC0415
+
+            self._engine = create_engine_from_settings(self.settings)
+            self._owns_engine = True
+        return self._engine
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """Sessions on :attr:`engine`."""
+        from qicollab.db import get_session_factory  # noqa: PLC0415
+
+        return get_session_factory(self.engine)
+
+    def enqueue(self, job_id: int) -> None:
+        """Put a committed job on the queue (runs it at once in immediate mode)."""
+        self._task(job_id)
+
+    def enqueue_after_commit(self, session: Session, job_id: int) -> None:
+        """Enqueue once ``session``'s transaction commits (nothing happens on rollback).
+
+        Works for plain sessions and for pyramid_tm sessions alike, because both end in the
+        SQLAlchemy session's commit.
+        """
+
+        def after_commit(_session: Session) -> None:
+            self.enqueue(job_id)
+
+        sa.event.listen(session, "after_commit", after_commit, once=True)
+
+    def pending(self) -> int:
+        """How many jobs wait for a worker."""
+        return len(self.huey)
+
+    def drain(self) -> int:
+        """Run every queued task in this process, then return how many ran (``--drain``)."""
+        count = 0
+        while True:
+            task = self.huey.dequeue()
+            if task is None:
+                return count
+            self.huey.execute(task)
+            count += 1
+
+    def run_job(self, job_id: int) -> None:
+        """Run one job here and now: the body of the huey task.
+
+        Failures are recorded on the job row (and logged), not re-raised: huey has nothing
+        useful to do with them, and the row is what the portal and CLI show.
+        """
+        jobs = JobService(self.session_factory)
+        try:
+            state = jobs.get(job_id)
+        except LookupError:
+            log.exception("job %s vanished before it ran", job_id)
+            return
+        if state.finished:
+            log.warning("job %s is already %s; not running it again", job_id, state.status)
+            return
+        try:
+            handler = handler_for(state.kind)
+            jobs.start(job_id)
+            context = JobContext(state, self.settings, self.session_factory, jobs)
+            result = handler(context)
+            if jobs.get(job_id).status is JobStatus.RUNNING:
+                jobs.succeed(job_id, result=result)
+        except Exception as error:
+            log.exception("job %s (%s) failed", job_id, state.kind)
+            with contextlib.suppress(JobStateError):  # the handler may have marked it
+                jobs.fail(job_id, error)
+
+    def close(self) -> None:
+        """Release the queue's storage connection and an engine it created."""
+        storage_close = getattr(self.huey.storage, "close", None)
+        if storage_close is not None:
+            storage_close()
+        if self._engine is not None and self._owns_engine:
+            self._engine.dispose()

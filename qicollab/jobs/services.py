@@ -1,0 +1,322 @@
+"""Job rows for long work: create, start, report progress, succeed or fail.
+
+Progress is written in its own short transaction, separate from the work's, so the portal and
+the CLI see it while the work is still running. On SQLite a writer holds the database's single
+write lock for its whole transaction, so the work must not hold a write transaction open while it
+reports progress (the benchmark run computes outside any write transaction and stores its
+results in one short transaction at the end); readers are never blocked (WAL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from qicollab.db import READ_ONLY_OPTION, session_scope, utcnow
+from qicollab.jobs.models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+#: Statuses after which a job never changes again.
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+#: Longest error text kept on the row (the full traceback goes to the log).
+MAX_ERROR_CHARS = 4000
+MAX_MESSAGE_CHARS = 500
+
+
+class JobNotFoundError(LookupError):
+    """No job with that id."""
+
+
+class JobStateError(RuntimeError):
+    """A transition that the job's current status does not allow (e.g. finishing twice)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A read-only copy of a job row, safe to pass between threads and sessions."""
+
+    id: int
+    kind: str
+    status: JobStatus
+    done: int
+    total: int
+    message: str
+    error: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    collaborative_id: int | None
+    created_by_id: int | None
+    created_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @property
+    def progress(self) -> float:
+        """Fraction done, 0 to 1 (1 once succeeded)."""
+        if self.status is JobStatus.SUCCEEDED:
+            return 1.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded or failed: nothing will change any more."""
+        return self.status in FINISHED
+
+    @classmethod
+    def of(cls, job: Job) -> JobState:
+        """Copy a row."""
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=JobStatus(job.status),
+            done=job.done or 0,
+            total=job.total or 0,
+            message=job.message or "",
+            error=job.error,
+            params=dict(job.params or {}),
+            result=None if job.result is None else dict(job.result),
+            collaborative_id=job.collaborative_id,
+            created_by_id=job.created_by_id,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The status document the portal polls (``/jobs/{id}``) and ``jobs show`` prints."""
+
+        def stamp(value: dt.datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status.value,
+            "done": self.done,
+            "total": self.total,
+            "progress": round(self.progress, 4),
+            "message": self.message,
+            "error": self.error,
+            "params": self.params,
+            "result": self.result,
+            "created_at": stamp(self.created_at),
+            "started_at": stamp(self.started_at),
+            "finished_at": stamp(self.finished_at),
+            "finished": self.finished,
+        }
+
+
+def error_text(error: BaseException | str) -> str:
+    """What a user sees about a failure: the exception type and message, trimmed."""
+    if isinstance(error, str):
+        text = error
+    else:
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    return text[:MAX_ERROR_CHARS]
+
+
+ProgressListener = Callable[[JobState], None]
+
+
+@dataclass
+class JobService:
+    """Job lifecycle over a session factory: every call is its own short transaction.
+
+    ``listener`` (optional) is called with the new state after each committed change, in the
+    calling thread: the CLI uses it to move a progress bar without polling.
+    """
+
+    session_factory: sessionmaker[Session]
+    listener: ProgressListener | None = None
+    clock: Callable[[], dt.datetime] = field(default=utcnow)
+
+    # --- creating and reading -----------------------------------------------------------------
+
+    def create(
+        self,
+        kind: str,
+        *,
+        params: dict[str, Any] | None = None,
+        collaborative_id: int | None = None,
+        created_by_id: int | None = None,
+        total: int = 0,
+        message: str = "queued",
+        session: Session | None = None,
+    ) -> Job:
+        """A queued job. With ``session`` it joins the caller's transaction (enqueue it only
+        after that commits); without, it is committed at once."""
+        job = Job(
+            kind=kind,
+            params=params or {},
+            collaborative_id=collaborative_id,
+            created_by_id=created_by_id,
+            status=JobStatus.QUEUED,
+            done=0,
+            total=total,
+            message=message[:MAX_MESSAGE_CHARS],
+            created_at=self.clock(),
+        )
+        if session is not None:
+            session.add(job)
+            session.flush()
+            return job
+        with session_scope(self.session_factory) as own:
+            own.add(job)
+            own.flush()
+        return job
+
+    def _reader(self) -> Session:
+        """A session whose transactions only read: on SQLite it starts with a deferred
+        ``BEGIN``, so looking at a job never waits for (or blocks) a writer."""
+        bind = self.session_factory.kw["bind"].execution_options(**{READ_ONLY_OPTION: True})
+        return self.session_factory(bind=bind)
+
+    def get(self, job_id: int) -> JobState:
+        """The current state, read in a fresh transaction."""
+        session = self._reader()
+        try:
+            job = session.get(Job, job_id)
+            if job is None:
+                msg = f"no job {job_id}"
+                raise JobNotFoundError(msg)
+            return JobState.of(job)
+        finally:
+            session.close()
+
+    def recent(self, *, collaborative_id: int | None = None, limit: int = 50) -> list[JobState]:
+        """The newest jobs first."""
+        session = self._reader()
+        try:
+            query = sa.select(Job).order_by(Job.id.desc()).limit(limit)
+            if collaborative_id is not None:
+                query = query.where(Job.collaborative_id == collaborative_id)
+            return [JobState.of(job) for job in session.scalars(query)]
+        finally:
+            session.close()
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def start(self, job_id: int, *, message: str = "running", total: int | None = None) -> JobState:
+        """Queued (or a retried running job) -> running."""
+        values: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "started_at": self.clock(),
+            "message": message[:MAX_MESSAGE_CHARS],
+            "error": None,
+        }
+        if total is not None:
+            values["total"] = total
+        return self._update(job_id, values, allowed=(JobStatus.QUEUED, JobStatus.RUNNING))
+
+    def progress(
+        self, job_id: int, done: int, total: int | None = None, message: str | None = None
+    ) -> JobState:
+        """Record how far the work is; committed at once so other sessions see it."""
+        values: dict[str, Any] = {"done": int(done)}
+        if total is not None:
+            values["total"] = int(total)
+        if message is not None:
+            values["message"] = message[:MAX_MESSAGE_CHARS]
+        return self._update(job_id, values, allowed=(JobStatus.RUNNING,))
+
+    def succeed(
+        self,
+        job_id: int,
+        *,
+        result: dict[str, Any] | None = None,
+        message: str = "done",
+        session: Session | None = None,
+    ) -> JobState | None:
+        """Running -> succeeded. With ``session`` the change commits with the caller's work
+        (so the job is never "succeeded" while the work's results are missing)."""
+        values: dict[str, Any] = {
+            "status": JobStatus.SUCCEEDED,
+            "finished_at": self.clock(),
+            "message": message[:MAX_MESSAGE_CHARS],
+            "result": result,
+        }
+        if session is not None:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise JobNotFoundError(job_id)
+            if job.status is not JobStatus.RUNNING:
+                msg = f"job {job_id} is {job.status.value}, not running"
+                raise JobStateError(msg)
+            for key, value in values.items():
+                setattr(job, key, value)
+            if job.total:
+                job.done = job.total
+            session.flush()
+            return None
+        return self._update(job_id, values, allowed=(JobStatus.RUNNING,), complete=True)
+
+    def fail(self, job_id: int, error: BaseException | str) -> JobState:
+        """Any unfinished status -> failed, with the error text (its own transaction)."""
+        return self._update(
+            job_id,
+            {
+                "status": JobStatus.FAILED,
+                "finished_at": self.clock(),
+                "error": error_text(error),
+                "message": "failed",
+            },
+            allowed=(JobStatus.QUEUED, JobStatus.RUNNING),
+        )
+
+    def _update(
+        self,
+        job_id: int,
+        values: dict[str, Any],
+        *,
+        allowed: tuple[JobStatus, ...],
+        complete: bool = False,
+    ) -> JobState:
+        with session_scope(self.session_factory) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                msg = f"no job {job_id}"
+                raise JobNotFoundError(msg)
+            if job.status not in allowed:
+                msg = f"job {job_id} is {job.status.value}; cannot change it"
+                raise JobStateError(msg)
+            for key, value in values.items():
+                setattr(job, key, value)
+            if complete and job.total:
+                job.done = job.total
+            session.flush()
+            state = JobState.of(job)
+        if self.listener is not None:
+            self.listener(state)
+        return state
+
+    def reporter(self, job_id: int, *, min_interval: float = 0.0) -> ProgressReporter:
+        """A callable ``(done, total, message)`` for work that reports often (throttled)."""
+        return ProgressReporter(self, job_id, min_interval)
+
+
+@dataclass
+class ProgressReporter:
+    """Reports progress of one job; skips writes closer together than ``min_interval`` s,
+    except the final one (done == total)."""
+
+    service: JobService
+    job_id: int
+    min_interval: float = 0.0
+    _last: float = field(default=float("-inf"), init=False)
+
+    def __call__(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Record progress unless the last write was too recent."""
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - self._last < self.min_interval:
+            return
+        self._last = now
+        self.service.progress(self.job_id, done, total, message)

@@ -1,0 +1,66 @@
+"""The job status document, polled by portal pages that started long work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
+from pyramid.httpexceptions import HTTPNotFound
+from pyramid.view import view_config
+
+from qicollab.jobs.models import Job
+from qicollab.jobs.services import JobState
+from qicollab.permissions import Permission
+from qicollab.resources import ADMIN, COORDINATOR
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+
+@dataclass
+class JobResource:
+    """One job: its creator and the collaborative's coordinators may read it."""
+
+    request: Request
+    job: Job
+
+    def __acl__(self) -> list[tuple[str, str, object]]:
+        acl: list[tuple[str, str, object]] = [
+            (Allow, ADMIN, ALL_PERMISSIONS),
+            (Allow, COORDINATOR, Permission.COLLABORATIVE_VIEW),
+        ]
+        if self.job.created_by_id is not None:
+            acl.append((Allow, f"user:{self.job.created_by_id}", Permission.COLLABORATIVE_VIEW))
+        acl.append(DENY_ALL)
+        return acl
+
+
+def job_factory(request: Request) -> JobResource:
+    """The job of ``/jobs/{job_id}``; unknown ids and other collaboratives' jobs are 404."""
+    raw = request.matchdict.get("job_id", "")
+    if not raw.isdigit():
+        raise HTTPNotFound
+    job = request.db.get(Job, int(raw))
+    if job is None:
+        raise HTTPNotFound
+    user = request.identity
+    if (
+        user is not None
+        and job.collaborative_id is not None
+        and job.collaborative_id != user.collaborative_id
+    ):
+        raise HTTPNotFound
+    return JobResource(request, job)
+
+
+@view_config(
+    route_name="jobs.status",
+    renderer="json",
+    request_method="GET",
+    permission=Permission.COLLABORATIVE_VIEW,
+)
+def job_status(context: JobResource, request: Request) -> dict[str, Any]:
+    """Status, progress (done/total), message, error and result of a job; never cached."""
+    request.response.cache_control = "no-store"
+    return JobState.of(context.job).to_json()

@@ -1,0 +1,132 @@
+"""huey integration: immediate mode, the SQLite and PostgreSQL queues, enqueue after commit."""
+
+from __future__ import annotations
+
+import huey
+import pytest
+import sqlalchemy as sa
+
+from qicollab.db import get_session_factory, session_scope
+from qicollab.jobs.models import JobStatus
+from qicollab.jobs.queue import JobQueue, job_handler, make_huey
+from qicollab.jobs.services import JobService
+
+CALLS: list[dict] = []
+
+
+@job_handler("test.echo")
+def _echo(context):
+    CALLS.append(dict(context.job.params))
+    context.jobs.progress(context.job.id, 1, 2, "half way")
+    return {"echo": context.job.params.get("word")}
+
+
+@job_handler("test.boom")
+def _boom(context):
+    raise RuntimeError("the computation exploded")
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls():
+    CALLS.clear()
+
+
+def _queue(settings, engine, **overrides):
+    return JobQueue({**settings, **overrides}, engine=engine)
+
+
+def test_immediate_mode_runs_the_job_at_enqueue(settings, engine):
+    queue = _queue(settings, engine, **{"qicollab.queue.immediate": "true"})
+    jobs = JobService(get_session_factory(engine))
+    job = jobs.create("test.echo", params={"word": "hello"})
+    queue.enqueue(job.id)
+    state = jobs.get(job.id)
+    assert state.status is JobStatus.SUCCEEDED
+    assert state.result == {"echo": "hello"}
+    assert CALLS == [{"word": "hello"}]
+
+
+def test_a_failing_handler_marks_the_job_failed(settings, engine, caplog):
+    queue = _queue(settings, engine, **{"qicollab.queue.immediate": "true"})
+    jobs = JobService(get_session_factory(engine))
+    job = jobs.create("test.boom")
+    queue.enqueue(job.id)
+    state = jobs.get(job.id)
+    assert state.status is JobStatus.FAILED
+    assert state.error == "RuntimeError: the computation exploded"
+    assert "failed" in caplog.text
+
+
+def test_unknown_kind_fails_cleanly(settings, engine):
+    queue = _queue(settings, engine, **{"qicollab.queue.immediate": "true"})
+    jobs = JobService(get_session_factory(engine))
+    job = jobs.create("no.such.kind")
+    queue.enqueue(job.id)
+    assert "no handler" in jobs.get(job.id).error
+
+
+def test_enqueue_after_commit_not_before_and_never_on_rollback(settings, engine):
+    queue = _queue(settings, engine, **{"qicollab.queue.immediate": "true"})
+    factory = get_session_factory(engine)
+    jobs = JobService(factory)
+    session = factory()
+    job = jobs.create("test.echo", params={"word": "kept"}, session=session)
+    queue.enqueue_after_commit(session, job.id)
+    assert CALLS == []  # nothing runs inside the transaction
+    session.commit()
+    session.close()
+    assert CALLS == [{"word": "kept"}]
+    session = factory()
+    dropped = jobs.create("test.echo", params={"word": "dropped"}, session=session)
+    queue.enqueue_after_commit(session, dropped.id)
+    session.rollback()
+    session.close()
+    assert CALLS == [{"word": "kept"}]
+
+
+def test_sqlite_queue_in_storage_is_drained_by_a_worker(settings, engine, tmp_path):
+    queue = _queue(settings, engine)
+    assert isinstance(queue.huey, huey.SqliteHuey)
+    assert (tmp_path / "storage" / "huey.sqlite").exists()
+    jobs = JobService(get_session_factory(engine))
+    ids = [jobs.create("test.echo", params={"word": w}).id for w in ("a", "b")]
+    for job_id in ids:
+        queue.enqueue(job_id)
+    assert queue.pending() == 2
+    assert jobs.get(ids[0]).status is JobStatus.QUEUED
+    # A second process would build its own queue from the same settings.
+    worker = _queue(settings, engine)
+    assert worker.drain() == 2
+    assert [jobs.get(i).status for i in ids] == [JobStatus.SUCCEEDED] * 2
+    queue.close()
+    worker.close()
+
+
+@pytest.mark.postgresql
+def test_postgresql_queue_lives_in_its_own_schema(settings, engine, request):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    queue = _queue(settings, engine, **{"qicollab.queue.backend": "postgresql"})
+    assert isinstance(queue.huey, huey.PostgresHuey)
+    jobs = JobService(get_session_factory(engine))
+    job = jobs.create("test.echo", params={"word": "pg"})
+    queue.enqueue(job.id)
+    with session_scope(get_session_factory(engine)) as session:
+        schemas = session.execute(
+            sa.text(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = 'huey_task'"
+            )
+        ).scalars()
+        assert list(schemas) == ["qicollab_queue"]
+    assert queue.drain() == 1
+    assert jobs.get(job.id).status is JobStatus.SUCCEEDED
+    queue.close()
+
+
+def test_unknown_backend_is_refused(settings):
+    with pytest.raises(ValueError, match="unknown"):
+        make_huey({**settings, "qicollab.queue.backend": "carrier-pigeon"})
+
+
+def test_memory_backend(settings):
+    assert isinstance(make_huey({**settings, "qicollab.queue.backend": "memory"}), huey.MemoryHuey)
