@@ -116,6 +116,7 @@ def bench_postgres(data: bytes, runs: int, workdir: Path) -> dict[str, list[floa
     if reason:
         print(f"PostgreSQL skipped: {reason}")
         return None
+    (workdir / "pg").mkdir()
     cluster = PostgresCluster(workdir / "pg")
     cluster.start()
     results: dict[str, list[float]] = {"validate": [], "commit": [], "total": []}
