@@ -1,0 +1,206 @@
+"""Safe PDF rendering: autoescaped report templates, a fetcher that serves only bundled assets,
+tagged PDF/UA output, and atomic writes.
+
+A report mixes our templates with text that members and coordinators typed (member names,
+measure titles, annotation notes). Autoescaping keeps that text inert; the URL fetcher is the
+second wall: WeasyPrint asks it for every stylesheet, image and font a document names, and it
+answers only for files inside ``reports/`` (and for the ``data:`` images our own chart code
+embeds). Anything else (``file:`` outside the folder, ``http:``, ``ftp:``) is recorded and
+refused with a fatal error, so the render stops instead of quietly leaking a file or calling out.
+
+Importing this module imports WeasyPrint (most of a second); the portal imports it only to
+render, and report workers import it once in their initializer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import mimetypes
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.request import url2pathname
+
+import jinja2
+import weasyprint
+from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
+
+from qicollab import REPORTS_DIR
+from qicollab.reporting import formatting
+from qicollab.reporting.charts.common import data_uri
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+#: Asset types the fetcher serves from ``reports/``; anything else is refused.
+ASSET_TYPES: dict[str, str] = {
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+}
+#: ``data:`` images our chart code embeds; other data URLs are refused.
+DATA_TYPES = frozenset({"image/svg+xml", "image/png"})
+#: PDF/UA-1: tagged structure, document title and language in the metadata (WeasyPrint 70).
+PDF_VARIANT = "pdf/ua-1"
+
+
+class ForbiddenResourceError(FatalURLFetchingError):
+    """A document asked for something other than a bundled asset; rendering stops."""
+
+
+class BundledAssetFetcher(URLFetcher):
+    """Serves files under ``root`` and our own ``data:`` images; refuses everything else.
+
+    ``served`` and ``refused`` keep every URL asked for, so tests (and the logs) can show that a
+    hostile document fetched nothing.
+    """
+
+    def __init__(self, root: Path = REPORTS_DIR) -> None:
+        super().__init__(allowed_protocols=("file", "data"), allow_redirects=False)
+        self.root = root.resolve()
+        self.served: list[str] = []
+        self.refused: list[str] = []
+
+    def _refuse(self, url: str, reason: str) -> ForbiddenResourceError:
+        self.refused.append(url)
+        return ForbiddenResourceError(f"refused to fetch {url[:200]!r}: {reason}")
+
+    def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Any:
+        """The response for a bundled asset or an embedded image; raises for anything else."""
+        del headers  # never forwarded anywhere
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme == "data":
+            mime, body = self._decode_data_url(url)
+            self.served.append(url[:40])
+            return URLFetcherResponse(url, body, {"Content-Type": mime})
+        if scheme != "file":
+            raise self._refuse(url, "only bundled report assets are served")
+        parts = urlsplit(url)
+        if parts.netloc not in {"", "localhost"}:
+            raise self._refuse(url, "remote file URL")
+        path = Path(url2pathname(parts.path)).resolve()
+        if not path.is_relative_to(self.root):
+            raise self._refuse(url, "outside the bundled report assets")
+        mime = ASSET_TYPES.get(path.suffix.lower())
+        if mime is None or not path.is_file():
+            raise self._refuse(url, "not a bundled asset")
+        self.served.append(url)
+        return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": mime})
+
+    def _decode_data_url(self, url: str) -> tuple[str, bytes]:
+        header, sep, payload = url[5:].partition(",")
+        if not sep:
+            raise self._refuse(url, "malformed data URL")
+        params = header.split(";")
+        mime = params[0].strip().lower()
+        if mime not in DATA_TYPES:
+            raise self._refuse(url, f"data URL of type {mime or 'text/plain'}")
+        try:
+            if "base64" in params[1:]:
+                body = base64.b64decode(payload, validate=True)
+            else:
+                body = unquote_to_bytes(payload)
+        except binascii.Error:
+            raise self._refuse(url, "malformed base64") from None
+        return mime, body
+
+
+def report_environment(root: Path = REPORTS_DIR) -> jinja2.Environment:
+    """Jinja2 for printed reports: every value autoescaped, undefined names are errors."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    formatting.install(environment)
+    environment.filters["data_uri"] = data_uri
+    return environment
+
+
+@dataclass
+class PdfRenderer:
+    """Templates to tagged PDF bytes; one per process, reused across reports (warm worker)."""
+
+    root: Path = REPORTS_DIR
+    environment: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+        self.environment = report_environment(self.root)
+
+    def html(self, template: str, context: Mapping[str, Any]) -> str:
+        """The report as HTML (also what tests and the visual check read)."""
+        return self.environment.get_template(template).render(**context)
+
+    def pdf_from_html(self, html: str, *, fetcher: BundledAssetFetcher | None = None) -> bytes:
+        """Render HTML to PDF/UA-1 with only bundled assets reachable."""
+        fetcher = fetcher or BundledAssetFetcher(self.root)
+        document = weasyprint.HTML(
+            string=html, base_url=self.root.as_uri() + "/", url_fetcher=fetcher
+        )
+        return document.write_pdf(pdf_variant=PDF_VARIANT, uncompressed_pdf=False)
+
+    def render(self, template: str, context: Mapping[str, Any]) -> bytes:
+        """Template and context to PDF bytes."""
+        return self.pdf_from_html(self.html(template, context))
+
+
+def warm_up() -> None:
+    """Import WeasyPrint and lay out a tiny page so the first real report is not the slow one."""
+    PdfRenderer().pdf_from_html(
+        '<html lang="en"><head><title>warm-up</title></head><body><p>.</p></body></html>'
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """What an atomic write produced."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def write_atomically(path: Path, data: bytes) -> WrittenFile:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
+
+    The bytes go to a temporary file in the same folder (same file system, so the rename is
+    atomic), are flushed and fsynced, then ``os.replace`` swaps them in and the folder is
+    fsynced so the rename survives a crash. On any error the temporary file is removed and the
+    previous file is left as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)  # os.replace: atomic within one file system
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(temporary).unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return WrittenFile(path, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def guess_type(path: Path) -> str:
+    """Content type for a stored file (PDF reports, exports)."""
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -1,0 +1,718 @@
+"""Reading a benchmark run's stored results into plain values for pages, exports and reports.
+
+Two reads, sized for their use: :func:`load_run` reads what every page about a run needs (the
+measures, every member's whole-cycle result, the summaries, the fitted models), once per request
+or once per report worker per run; :func:`load_member` reads one member's periods, charts,
+annotations and submissions. Both use column selects, not ORM objects: a run of 1,000 members x
+20 measures is 20,000 result rows, and the member's results page has a 300 ms budget.
+
+Nothing here hides or blinds anything: that is :mod:`qicollab.reporting.privacy`'s job, applied
+by the builders in :mod:`qicollab.reporting.sections`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from qicollab.benchmarking.models import (
+    BenchmarkRun,
+    MeasureSummary,
+    MemberResult,
+    ResultScope,
+    RiskModelFitRecord,
+    RunStatus,
+    StoredChart,
+    run_submissions,
+)
+from qicollab.cycles.models import Annotation, LearningCycle, ReportingPeriod
+from qicollab.measures.models import Measure
+from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
+from qicollab.reporting import formatting
+from qicollab.submissions.models import Submission
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+class ResultsNotFoundError(LookupError):
+    """No such run (or not a succeeded run of this collaborative)."""
+
+
+def _f(value: object) -> float | None:
+    """A finite float, or None (NaN and infinities never reach a page)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _pair(value: object) -> tuple[float | None, float | None]:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return _f(value[0]), _f(value[1])
+    if isinstance(value, dict):
+        return _f(value.get("low", value.get("lower"))), _f(value.get("high", value.get("upper")))
+    return None, None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureView:
+    """A measure as pages show it."""
+
+    id: int
+    code: str
+    title: str
+    description: str
+    measure_type: str
+    level: str
+    direction: str
+    unit: str
+    multiplier: float
+    target: float | None
+    minimum_volume: int
+    numerator_definition: str
+    denominator_definition: str
+    exclusion_definition: str
+    risk_model: dict[str, Any] | None
+    digits: int = 1
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Improvement direction as a flag."""
+        return self.direction == "increase"
+
+    @property
+    def risk_adjusted(self) -> bool:
+        """Patient-level measures are risk-adjusted; aggregate ones are crude rates."""
+        return self.level == "patient"
+
+    @property
+    def axis_label(self) -> str:
+        """The value axis label with its unit."""
+        return f"{self.code} ({self.unit})" if self.unit else self.code
+
+    def show(self, value: object) -> str:
+        """A stored value on the display scale with its unit."""
+        return formatting.value(value, self.multiplier, self.digits, self.unit)
+
+    def show_interval(self, low: object, high: object) -> str:
+        """An interval on the display scale."""
+        return formatting.interval(low, high, self.multiplier, self.digits, self.unit)
+
+    def show_difference(self, value: object) -> str:
+        """A signed difference on the display scale."""
+        return formatting.signed(value, self.multiplier, self.digits, self.unit)
+
+    def scaled(self, value: object) -> float | None:
+        """A stored value on the display scale, for charts."""
+        return formatting.scaled(value, self.multiplier)
+
+    def improvement(self, change: float | None) -> float | None:
+        """A change signed so that positive is always improvement."""
+        if change is None:
+            return None
+        return change if self.higher_is_better else -change
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member: its name (identifying) and its blinded code (what peers see)."""
+
+    id: int
+    code: str
+    name: str
+    blinded_code: str
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGroupView:
+    """A coordinator-defined peer group and its members."""
+
+    id: int
+    code: str
+    name: str
+    member_ids: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A member's stored result for a measure (whole cycle, or one period)."""
+
+    member_id: int
+    measure_id: int
+    observed: float | None
+    expected: float | None
+    denominator: float | None
+    value: float | None
+    ci95: tuple[float | None, float | None]
+    ci998: tuple[float | None, float | None]
+    shrunk_value: float | None
+    outlier_status: str | None
+    decile: int | None
+    distance_to_abc: float | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    period_id: int | None = None
+
+    def oe(self, collaborative_rate: float | None) -> float | None:
+        """Observed / expected: stored, from O and E, or the value over the collaborative rate
+        (risk-adjusted rates are O/E x the collaborative rate)."""
+        stored = _f(self.payload.get("oe"))
+        if stored is not None:
+            return stored
+        if self.observed is not None and self.expected:
+            return self.observed / self.expected
+        if self.value is not None and collaborative_rate:
+            return self.value / collaborative_rate
+        return None
+
+    def oe_interval(self, collaborative_rate: float | None) -> tuple[float | None, float | None]:
+        """The 95% interval of O/E, on the same footing as :meth:`oe`."""
+        low, high = _pair(self.payload.get("oe_ci95"))
+        if low is not None and high is not None:
+            return low, high
+        low, high = self.ci95
+        if low is None or high is None or not collaborative_rate:
+            return None, None
+        return low / collaborative_rate, high / collaborative_rate
+
+    @property
+    def counts(self) -> tuple[float | None, float | None]:
+        """The counts small-cell suppression looks at: events and cases."""
+        return self.observed, self.denominator
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A collaborative (``peer_group_id`` None) or peer-group summary of a measure."""
+
+    measure_id: int
+    peer_group_id: int | None
+    n_members: int
+    observed: float | None
+    expected: float | None
+    denominator: float | None
+    rate: float | None
+    abc: float | None
+    payload: dict[str, Any]
+
+    def quantiles(self) -> dict[str, float]:
+        """Stored quantiles keyed p10..p90 (if the run stored them)."""
+        raw = self.payload.get("quantiles") or {}
+        out: dict[str, float] = {}
+        if isinstance(raw, dict):
+            for key, value in raw.items():
+                name = str(key).lower().lstrip("pq")
+                try:
+                    level = float(name)
+                except ValueError:
+                    continue
+                level = level * 100 if level <= 1 else level
+                number = _f(value)
+                if number is not None:
+                    out[f"p{round(level)}"] = number
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FitView:
+    """A fitted risk model, for the methods appendix."""
+
+    measure_id: int
+    family: str
+    n: int
+    events: float
+    specification: dict[str, Any]
+    coefficients: list[Any]
+    diagnostics: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """The run and where its data came from (the cover page and the footers name it)."""
+
+    id: int
+    collaborative_id: int
+    collaborative_name: str
+    min_cell_size: int
+    cycle_id: int | None
+    cycle_code: str
+    cycle_title: str
+    first_period: dt.date | None
+    last_period: dt.date | None
+    lock_date: dt.datetime | None
+    finished_at: dt.datetime | None
+    snapshot_hash: str | None
+    settings: dict[str, Any]
+
+
+@dataclass
+class RunData:
+    """Everything about a run that every page and report of it shares."""
+
+    run: RunInfo
+    measures: list[MeasureView]
+    members: dict[int, MemberView]
+    peer_groups: list[PeerGroupView]
+    results: dict[tuple[int, int], Result]
+    summaries: dict[tuple[int, int | None], Summary]
+    fits: dict[int, FitView]
+
+    def measure(self, measure_id: int) -> MeasureView:
+        """A measure of the run by id."""
+        return next(m for m in self.measures if m.id == measure_id)
+
+    def summary(self, measure_id: int, peer_group_id: int | None = None) -> Summary | None:
+        """The collaborative summary, or a peer group's."""
+        return self.summaries.get((measure_id, peer_group_id))
+
+    def results_for(
+        self, measure_id: int, member_ids: frozenset[int] | None = None
+    ) -> list[Result]:
+        """Every member's whole-cycle result of a measure (optionally within a peer group)."""
+        return [
+            result
+            for (member_id, m_id), result in self.results.items()
+            if m_id == measure_id and (member_ids is None or member_id in member_ids)
+        ]
+
+    def peer_group(self, code: str | None) -> PeerGroupView | None:
+        """A peer group by code."""
+        if not code:
+            return None
+        return next((group for group in self.peer_groups if group.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodPoint:
+    """One period of a member's result (the period table and the trend)."""
+
+    label: str
+    start: dt.date
+    granularity: str
+    result: Result
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationView:
+    """A dated note on the member's charts."""
+
+    occurred_on: dt.date
+    kind: str
+    label: str
+    body: str
+    starts_phase: bool
+    measure_id: int | None
+    member_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionUse:
+    """Which versions of a member's data the run used, per measure (data appendix)."""
+
+    measure_id: int
+    periods: int
+    expected_periods: int
+    corrected: int
+    max_version: int
+    first_label: str | None
+    last_label: str | None
+
+    @property
+    def completeness(self) -> float | None:
+        """Share of the collaborative's periods the member submitted."""
+        return self.periods / self.expected_periods if self.expected_periods else None
+
+
+@dataclass
+class MemberData:
+    """One member's periods, charts, annotations and submissions in a run."""
+
+    member: MemberView
+    periods: dict[int, list[PeriodPoint]]
+    charts: dict[int, dict[str, dict[str, Any]]]
+    annotations: list[AnnotationView]
+    submissions: dict[int, SubmissionUse]
+
+
+def _result(row: Any, period_id: int | None = None) -> Result:
+    decile = row.decile
+    return Result(
+        member_id=row.member_id,
+        measure_id=row.measure_id,
+        observed=_f(row.observed),
+        expected=_f(row.expected),
+        denominator=_f(row.denominator),
+        value=_f(row.value),
+        ci95=(_f(row.ci95_low), _f(row.ci95_high)),
+        ci998=(_f(row.ci998_low), _f(row.ci998_high)),
+        shrunk_value=_f(row.shrunk_value),
+        outlier_status=row.outlier_status,
+        decile=int(decile) if decile is not None else None,
+        distance_to_abc=_f(row.distance_to_abc),
+        payload=dict(row.payload or {}),
+        period_id=period_id,
+    )
+
+
+_RESULT_COLUMNS = (
+    MemberResult.member_id,
+    MemberResult.measure_id,
+    MemberResult.period_id,
+    MemberResult.observed,
+    MemberResult.expected,
+    MemberResult.denominator,
+    MemberResult.value,
+    MemberResult.ci95_low,
+    MemberResult.ci95_high,
+    MemberResult.ci998_low,
+    MemberResult.ci998_high,
+    MemberResult.shrunk_value,
+    MemberResult.outlier_status,
+    MemberResult.decile,
+    MemberResult.distance_to_abc,
+    MemberResult.payload,
+)
+
+
+def succeeded_runs(session: Session, collaborative_id: int, limit: int = 20) -> list[BenchmarkRun]:
+    """The collaborative's succeeded runs, newest first (the run selector)."""
+    return list(
+        session.scalars(
+            sa.select(BenchmarkRun)
+            .where(
+                BenchmarkRun.collaborative_id == collaborative_id,
+                BenchmarkRun.status == RunStatus.SUCCEEDED,
+            )
+            .order_by(BenchmarkRun.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def find_run(session: Session, collaborative_id: int, run_id: int | None) -> BenchmarkRun:
+    """The asked-for succeeded run of this collaborative, or the newest; raises if none."""
+    query = sa.select(BenchmarkRun).where(
+        BenchmarkRun.collaborative_id == collaborative_id,
+        BenchmarkRun.status == RunStatus.SUCCEEDED,
+    )
+    if run_id is not None:
+        query = query.where(BenchmarkRun.id == run_id)
+    run = session.scalar(query.order_by(BenchmarkRun.id.desc()).limit(1))
+    if run is None:
+        msg = "no such benchmark run" if run_id is not None else "no benchmark run yet"
+        raise ResultsNotFoundError(msg)
+    return run
+
+
+def _run_info(session: Session, run: BenchmarkRun) -> RunInfo:
+    collaborative = session.get(Collaborative, run.collaborative_id)
+    assert collaborative is not None
+    cycle = session.get(LearningCycle, run.cycle_id) if run.cycle_id is not None else None
+    return RunInfo(
+        id=run.id,
+        collaborative_id=collaborative.id,
+        collaborative_name=collaborative.name,
+        min_cell_size=collaborative.min_cell_size,
+        cycle_id=run.cycle_id,
+        cycle_code=cycle.code if cycle else "",
+        cycle_title=cycle.title if cycle else "explicit snapshot",
+        first_period=cycle.first_period_start if cycle else None,
+        last_period=cycle.last_period_end if cycle else None,
+        lock_date=(cycle.lock_date or cycle.locked_at) if cycle else None,
+        finished_at=run.finished_at,
+        snapshot_hash=run.snapshot_hash,
+        settings=dict(run.settings or {}),
+    )
+
+
+def natural_target(measure: Measure) -> float | None:
+    """The target on the data scale. The catalogue keeps proportion targets as fractions
+    (0.9) but rate targets on the display scale (0.8 per 1,000 line-days), as its list page
+    shows them; charts and comparisons need one scale."""
+    if measure.target is None:
+        return None
+    if measure.measure_type.value == "proportion" or not measure.multiplier:
+        return float(measure.target)
+    return float(measure.target) / measure.multiplier
+
+
+def load_run(session: Session, run_id: int) -> RunData:
+    """Read a run's measures, members, whole-cycle results, summaries and fitted models."""
+    run = session.get(BenchmarkRun, run_id)
+    if run is None or run.status is not RunStatus.SUCCEEDED:
+        msg = f"no succeeded benchmark run {run_id}"
+        raise ResultsNotFoundError(msg)
+    info = _run_info(session, run)
+
+    results: dict[tuple[int, int], Result] = {}
+    for row in session.execute(
+        sa.select(*_RESULT_COLUMNS).where(
+            MemberResult.run_id == run_id, MemberResult.period_id.is_(None)
+        )
+    ):
+        results[(row.member_id, row.measure_id)] = _result(row)
+
+    summaries: dict[tuple[int, int | None], Summary] = {}
+    for row in session.execute(sa.select(MeasureSummary).where(MeasureSummary.run_id == run_id)):
+        summary = row[0]
+        key_group = summary.peer_group_id if summary.scope is ResultScope.PEER_GROUP else None
+        summaries[(summary.measure_id, key_group)] = Summary(
+            measure_id=summary.measure_id,
+            peer_group_id=key_group,
+            n_members=summary.n_members,
+            observed=_f(summary.observed),
+            expected=_f(summary.expected),
+            denominator=_f(summary.denominator),
+            rate=_f(summary.rate),
+            abc=_f(summary.abc),
+            payload=dict(summary.payload or {}),
+        )
+
+    measure_ids = {m for _, m in results} | {m for m, _ in summaries}
+    measures = []
+    for measure in session.scalars(
+        sa.select(Measure).where(Measure.id.in_(measure_ids)).order_by(Measure.id)
+    ):
+        summary = summaries.get((measure.id, None))
+        measures.append(
+            MeasureView(
+                id=measure.id,
+                code=measure.code,
+                title=measure.title,
+                description=measure.description or "",
+                measure_type=measure.measure_type.value,
+                level=measure.level.value,
+                direction=measure.direction.value,
+                unit=measure.unit or "",
+                multiplier=measure.multiplier or 1.0,
+                target=natural_target(measure),
+                minimum_volume=measure.minimum_volume,
+                numerator_definition=measure.numerator_definition or "",
+                denominator_definition=measure.denominator_definition or "",
+                exclusion_definition=measure.exclusion_definition or "",
+                risk_model=measure.risk_model,
+                digits=formatting.measure_digits(
+                    measure.multiplier or 1.0, summary.rate if summary else None
+                ),
+            )
+        )
+
+    members = {
+        row.id: MemberView(row.id, row.code, row.name, row.blinded_code, row.active)
+        for row in session.execute(
+            sa.select(
+                Member.id, Member.code, Member.name, Member.blinded_code, Member.active
+            ).where(Member.collaborative_id == run.collaborative_id)
+        )
+    }
+    group_members: dict[int, set[int]] = defaultdict(set)
+    for group_id, member_id in session.execute(
+        sa.select(peer_group_members.c.peer_group_id, peer_group_members.c.member_id)
+        .join(PeerGroup, PeerGroup.id == peer_group_members.c.peer_group_id)
+        .where(PeerGroup.collaborative_id == run.collaborative_id)
+    ):
+        group_members[group_id].add(member_id)
+    groups = [
+        PeerGroupView(row.id, row.code, row.name, frozenset(group_members.get(row.id, ())))
+        for row in session.execute(
+            sa.select(PeerGroup.id, PeerGroup.code, PeerGroup.name)
+            .where(PeerGroup.collaborative_id == run.collaborative_id)
+            .order_by(PeerGroup.code)
+        )
+    ]
+
+    fits = {
+        fit.measure_id: FitView(
+            fit.measure_id,
+            fit.family,
+            fit.n,
+            fit.events,
+            dict(fit.specification or {}),
+            list(fit.coefficients or []),
+            dict(fit.diagnostics or {}),
+        )
+        for fit in session.scalars(
+            sa.select(RiskModelFitRecord).where(RiskModelFitRecord.run_id == run_id)
+        )
+    }
+    return RunData(info, measures, members, groups, results, summaries, fits)
+
+
+def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
+    """Read one member's period results, stored charts, annotations and submission use."""
+    member = run.members.get(member_id)
+    if member is None:
+        msg = f"member {member_id} is not in this collaborative"
+        raise ResultsNotFoundError(msg)
+    run_id = run.run.id
+
+    periods: dict[int, list[PeriodPoint]] = defaultdict(list)
+    for row in session.execute(
+        sa.select(
+            *_RESULT_COLUMNS,
+            ReportingPeriod.label,
+            ReportingPeriod.start_date,
+            ReportingPeriod.granularity,
+        )
+        .join(ReportingPeriod, ReportingPeriod.id == MemberResult.period_id)
+        .where(MemberResult.run_id == run_id, MemberResult.member_id == member_id)
+        .order_by(MemberResult.measure_id, ReportingPeriod.start_date)
+    ):
+        periods[row.measure_id].append(
+            PeriodPoint(
+                row.label, row.start_date, row.granularity.value, _result(row, row.period_id)
+            )
+        )
+
+    charts: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for measure_id, kind, payload in session.execute(
+        sa.select(StoredChart.measure_id, StoredChart.kind, StoredChart.payload).where(
+            StoredChart.run_id == run_id, StoredChart.member_id == member_id
+        )
+    ):
+        charts[measure_id][kind] = dict(payload or {})
+
+    annotations = [
+        AnnotationView(
+            note.occurred_on,
+            note.kind.value,
+            note.label,
+            note.body or "",
+            note.starts_phase,
+            note.measure_id,
+            note.member_id,
+        )
+        for note in session.scalars(
+            sa.select(Annotation)
+            .where(
+                Annotation.collaborative_id == run.run.collaborative_id,
+                sa.or_(Annotation.member_id == member_id, Annotation.member_id.is_(None)),
+            )
+            .order_by(Annotation.occurred_on, Annotation.id)
+        )
+    ]
+    return MemberData(
+        member,
+        dict(periods),
+        dict(charts),
+        annotations,
+        _submission_use(session, run_id, member_id),
+    )
+
+
+def _submission_use(session: Session, run_id: int, member_id: int) -> dict[int, SubmissionUse]:
+    """Versions used per measure, against the most periods any member supplied."""
+    expected = dict(
+        session.execute(
+            sa.select(
+                Submission.measure_id,
+                sa.func.count(sa.distinct(Submission.period_id)),
+            )
+            .join(run_submissions, run_submissions.c.submission_id == Submission.id)
+            .where(run_submissions.c.run_id == run_id)
+            .group_by(Submission.measure_id)
+        ).all()
+    )
+    rows = session.execute(
+        sa.select(
+            Submission.measure_id,
+            sa.func.count(sa.distinct(Submission.period_id)).label("periods"),
+            sa.func.sum(sa.case((Submission.version > 1, 1), else_=0)).label("corrected"),
+            sa.func.max(Submission.version).label("max_version"),
+            sa.func.min(ReportingPeriod.label).label("first_label"),
+            sa.func.max(ReportingPeriod.label).label("last_label"),
+        )
+        .join(run_submissions, run_submissions.c.submission_id == Submission.id)
+        .join(ReportingPeriod, ReportingPeriod.id == Submission.period_id)
+        .where(run_submissions.c.run_id == run_id, Submission.member_id == member_id)
+        .group_by(Submission.measure_id)
+    )
+    uses = {
+        row.measure_id: SubmissionUse(
+            row.measure_id,
+            int(row.periods),
+            int(expected.get(row.measure_id, 0)),
+            int(row.corrected or 0),
+            int(row.max_version or 0),
+            row.first_label,
+            row.last_label,
+        )
+        for row in rows
+    }
+    for measure_id, count in expected.items():
+        uses.setdefault(measure_id, SubmissionUse(measure_id, 0, int(count), 0, 0, None, None))
+    return uses
+
+
+@dataclass(frozen=True, slots=True)
+class YearValue:
+    """A member's (or the collaborative's) value of a measure over one calendar year."""
+
+    year: int
+    value: float | None
+    periods: int
+
+
+def yearly_values(
+    session: Session, run_id: int, *, member_id: int | None = None
+) -> dict[tuple[int, int], list[YearValue]]:
+    """Per member x measure, the value of each calendar year: the denominator-weighted mean of
+    the period values (equal to sum O / sum n for proportions and rates), oldest first.
+
+    One grouped query over the run's period rows; with ``member_id`` only that member's.
+    """
+    year = sa.extract("year", ReportingPeriod.start_date).label("year")
+    weighted = sa.func.sum(
+        sa.case(
+            (
+                sa.and_(MemberResult.value.is_not(None), MemberResult.denominator > 0),
+                MemberResult.value * MemberResult.denominator,
+            ),
+            else_=None,
+        )
+    )
+    weight = sa.func.sum(
+        sa.case(
+            (
+                sa.and_(MemberResult.value.is_not(None), MemberResult.denominator > 0),
+                MemberResult.denominator,
+            ),
+            else_=None,
+        )
+    )
+    query = (
+        sa.select(
+            MemberResult.member_id,
+            MemberResult.measure_id,
+            year,
+            weighted.label("weighted"),
+            weight.label("weight"),
+            sa.func.avg(MemberResult.value).label("mean"),
+            sa.func.count(MemberResult.value).label("n"),
+        )
+        .join(ReportingPeriod, ReportingPeriod.id == MemberResult.period_id)
+        .where(MemberResult.run_id == run_id, MemberResult.period_id.is_not(None))
+        .group_by(MemberResult.member_id, MemberResult.measure_id, year)
+        .order_by(MemberResult.member_id, MemberResult.measure_id, year)
+    )
+    if member_id is not None:
+        query = query.where(MemberResult.member_id == member_id)
+    out: dict[tuple[int, int], list[YearValue]] = defaultdict(list)
+    for row in session.execute(query):
+        weighted_value, weight_value = _f(row.weighted), _f(row.weight)
+        value = (
+            weighted_value / weight_value
+            if weighted_value is not None and weight_value
+            else _f(row.mean)
+        )
+        out[(row.member_id, row.measure_id)].append(YearValue(int(row.year), value, int(row.n)))
+    return dict(out)

@@ -1,0 +1,787 @@
+"""What a member's results say, measure by measure, for one audience: the one builder behind the
+member results page and the member benchmark report, so both show the same numbers and charts.
+
+Blinding and suppression happen here, once: peers are labelled through the audience (names for
+coordinators, blinded codes otherwise), and a peer whose counts are small is left out of every
+chart and shown as "suppressed" in every table, for member audiences.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qicollab.reporting import formatting
+from qicollab.reporting.charts import shared
+from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
+from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
+from qicollab.reporting.charts.common import Chart
+from qicollab.reporting.charts.icons import Icon, assurance_icon, status_badge, variation_icon
+from qicollab.reporting.privacy import Audience
+from qicollab.reporting.results import (
+    AnnotationView,
+    MeasureView,
+    MemberData,
+    PeerGroupView,
+    PeriodPoint,
+    Result,
+    RunData,
+    Summary,
+)
+
+#: Best-practice tables list at most this many peers (the count of all is given).
+BEST_PRACTICE_ROWS = 8
+#: Chart text alternatives list at most this many rows on a page; the CSV export has all.
+ALT_ROWS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStanding:
+    """A peer (or the member) in a comparison table, already blinded and suppressed."""
+
+    label: str
+    own: bool
+    suppressed: bool
+    value: str
+    interval: str
+    status: formatting.StatusWords
+    decile: int | None
+    gap: str
+    reaches_benchmark: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The member against a set of peers (the collaborative or a peer group)."""
+
+    scope_label: str
+    n_members: int
+    n_shown: int
+    hidden: int
+    rate: str
+    median: str
+    quartiles: str
+    benchmark: str
+    rank: int | None
+    decile: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodGrid:
+    """The member's values by period, laid out compactly: one row per year."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    note: str
+
+
+@dataclass
+class MeasureSection:
+    """Everything shown about one measure for one member and audience."""
+
+    measure: MeasureView
+    result: Result | None
+    value: str
+    interval95: str
+    interval998: str
+    observed: str
+    denominator: str
+    expected: str
+    oe: str
+    status: formatting.StatusWords
+    status_badge: Any
+    decile: int | None
+    benchmark: str
+    gap: str
+    gap_relative: float | None
+    target: str
+    comparison: Comparison
+    variation: Icon
+    assurance: Icon
+    chart_name: str
+    signals: list[str]
+    annotations: list[AnnotationView]
+    grid: PeriodGrid | None
+    best: list[PeerStanding] = field(default_factory=list)
+    best_count: int = 0
+    funnel: Chart | None = None
+    caterpillar: Chart | None = None
+    distribution: Chart | None = None
+    control: Chart | None = None
+    #: Whole-cycle change (first year to last) and what it means ("improved, 2023-2025").
+    improvement: str = formatting.MISSING
+    improvement_detail: str = ""
+
+    @property
+    def charts(self) -> list[Chart]:
+        """The charts present, in page order."""
+        return [c for c in (self.funnel, self.caterpillar, self.control) if c is not None]
+
+    @property
+    def flagged(self) -> str | None:
+        """ "concern", "improvement" or None: from the outlier status or the SPC icon."""
+        if self.status.key == "worse" or self.variation.key.startswith("concern"):
+            return "concern"
+        if self.status.key == "better" or self.variation.key.startswith("improvement"):
+            return "improvement"
+        return None
+
+
+def _visible(audience: Audience, results: Iterable[Result]) -> tuple[list[Result], int]:
+    """Results an audience may see individually, and how many peers were suppressed."""
+    shown: list[Result] = []
+    hidden = 0
+    for result in results:
+        if result.value is None:
+            continue
+        if audience.peer_hidden(result.member_id, result.counts):
+            hidden += 1
+            continue
+        shown.append(result)
+    return shown, hidden
+
+
+def _rank(results: Sequence[Result], member_id: int, higher_is_better: bool) -> int | None:
+    ordered = sorted(
+        (r for r in results if r.value is not None),
+        key=lambda r: -(r.value or 0.0) if higher_is_better else (r.value or 0.0),
+    )
+    for position, result in enumerate(ordered, start=1):
+        if result.member_id == member_id:
+            return position
+    return None
+
+
+def _decile(rank: int | None, n: int) -> int | None:
+    if rank is None or n == 0:
+        return None
+    return min(10, math.ceil(10 * rank / n))
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def reaches(measure: MeasureView, value: float | None, benchmark: float | None) -> bool:
+    """At or better than the benchmark, in the measure's direction."""
+    if value is None or benchmark is None:
+        return False
+    return value >= benchmark if measure.higher_is_better else value <= benchmark
+
+
+def gap_to(measure: MeasureView, value: float | None, benchmark: float | None) -> float | None:
+    """How far from the benchmark, positive when short of it (in the measure's direction)."""
+    if value is None or benchmark is None:
+        return None
+    return benchmark - value if measure.higher_is_better else value - benchmark
+
+
+def gap_words(measure: MeasureView, value: float | None, benchmark: float | None) -> str:
+    """ "reaches the benchmark" or "x short of the benchmark"."""
+    gap = gap_to(measure, value, benchmark)
+    if gap is None:
+        return formatting.MISSING
+    if gap <= 0:
+        return "reaches the benchmark"
+    shown = formatting.scaled(gap, measure.multiplier) or 0.0
+    unit = " pts" if measure.unit == "%" else (f" {measure.unit}" if measure.unit else "")
+    return f"{shown:,.{measure.digits}f}{unit} short"
+
+
+def comparison(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None,
+) -> Comparison:
+    """The member's standing within the collaborative or the chosen peer group."""
+    member_ids = group.member_ids if group is not None else None
+    results = [r for r in run.results_for(measure.id, member_ids) if r.value is not None]
+    shown, hidden = _visible(audience, results)
+    summary = run.summary(measure.id, group.id if group else None)
+    values = [r.value for r in results if r.value is not None]
+    quantiles = summary.quantiles() if summary is not None else {}
+    median = quantiles.get("p50", _quantile(values, 0.5))
+    p25 = quantiles.get("p25", _quantile(values, 0.25))
+    p75 = quantiles.get("p75", _quantile(values, 0.75))
+    rank = _rank(results, member_id, measure.higher_is_better) if member_id is not None else None
+    scope = group.name if group is not None else "All members"
+    return Comparison(
+        scope_label=scope,
+        n_members=summary.n_members if summary is not None else len(results),
+        n_shown=len(shown),
+        hidden=hidden,
+        rate=measure.show(summary.rate if summary else None),
+        median=measure.show(median),
+        quartiles=measure.show_interval(p25, p75),
+        benchmark=measure.show(summary.abc if summary else None),
+        rank=rank,
+        decile=_decile(rank, len(results)),
+    )
+
+
+def _label(run: RunData, audience: Audience, member_id: int) -> str:
+    member = run.members.get(member_id)
+    if member is None:
+        return "?"
+    return audience.label(member)
+
+
+def _chart_label(run: RunData, audience: Audience, member_id: int) -> str:
+    member = run.members.get(member_id)
+    if member is None:
+        return "?"
+    return audience.short_label(member, member.code)
+
+
+def caterpillar_for(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None = None,
+) -> Chart | None:
+    """O/E (or ratio to the collaborative rate) of every visible member, with 95% intervals."""
+    summary = run.summary(measure.id)
+    rate = summary.rate if summary else None
+    member_ids = group.member_ids if group is not None else None
+    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    points = []
+    for result in shown:
+        oe = result.oe(rate)
+        if oe is None:
+            continue
+        low, high = result.oe_interval(rate)
+        points.append(
+            CaterpillarPoint(
+                _chart_label(run, audience, result.member_id),
+                oe,
+                low,
+                high,
+                own=member_id is not None and result.member_id == member_id,
+            )
+        )
+    if not points:
+        return None
+    scope = f" ({group.name})" if group is not None else ""
+    return _trim_rows(
+        caterpillar_chart(
+            points,
+            title=f"{measure.code}: observed / expected by member{scope}",
+            y_label="Observed / expected" if measure.risk_adjusted else "Ratio to collaborative",
+            reference_label="collaborative = 1",
+            higher_is_worse=not measure.higher_is_better,
+            hidden=hidden,
+        )
+    )
+
+
+def distribution_for(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None = None,
+) -> Chart | None:
+    """Every visible member's value over the quartile box, with benchmark and target."""
+    member_ids = group.member_ids if group is not None else None
+    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    points = [
+        DistributionPoint(
+            _chart_label(run, audience, r.member_id),
+            measure.scaled(r.value) or 0.0,
+            own=member_id is not None and r.member_id == member_id,
+        )
+        for r in shown
+        if r.value is not None
+    ]
+    if not points:
+        return None
+    summary = run.summary(measure.id, group.id if group else None)
+    quantiles = {
+        key: value * measure.multiplier
+        for key, value in (summary.quantiles() if summary else {}).items()
+    }
+    scope = f" ({group.name})" if group is not None else ""
+    return _trim_rows(
+        distribution_chart(
+            points,
+            title=f"{measure.code}: distribution across members{scope}",
+            x_label=measure.axis_label,
+            benchmark=measure.scaled(summary.abc) if summary else None,
+            target=measure.scaled(measure.target),
+            quantiles=quantiles or None,
+            higher_is_better=measure.higher_is_better,
+            hidden=hidden,
+            digits=measure.digits,
+        )
+    )
+
+
+def funnel_for(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None = None,
+) -> Chart | None:
+    """The funnel plot of visible members (shared renderer when it fits the stored data)."""
+    member_ids = group.member_ids if group is not None else None
+    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    summary = run.summary(measure.id)
+    if summary is None:
+        return None
+    labelled = [
+        (
+            _chart_label(run, audience, r.member_id),
+            r,
+            member_id is not None and r.member_id == member_id,
+        )
+        for r in shown
+    ]
+    chart = shared.funnel(measure, summary, labelled, hidden=hidden)
+    return _trim_rows(chart) if chart is not None else None
+
+
+def _trim_rows(chart: Chart) -> Chart:
+    """Keep the page light: at most ALT_ROWS rows of text alternative (the export has all)."""
+    if len(chart.rows) <= ALT_ROWS:
+        return chart
+    return Chart(chart.svg, chart.title, chart.description, chart.columns, chart.rows[:ALT_ROWS])
+
+
+def period_grid(
+    measure: MeasureView, points: Sequence[PeriodPoint], signals: set[str]
+) -> PeriodGrid | None:
+    """Values by month (or quarter) in one row per year; years in one row for yearly data."""
+    if not points:
+        return None
+    granularity = points[0].granularity
+    if granularity == "year":
+        columns = tuple(p.label for p in points)
+        values = tuple(_cell(measure, p, signals) for p in points)
+        return PeriodGrid(columns, (("", values),), "")
+    size = 12 if granularity == "month" else 4
+    columns = (
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+        if size == 12
+        else ("Q1", "Q2", "Q3", "Q4")
+    )
+    years: dict[int, list[str]] = {}
+    for point in points:
+        slot = (point.start.month - 1) // (12 // size)
+        row = years.setdefault(point.start.year, [""] * size)
+        row[slot] = _cell(measure, point, signals)
+    note = "* special-cause signal on the control chart" if signals else ""
+    return PeriodGrid(columns, tuple((str(y), tuple(v)) for y, v in sorted(years.items())), note)
+
+
+def _cell(measure: MeasureView, point: PeriodPoint, signals: set[str]) -> str:
+    shown = formatting.scaled(point.result.value, measure.multiplier)
+    if shown is None:
+        return formatting.MISSING
+    mark = "*" if point.label in signals else ""
+    return f"{shown:,.{measure.digits}f}{mark}"
+
+
+def _annotations_for(member: MemberData, measure_id: int) -> list[AnnotationView]:
+    return [a for a in member.annotations if a.measure_id in (None, measure_id)]
+
+
+def improvement_text(measure: MeasureView, years: Sequence[Any] | None) -> tuple[str, str]:
+    """Change from the first to the last year with data, and whether that is improvement."""
+    valued = [y for y in years or () if y.value is not None]
+    if len(valued) < 2:
+        return formatting.MISSING, "fewer than two years of data"
+    change = valued[-1].value - valued[0].value
+    words = "improved" if (measure.improvement(change) or 0) > 0 else "worsened"
+    if change == 0:
+        words = "unchanged"
+    return measure.show_difference(change), f"{words}, {valued[0].year} to {valued[-1].year}"
+
+
+def member_sections(
+    run: RunData,
+    member: MemberData,
+    audience: Audience,
+    *,
+    group: PeerGroupView | None = None,
+    measure_ids: set[int] | None = None,
+    charts: bool = True,
+    years: dict[tuple[int, int], list[Any]] | None = None,
+) -> list[MeasureSection]:
+    """One section per measure of the run (or the chosen ones), for this member and audience."""
+    sections = []
+    member_id = member.member.id
+    for measure in run.measures:
+        if measure_ids is not None and measure.id not in measure_ids:
+            continue
+        result = run.results.get((member_id, measure.id))
+        summary = run.summary(measure.id, group.id if group else None) or run.summary(measure.id)
+        stored = member.charts.get(measure.id, {})
+        control_payload = stored.get("control") or next(iter(stored.values()), None)
+        chart_info = shared.control_info(control_payload)
+        notes = _annotations_for(member, measure.id)
+        words = formatting.status(result.outlier_status if result else None)
+        abc = summary.abc if summary else None
+        value = result.value if result else None
+        gap = gap_to(measure, value, abc)
+        rate = run.summary(measure.id).rate if run.summary(measure.id) else None
+        section = MeasureSection(
+            measure=measure,
+            result=result,
+            value=measure.show(value),
+            interval95=measure.show_interval(*result.ci95) if result else formatting.MISSING,
+            interval998=measure.show_interval(*result.ci998) if result else formatting.MISSING,
+            observed=formatting.count(result.observed) if result else formatting.MISSING,
+            denominator=formatting.number(result.denominator) if result else formatting.MISSING,
+            expected=formatting.number(result.expected, 1) if result else formatting.MISSING,
+            oe=formatting.ratio(result.oe(rate)) if result else formatting.MISSING,
+            status=words,
+            status_badge=status_badge(words.key, words.plain, words.mark),
+            decile=result.decile if result and group is None else None,
+            benchmark=measure.show(abc),
+            gap=gap_words(measure, value, abc),
+            gap_relative=(gap / abs(abc)) if gap is not None and abc else None,
+            target=measure.show(measure.target),
+            comparison=comparison(run, measure, audience, member_id, group),
+            variation=variation_icon(chart_info.variation),
+            assurance=assurance_icon(chart_info.assurance),
+            chart_name=chart_info.name,
+            signals=chart_info.signal_labels,
+            annotations=notes,
+            grid=period_grid(
+                measure, member.periods.get(measure.id, []), set(chart_info.signal_labels)
+            ),
+        )
+        if group is not None:
+            section.decile = section.comparison.decile
+        section.best, section.best_count = best_practice(run, measure, audience, member_id, group)
+        if years is not None:
+            section.improvement, section.improvement_detail = improvement_text(
+                measure, years.get((member_id, measure.id))
+            )
+        if charts:
+            section.funnel = funnel_for(run, measure, audience, member_id, group)
+            section.caterpillar = caterpillar_for(run, measure, audience, member_id, group)
+            section.control = shared.control(
+                control_payload,
+                measure,
+                title=f"{measure.code}: control chart",
+                annotations=notes,
+                periods=member.periods.get(measure.id, []),
+            )
+        sections.append(section)
+    return sections
+
+
+def best_practice(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None = None,
+) -> tuple[list[PeerStanding], int]:
+    """Peers at or better than the benchmark (best first), and how many there are in all."""
+    summary = run.summary(measure.id, group.id if group else None) or run.summary(measure.id)
+    abc = summary.abc if summary else None
+    member_ids = group.member_ids if group is not None else None
+    shown, _hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    at_benchmark = [r for r in shown if r.member_id != member_id and reaches(measure, r.value, abc)]
+    at_benchmark.sort(
+        key=lambda r: -(r.value or 0.0) if measure.higher_is_better else (r.value or 0.0)
+    )
+    rows = [
+        PeerStanding(
+            label=_label(run, audience, r.member_id),
+            own=False,
+            suppressed=False,
+            value=measure.show(r.value),
+            interval=measure.show_interval(*r.ci95),
+            status=formatting.status(r.outlier_status),
+            decile=r.decile,
+            gap=gap_words(measure, r.value, abc),
+            reaches_benchmark=True,
+        )
+        for r in at_benchmark[:BEST_PRACTICE_ROWS]
+    ]
+    return rows, len(at_benchmark)
+
+
+@dataclass(frozen=True, slots=True)
+class Highlight:
+    """A line of the executive summary."""
+
+    code: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutiveSummary:
+    """What a board member should read first."""
+
+    concerns: list[Highlight]
+    improvements: list[Highlight]
+    gaps: list[Highlight]
+    at_benchmark: int
+    measures: int
+
+
+def executive_summary(sections: Sequence[MeasureSection], *, largest: int = 3) -> ExecutiveSummary:
+    """Measures flagged as concern or improvement, and the largest relative gaps to the ABC."""
+    concerns, improvements = [], []
+    for section in sections:
+        reason = []
+        if section.status.key in {"worse", "better"}:
+            reason.append(f"{section.status.plain.lower()} ({section.status.nsqip.lower()})")
+        if section.variation.key.startswith(("concern", "improvement")):
+            reason.append(section.variation.words.lower())
+        line = Highlight(
+            section.measure.code,
+            section.measure.title,
+            f"{section.value}; " + "; ".join(reason) if reason else section.value,
+        )
+        if section.flagged == "concern":
+            concerns.append(line)
+        elif section.flagged == "improvement":
+            improvements.append(line)
+    ranked = sorted(
+        (s for s in sections if s.gap_relative is not None and s.gap_relative > 0),
+        key=lambda s: -(s.gap_relative or 0.0),
+    )
+    gaps = [
+        Highlight(
+            s.measure.code,
+            s.measure.title,
+            f"{s.value} against a benchmark of {s.benchmark}: {s.gap}",
+        )
+        for s in ranked[:largest]
+    ]
+    at_benchmark = sum(1 for s in sections if s.gap == "reaches the benchmark")
+    return ExecutiveSummary(concerns, improvements, gaps, at_benchmark, len(sections))
+
+
+@dataclass(frozen=True, slots=True)
+class CoefficientRow:
+    """A risk-model coefficient as printed in the methods appendix."""
+
+    term: str
+    estimate: str
+    odds_ratio: str
+    interval: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """A fitted risk model for the methods appendix."""
+
+    measure: MeasureView
+    family: str
+    n: str
+    events: str
+    c_statistic: str
+    calibration: str
+    brier: str
+    coefficients: list[CoefficientRow]
+    calibration_rows: list[tuple[str, str, str]]
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if isinstance(mapping, dict) and key in mapping and mapping[key] is not None:
+            return mapping[key]
+    return None
+
+
+def model_summaries(run: RunData) -> list[ModelSummary]:
+    """Coefficients, c-statistic and calibration of each fitted model of the run."""
+    out = []
+    for measure in run.measures:
+        fit = run.fits.get(measure.id)
+        if fit is None:
+            continue
+        rows = []
+        for coefficient in fit.coefficients:
+            if not isinstance(coefficient, dict):
+                continue
+            estimate = _get(coefficient, "estimate", "coef", "beta")
+            low, high = (
+                _get(coefficient, "ci_low", "conf_low", "lower"),
+                _get(coefficient, "ci_high", "conf_high", "upper"),
+            )
+            ratio = _get(coefficient, "odds_ratio", "exp_estimate", "ratio")
+            ratio_low = _get(coefficient, "or_ci_low", "odds_ratio_low")
+            ratio_high = _get(coefficient, "or_ci_high", "odds_ratio_high")
+            if ratio is None and formatting.is_number(estimate) and fit.family != "gaussian":
+                ratio = math.exp(float(estimate))
+            if ratio_low is None and formatting.is_number(low) and fit.family != "gaussian":
+                ratio_low, ratio_high = math.exp(float(low)), math.exp(float(high))
+            rows.append(
+                CoefficientRow(
+                    term=str(_get(coefficient, "term", "name", "label") or "?"),
+                    estimate=formatting.number(estimate, 3),
+                    odds_ratio=formatting.ratio(ratio),
+                    interval=(
+                        f"{formatting.ratio(ratio_low)}–{formatting.ratio(ratio_high)}"
+                        if ratio_low is not None
+                        else f"{formatting.number(low, 3)}–{formatting.number(high, 3)}"
+                    ),
+                )
+            )
+        diagnostics = fit.diagnostics
+        c_stat = _get(diagnostics, "c_statistic", "auc", "c")
+        c_low, c_high = None, None
+        c_interval = _get(diagnostics, "c_statistic_ci", "c_ci", "auc_ci")
+        if isinstance(c_interval, list | tuple) and len(c_interval) == 2:
+            c_low, c_high = c_interval
+        if isinstance(c_stat, dict):
+            c_low, c_high = c_stat.get("low"), c_stat.get("high")
+            c_stat = c_stat.get("value", c_stat.get("estimate"))
+        c_text = formatting.number(c_stat, 3)
+        if c_low is not None:
+            c_text += f" (95% CI {formatting.number(c_low, 3)}–{formatting.number(c_high, 3)})"
+        hl = _get(diagnostics, "hosmer_lemeshow", "hl")
+        calibration = formatting.MISSING
+        if isinstance(hl, dict):
+            calibration = (
+                f"Hosmer-Lemeshow chi² {formatting.number(_get(hl, 'statistic', 'chi2'), 2)}, "
+                f"p = {formatting.number(_get(hl, 'pvalue', 'p_value', 'p'), 3)}"
+            )
+        deciles = _get(diagnostics, "calibration", "calibration_deciles") or []
+        calibration_rows = []
+        if isinstance(deciles, list):
+            for index, row in enumerate(deciles, start=1):
+                if isinstance(row, dict):
+                    calibration_rows.append(
+                        (
+                            str(_get(row, "decile", "group") or index),
+                            formatting.number(_get(row, "observed", "obs"), 1),
+                            formatting.number(_get(row, "expected", "exp"), 1),
+                        )
+                    )
+        out.append(
+            ModelSummary(
+                measure=measure,
+                family=fit.family,
+                n=formatting.count(fit.n),
+                events=formatting.count(fit.events),
+                c_statistic=c_text,
+                calibration=calibration,
+                brier=formatting.number(_get(diagnostics, "brier", "brier_score"), 4),
+                coefficients=rows,
+                calibration_rows=calibration_rows,
+            )
+        )
+    return out
+
+
+def methods_text(run: RunData) -> dict[str, str]:
+    """The interval, outlier, benchmark and suppression rules of the run, in words."""
+    settings = run.run.settings
+    levels = settings.get("levels") or [0.95, 0.998]
+    level_text = " and ".join(f"{float(level) * 100:g}%" for level in levels)
+    return {
+        "intervals": (
+            f"Intervals are given at {level_text}. Counts use exact Poisson intervals below 10 "
+            "events and Byar's approximation above; proportions use Wilson intervals. "
+            "Risk-adjusted rates are O/E multiplied by the collaborative rate (indirect "
+            "standardisation), O being observed and E expected events from the risk model."
+        ),
+        "outliers": (
+            f"Funnel limits at {level_text} around the collaborative value, adjusted for "
+            f"overdispersion ({settings.get('funnel_ratio', 'shmi')} method for ratios, "
+            f"{settings.get('funnel_proportion', 'spiegelhalter')} for proportions, "
+            f"{float(settings.get('trim', 0.1)) * 100:g}% trimmed). A member outside the "
+            "99.8% limit is 'worse than expected' (needs improvement) or 'better than "
+            "expected' (exemplary), honouring the measure's direction; inside it, 'as expected'."
+        ),
+        "benchmark": (
+            "The Achievable Benchmark of Care (ABC) is the pared mean of the best-performing "
+            "members that together cover at least "
+            f"{float(settings.get('abc_fraction', 0.1)) * 100:g}% of all cases, ranked by the "
+            "adjusted performance fraction. Deciles rank members from 1 (best) to 10."
+        ),
+        "charts": (
+            f"Control charts use the '{settings.get('spc_mode', 'qic')}' rules: limits at three "
+            "sigma, runs analysis, special-cause signals marked by rule; variation and "
+            "assurance icons follow NHS Making Data Count."
+        ),
+        "suppression": (
+            f"Counts from 1 to {run.run.min_cell_size - 1} about other members are suppressed, "
+            "together with every rate, ratio or interval from which such a count could be "
+            "worked out; such members are left out of the charts and their number is given "
+            "instead. Other members appear only under their blinded codes."
+        ),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DataRow:
+    """A line of the data appendix: the member's submissions used for a measure."""
+
+    code: str
+    title: str
+    periods: str
+    range: str
+    corrected: str
+    completeness: str
+
+
+def data_appendix(run: RunData, member: MemberData) -> list[DataRow]:
+    """Submission versions used and completeness, per measure."""
+    rows = []
+    for measure in run.measures:
+        use = member.submissions.get(measure.id)
+        if use is None:
+            rows.append(
+                DataRow(
+                    measure.code, measure.title, "0", formatting.MISSING, "0", formatting.MISSING
+                )
+            )
+            continue
+        rows.append(
+            DataRow(
+                measure.code,
+                measure.title,
+                f"{use.periods} of {use.expected_periods}",
+                f"{use.first_label}–{use.last_label}" if use.first_label else formatting.MISSING,
+                f"{use.corrected} (highest version {use.max_version})" if use.max_version else "0",
+                formatting.percent(use.completeness),
+            )
+        )
+    return rows
+
+
+def lock_text(run: RunData) -> str:
+    """The data lock date in words."""
+    lock = run.run.lock_date
+    return formatting.date(lock) if lock else "not recorded"
+
+
+def period_text(run: RunData) -> str:
+    """The cycle's period range."""
+    first, last = run.run.first_period, run.run.last_period
+    if first is None or last is None:
+        return formatting.MISSING
+    return f"{first:%B %Y} to {last:%B %Y}"
+
+
+def today() -> dt.date:
+    """The report date (UTC)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def summary_for(run: RunData, measure_id: int) -> Summary | None:
+    """Convenience for templates."""
+    return run.summary(measure_id)
