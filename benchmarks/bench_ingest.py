@@ -6,8 +6,8 @@ Generates a patient-level CSV (opaque keys, year and month, five risk factors, o
 
 * SQLite, 100,000 rows: the dry run (parse, PHI sweep, validation, plan; target < 3 s) and the
   all-or-nothing commit (target < 3 s), each on a fresh migrated database;
-* PostgreSQL, 1,000,000 rows, on a throwaway cluster (tests/pg.py): validated and committed
-  through COPY (target < 15 s together);
+* PostgreSQL, 1,000,000 rows, on a throwaway cluster (tests/pg.py): the dry run, and the
+  commit, which validates the file again and writes it through COPY (target < 15 s);
 * peak memory of the process (target < 1 GiB).
 
 Prints the median of ``--runs`` runs and its ratio to the target (below 1.0 meets it).
@@ -43,10 +43,17 @@ LIMITS = Limits(max_bytes=1024 * 1024 * 1024, max_rows=2_000_000)
 def patient_csv(n: int, seed: int = 1) -> bytes:
     """n de-identified cases for the test world's SURG measure, as CSV bytes."""
     rng = np.random.default_rng(seed)
-    keys = rng.choice(2**40, size=n, replace=False)
+    # Opaque keys of letters only: random hex keys now and then contain a run that reads
+    # as a date (20190315) and would be refused, which is right but not what is timed here.
+    letters = np.array(list("ABCDEFGHJKLMNPQRSTUVWXYZ"))
+    codes = rng.choice(len(letters) ** 8, size=n, replace=False)
+    digits = [letters[(codes // len(letters) ** i) % len(letters)] for i in range(8)]
+    keys = np.char.add("K", digits[0])
+    for column in digits[1:]:
+        keys = np.char.add(keys, column)
     frame = pd.DataFrame(
         {
-            "case_key": [f"K{k:010x}" for k in keys],
+            "case_key": keys,
             "event_year": "2026",
             "event_month": rng.integers(1, 6, n).astype(str),
             "age_band": rng.choice(["18-49", "50-64", "65-74", "75-84", "85-89", "90+"], n),
@@ -189,8 +196,9 @@ def main() -> None:
             pg = bench_postgres(big, max(1, args.runs - 1), workdir)
             if pg:
                 line("validate (dry run incl. PHI sweep)", pg["validate"], args.pg_rows, None)
-                line("commit (COPY)", pg["commit"], args.pg_rows, None)
-                line("validate + commit", pg["total"], args.pg_rows, 15.0)
+                # commit() validates the file again before it writes: one call, both steps.
+                line("commit (validates again + COPY)", pg["commit"], args.pg_rows, 15.0)
+                line("dry run + commit, two calls", pg["total"], args.pg_rows, None)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"Peak memory: {peak_gib:.2f} GiB ({peak_gib / TARGETS['peak_gib']:.2f} of target 1 GiB)")
 

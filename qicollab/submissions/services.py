@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from qicollab.accounts.models import User
@@ -39,7 +41,8 @@ from qicollab.exports import csv_bytes, escape_formula
 from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Collaborative, DeidProfile, Member
 from qicollab.submissions import phi
-from qicollab.submissions.bulk import insert_patient_columns
+from qicollab.submissions.arrow import as_arrow
+from qicollab.submissions.bulk import insert_patient_table
 from qicollab.submissions.errors import (
     DuplicateSubmissionError,
     InvalidSubmissionError,
@@ -204,6 +207,8 @@ class _Prepared:
     source: SubmissionSource
     filename: str
     content_hash: str
+    #: Per-period contents, computed once (hashing a million rows is not free).
+    cache: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def content_hash(payload: object) -> str:
@@ -524,6 +529,11 @@ class SubmissionService:
 
     def _period_contents(self, prepared: _Prepared) -> dict[str, tuple[str, int, Any]]:
         """Per period label: content hash, row count, and the typed rows to store."""
+        if "contents" not in prepared.cache:
+            prepared.cache["contents"] = self._compute_contents(prepared)
+        return prepared.cache["contents"]
+
+    def _compute_contents(self, prepared: _Prepared) -> dict[str, tuple[str, int, Any]]:
         clean = prepared.validated.clean
         labels = clean["period"].to_numpy() if "period" in clean else np.zeros(0, object)
         contents: dict[str, tuple[str, int, Any]] = {}
@@ -865,29 +875,35 @@ class SubmissionService:
         submissions: list[tuple[PeriodPlan, Submission]],
         contents: dict[str, tuple[str, int, Any]],
     ) -> None:
+        """All cases of the new versions in one bulk insert, built column-wise in Arrow."""
         layout = prepared.layout
         clean = prepared.validated.clean
-        factors_json = _risk_factor_json(clean, layout)
         outcome = layout.by_role(ColumnRole.OUTCOME)
         assert outcome is not None
-        ids, keys, years, months, sequences, outcomes, factors = [], [], [], [], [], [], []
-        for plan, submission in submissions:
-            index = contents[plan.period][2]
-            n = len(index)
-            ids += [submission.id] * n
-            keys += clean["case_key"].to_numpy()[index].tolist()
-            years += clean["event_year"].to_numpy()[index].astype(int).tolist()
-            if "event_month" in clean:
-                raw = clean["event_month"].to_numpy()[index]
-                months += [None if np.isnan(m) else int(m) for m in raw]
-            else:
-                months += [None] * n
-            sequences += list(range(1, n + 1))
-            outcomes += clean[outcome.name].to_numpy(dtype=float)[index].tolist()
-            factors += factors_json[index].tolist()
-        insert_patient_columns(
-            self.db.connection(), [ids, keys, years, months, sequences, outcomes], factors
+        order = np.concatenate([contents[plan.period][2] for plan, _ in submissions])
+        sizes = [len(contents[plan.period][2]) for plan, _ in submissions]
+        take = pa.array(order)
+        months = (
+            clean["event_month"].to_numpy(dtype=float)[order] if "event_month" in clean else None
         )
+        table = pa.table(
+            {
+                "submission_id": np.repeat([s.id for _, s in submissions], sizes),
+                "case_key": as_arrow(prepared.validated.table.frame["case_key"]).take(take),
+                "event_year": clean["event_year"].to_numpy(dtype=float)[order].astype(np.int64),
+                "event_month": pa.array(
+                    np.nan_to_num(months).astype(np.int64) if months is not None else None,
+                    mask=np.isnan(months) if months is not None else None,
+                    type=pa.int64(),
+                )
+                if months is not None
+                else pa.nulls(len(order), pa.int64()),
+                "sequence": np.concatenate([np.arange(1, n + 1) for n in sizes]),
+                "outcome": clean[outcome.name].to_numpy(dtype=float)[order],
+                "risk_factors": _risk_factor_json(clean, layout).take(take),
+            }
+        )
+        insert_patient_table(self.db.connection(), table)
 
     def _save_draft(
         self, prepared: _Prepared, *, actor: Actor, ip_address: str | None
@@ -1056,32 +1072,29 @@ def _aggregate_value(submission_id: int, payload: Mapping[str, Any]) -> Aggregat
     )
 
 
-def _risk_factor_json(clean: pd.DataFrame, layout: Layout) -> np.ndarray:
-    """The ``risk_factors`` JSON of every row, built column-wise (no per-row dicts)."""
-    parts: list[pd.Series] = []
-    n = len(clean)
+def _risk_factor_json(clean: pd.DataFrame, layout: Layout) -> pa.ChunkedArray | pa.Array:
+    """The ``risk_factors`` JSON of every row, built column-wise in Arrow (no per-row dicts)."""
+    pieces: list[Any] = []
     for column in layout.columns:
         if column.role is not ColumnRole.COVARIATE:
             continue
-        key = json.dumps(column.name)
+        pieces.append(("{" if not pieces else ",") + json.dumps(column.name) + ":")
         values = clean[column.name]
         if column.kind is ColumnKind.CODE:
-            encoded = values.map({level: json.dumps(level) for level in column.levels})
-            text = encoded.fillna("null").astype(str)
+            encoded = pa.array([json.dumps(level) for level in column.levels])
+            index = pc.index_in(
+                pa.array(values.to_numpy(dtype=object), type=pa.string()),
+                value_set=pa.array(list(column.levels), type=pa.string()),
+            )
+            pieces.append(pc.fill_null(pc.take(encoded, index), "null"))
         elif column.kind is ColumnKind.BINARY:
-            numbers = values.to_numpy(dtype=float)
-            text = pd.Series(np.where(numbers == 1, "1", "0"), dtype=str)
+            flags = values.to_numpy(dtype=float) == 1
+            pieces.append(pc.if_else(pa.array(flags), "1", "0"))
         else:
-            numbers = values.to_numpy(dtype=float)
-            text = pd.Series(numbers).map(repr).astype(str)
-        prefix = "{" if not parts else ","
-        parts.append(prefix + key + ":" + text.reset_index(drop=True))
-    if not parts:
-        return np.full(n, "{}", dtype=object)
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined + part
-    return (joined + "}").to_numpy(dtype=object)
+            pieces.append(pc.cast(pa.array(values.to_numpy(dtype=float)), pa.string()))
+    if not pieces:
+        return pa.array(["{}"] * len(clean))
+    return pc.binary_join_element_wise(*pieces, "}", "")
 
 
 def _stored_filename(filename: str) -> str:

@@ -23,15 +23,14 @@ def main() -> None:
     url, member_id, measure_id, rows = sys.argv[1:5]
     pause = len(sys.argv) > 5 and sys.argv[5] == "pause"
     if pause:
-        original = services.insert_patient_columns
+        original = services.insert_patient_table
 
-        def halfway(connection, columns, factors):
-            half = len(factors) // 2
-            original(connection, [column[:half] for column in columns], factors[:half])
+        def halfway(connection, table):
+            original(connection, table.slice(0, table.num_rows // 2))
             print("MIDWAY", flush=True)  # noqa: T201 - the parent test reads it
             time.sleep(600)
 
-        services.insert_patient_columns = halfway
+        services.insert_patient_table = halfway
     engine = create_engine_from_settings({"sqlalchemy.url": url})
     session = get_session_factory(engine)()
     service = SubmissionService(session, clock=lambda: NOW)
