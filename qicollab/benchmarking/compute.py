@@ -1,0 +1,908 @@
+"""One measure's numbers: from the snapshot's rows to MemberResult / MeasureSummary rows.
+
+Patient-level measures: the risk model is fitted on the pooled snapshot data; each member's
+O = sum y, E = sum of expected values, O/E with exact (< 10 events) or Byar intervals at 95% and
+99.8% (normal intervals with the model variance for outcomes that are not event counts, e.g.
+length of stay), the risk-adjusted rate (O/E x collaborative rate), empirical-Bayes shrinkage,
+and a funnel with overdispersion (SHMI by default). Aggregate measures: proportions get Wilson
+intervals, an arcsine funnel and beta-binomial shrinkage; rates exact Poisson intervals, a ratio
+funnel against the collaborative rate and gamma-Poisson shrinkage; means t intervals from the
+member's months, a normal funnel and normal-normal shrinkage.
+
+For every measure: the collaborative's and each peer group's distribution of member values,
+direction-aware deciles (ranked on the shrunk values, so small members do not top the table by
+chance), the Achievable Benchmark of Care and each member's distance to it. Outlier status is
+direction-aware ("worse" / "as-expected" / "better"); at 95% it is the warning, at 99.8% the
+alarm, each on the overdispersion-adjusted limits when the funnel is overdispersed. Members
+below the measure's minimum volume get no status, and the payload says why.
+
+Values are stored on their natural scale (proportions 0-1, events per unit of exposure, days);
+pages multiply by the measure's ``multiplier`` for display.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from qicollab.benchmarking import loading, methods
+from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, RunInputs
+from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
+from qicollab.measures.spec import OutcomeFamily
+
+if TYPE_CHECKING:
+    from qicollab.benchmarking.methods import Funnel
+
+#: Stored statuses.
+WORSE, AS_EXPECTED, BETTER = "worse", "as-expected", "better"
+COUNT_FAMILIES = {OutcomeFamily.BINOMIAL.value, OutcomeFamily.POISSON.value}
+
+
+def json_safe(value: Any) -> Any:
+    """Payloads are JSON (JSONB on PostgreSQL): no NaN or infinity, no numpy scalars."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def direction_status(flag: str | None, *, higher_is_better: bool) -> str:
+    """Turn a funnel's "high"/"low" into "worse"/"better" for the measure's direction."""
+    if flag is None:
+        return AS_EXPECTED
+    if flag == "high":
+        return BETTER if higher_is_better else WORSE
+    return WORSE if higher_is_better else BETTER
+
+
+@dataclass
+class Units:
+    """Per-member statistics of one measure over the whole cycle, aligned arrays."""
+
+    member_ids: np.ndarray
+    volume: np.ndarray  # cases or denominator, for the minimum-volume rule
+    observed: np.ndarray
+    expected: np.ndarray | None
+    denominator: np.ndarray
+    value: np.ndarray
+    ci: dict[str, tuple[np.ndarray, np.ndarray]]  # "95"/"99.8" -> value-scale limits
+    shrunk: np.ndarray
+    shrinkage: dict[str, Any]
+    funnel_for: Callable[[np.ndarray], Funnel]
+    #: ABC inputs: numerator/denominator pooled over the benchmark members, and the ranking.
+    abc_numerator: np.ndarray
+    abc_denominator: np.ndarray
+    abc_rank_by: np.ndarray | None
+    overall: float
+    summary: dict[str, Any] = field(default_factory=dict)
+    extra: list[dict[str, Any]] = field(default_factory=list)
+    #: The funnel's own scale -> the stored limits' scale (aggregate rates: O/E -> rate), and
+    #: its precision axis -> the stored x (aggregate rates: expected events -> exposure).
+    funnel_to_value: float = 1.0
+    funnel_x_scale: float = 1.0
+    #: What the stored funnel limits are: "oe" (patient-level) or "value".
+    funnel_scale_name: str = "value"
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def measure_job(
+    url: str | None,
+    submission_ids: Sequence[int],
+    measure: MeasureInfo,
+    inputs: RunInputs,
+    *,
+    engine: sa.Engine | None = None,
+) -> MeasureOutput:
+    """Load one measure's snapshot data and compute its numbers and charts.
+
+    Runs in the service's process (``engine`` given) or in a worker process (``url``), which
+    is why everything it needs arrives as plain values.
+    """
+    own = engine is None
+    if engine is None:
+        assert url is not None
+        engine = create_engine_from_settings({"sqlalchemy.url": url}, poolclass=sa.pool.NullPool)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+        with reader.connect() as connection, connection.begin():
+            if measure.level == "patient":
+                spec = measure.spec
+                assert spec is not None
+                data = loading.load_patients(connection, submission_ids, spec)
+            else:
+                data = loading.load_aggregate(connection, submission_ids, [measure.id])
+    finally:
+        if own:
+            engine.dispose()
+    seconds["load"] = time.perf_counter() - started
+    output = compute_measure(measure, inputs, data, seconds=seconds)
+    if inputs.settings.get("charts", True):
+        from qicollab.benchmarking.charts import measure_charts  # noqa: PLC0415
+
+        started = time.perf_counter()
+        output.charts = measure_charts(measure, inputs, data, output)
+        seconds["charts"] = time.perf_counter() - started
+    output.seconds = {key: round(value, 3) for key, value in seconds.items()}
+    return output
+
+
+def compute_measure(
+    measure: MeasureInfo,
+    inputs: RunInputs,
+    data: pd.DataFrame,
+    *,
+    seconds: dict[str, float] | None = None,
+) -> MeasureOutput:
+    """The numbers of one measure from its loaded data (patient rows or aggregate values)."""
+    seconds = seconds if seconds is not None else {}
+    output = MeasureOutput(measure_id=measure.id)
+    if data.empty:
+        output.notes.append(f"{measure.code}: no accepted data in the snapshot")
+        output.summaries.append(_empty_summary(measure, "no accepted data in the snapshot"))
+        return output
+    try:
+        if measure.level == "patient":
+            units, periods = _patient_units(measure, inputs, data, output, seconds)
+        else:
+            units, periods = _aggregate_units(measure, inputs, data)
+    except methods.MeasureNotComputableError as error:
+        output.notes.append(f"{measure.code}: {error}")
+        output.summaries.append(_empty_summary(measure, str(error)))
+        return output
+    started = time.perf_counter()
+    _finish(measure, inputs, units, output)
+    output.members.extend(periods)
+    seconds["results"] = seconds.get("results", 0.0) + time.perf_counter() - started
+    return output
+
+
+def _empty_summary(measure: MeasureInfo, reason: str) -> dict[str, Any]:
+    return {
+        "scope": "collaborative",
+        "peer_group_id": None,
+        "n_members": 0,
+        "observed": None,
+        "expected": None,
+        "denominator": None,
+        "rate": None,
+        "abc": None,
+        "payload": json_safe({"computed": False, "reason": reason, "measure": measure.code}),
+    }
+
+
+# --- patient-level measures -------------------------------------------------------------------
+
+
+def _patient_units(
+    measure: MeasureInfo,
+    inputs: RunInputs,
+    data: pd.DataFrame,
+    output: MeasureOutput,
+    seconds: dict[str, float],
+) -> tuple[Units, list[dict[str, Any]]]:
+    spec = measure.spec
+    assert spec is not None
+    settings = inputs.settings
+    started = time.perf_counter()
+    fit = methods.fit_risk_model(data, spec)
+    seconds["fit"] = time.perf_counter() - started
+    started = time.perf_counter()
+    output.fit = {
+        "family": fit.family,
+        "n": fit.n,
+        "events": fit.events,
+        "specification": spec.to_json(),
+        "coefficients": json_safe(fit.coefficients),
+        "diagnostics": json_safe(fit.diagnostics),
+    }
+    used = fit.used
+    y = data["outcome"].to_numpy(dtype=float)[used]
+    expected = fit.expected[used]
+    variance = fit.variance[used]
+    member = data["member_id"].to_numpy()[used]
+    period = data["period_id"].to_numpy()[used]
+    # Expected values per row, kept for the charts (monthly O/E, RA-CUSUM).
+    data["_expected"] = fit.expected
+    data["_variance"] = fit.variance
+
+    member_ids, index = np.unique(member, return_inverse=True)
+    n = np.bincount(index).astype(float)
+    o = np.bincount(index, weights=y)
+    e = np.bincount(index, weights=expected)
+    v = np.bincount(index, weights=variance)
+    overall = float(y.sum() / len(y))
+    counts = fit.family in COUNT_FAMILIES
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e > 0, o / e, np.nan)
+    ratio_ci: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for level in settings.get("levels", methods.LEVELS):
+        key = methods.level_key(level)
+        if counts:
+            ratio_ci[key] = methods.oe_interval(o, e, level)
+        else:
+            ratio_ci[key] = methods.normal_ratio_interval(o, e, v, level)
+    method = settings.get("funnel_ratio", "shmi")
+    trim = float(settings.get("trim", 0.1))
+    levels = settings.get("levels", methods.LEVELS)
+
+    def funnel_for(mask: np.ndarray) -> Funnel:
+        return methods.funnel_ratio(
+            o[mask],
+            e[mask],
+            method=method,
+            trim=trim,
+            variance=None if counts else v[mask],
+            levels=levels,
+        )
+
+    if counts:
+        shrink = methods.eb_gamma_poisson(o, e)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.log(ratio)
+            se = np.sqrt(v) / o
+        shrink = methods.eb_normal(log_ratio, se, 0.0)
+        shrink = methods.Shrinkage(
+            "normal-normal (log O/E)", np.exp(shrink.estimate), shrink.params
+        )
+    value = ratio * overall
+    units = Units(
+        member_ids=member_ids,
+        volume=n,
+        observed=o,
+        expected=e,
+        denominator=n,
+        value=value,
+        ci={key: (low * overall, high * overall) for key, (low, high) in ratio_ci.items()},
+        shrunk=shrink.estimate * overall,
+        shrinkage={"method": shrink.method, **shrink.params, "applied_to": "O/E"},
+        funnel_for=funnel_for,
+        abc_numerator=value * n,
+        abc_denominator=n,
+        # Binary outcomes: AFP ranking of risk-adjusted events, as for proportions; other
+        # outcomes rank on the shrunk value (what AFP does for small members).
+        abc_rank_by=None if fit.family == "binomial" else shrink.estimate * overall,
+        overall=overall,
+        funnel_scale_name="oe",
+    )
+    units.extra = [
+        {
+            "n": float(n[i]),
+            "crude_rate": float(o[i] / n[i]),
+            "oe": _number(ratio[i]),
+            **{
+                f"oe_ci{key.replace('.', '')}": [_number(low[i]), _number(high[i])]
+                for key, (low, high) in ratio_ci.items()
+            },
+            "shrunk_oe": _number(shrink.estimate[i]),
+            "variance": float(v[i]),
+            "interval_method": "exact (<10 events) / Byar" if counts else "normal, model variance",
+        }
+        for i in range(len(member_ids))
+    ]
+    units.summary = {
+        "overall_rate": overall,
+        "model": {"family": fit.family, "c_statistic": fit.diagnostics.get("c_statistic")},
+        "observed_total": float(o.sum()),
+        "expected_total": float(e.sum()),
+    }
+    periods = _patient_period_rows(
+        member, period, y, expected, variance, overall, counts, settings, inputs
+    )
+    seconds["aggregate"] = time.perf_counter() - started
+    return units, periods
+
+
+def _patient_period_rows(  # noqa: PLR0917 - private helper with aligned arrays
+    member: np.ndarray,
+    period: np.ndarray,
+    y: np.ndarray,
+    expected: np.ndarray,
+    variance: np.ndarray,
+    overall: float,
+    counts: bool,
+    settings: dict[str, Any],
+    inputs: RunInputs,
+) -> list[dict[str, Any]]:
+    frame = pd.DataFrame({"m": member, "p": period, "y": y, "e": expected, "v": variance})
+    grouped = frame.groupby(["m", "p"], sort=True).agg(
+        n=("y", "size"), o=("y", "sum"), e=("e", "sum"), v=("v", "sum")
+    )
+    o = grouped["o"].to_numpy()
+    e = grouped["e"].to_numpy()
+    v = grouped["v"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e > 0, o / e, np.nan)
+    cis = {}
+    for level in settings.get("levels", methods.LEVELS):
+        key = methods.level_key(level)
+        cis[key] = (
+            methods.oe_interval(o, e, level)
+            if counts
+            else methods.normal_ratio_interval(o, e, v, level)
+        )
+    rows = []
+    for i, (member_id, period_id) in enumerate(grouped.index):
+        info = inputs.periods.get(int(period_id))
+        low95, high95 = cis.get("95", (None, None))
+        low998, high998 = cis.get("99.8", (None, None))
+        rows.append(
+            {
+                "member_id": int(member_id),
+                "period_id": int(period_id),
+                "observed": float(o[i]),
+                "expected": float(e[i]),
+                "denominator": float(grouped["n"].iloc[i]),
+                "value": _number(ratio[i] * overall),
+                "ci95_low": _number(low95[i] * overall) if low95 is not None else None,
+                "ci95_high": _number(high95[i] * overall) if high95 is not None else None,
+                "ci998_low": _number(low998[i] * overall) if low998 is not None else None,
+                "ci998_high": _number(high998[i] * overall) if high998 is not None else None,
+                "shrunk_value": None,
+                "outlier_status": None,
+                "decile": None,
+                "distance_to_abc": None,
+                "payload": json_safe(
+                    {
+                        "scope": "period",
+                        "period": info.label if info else None,
+                        "oe": ratio[i],
+                        **{
+                            f"oe_ci{k.replace('.', '')}": [lo[i], hi[i]]
+                            for k, (lo, hi) in cis.items()
+                        },
+                        "n": grouped["n"].iloc[i],
+                    }
+                ),
+            }
+        )
+    return rows
+
+
+# --- aggregate measures -----------------------------------------------------------------------
+
+
+def _aggregate_units(
+    measure: MeasureInfo, inputs: RunInputs, data: pd.DataFrame
+) -> tuple[Units, list[dict[str, Any]]]:
+    kind = measure.measure_type
+    if kind in {"mean", "time-between-events"}:
+        return _mean_units(measure, inputs, data)
+    settings = inputs.settings
+    levels = settings.get("levels", methods.LEVELS)
+    trim = float(settings.get("trim", 0.1))
+    usable = data[data["denominator"].notna() & data["numerator"].notna()]
+    sums = usable.groupby("member_id", sort=True)[["numerator", "denominator"]].sum()
+    member_ids = sums.index.to_numpy()
+    x = sums["numerator"].to_numpy(dtype=float)
+    n = sums["denominator"].to_numpy(dtype=float)
+    if not len(member_ids) or n.sum() <= 0:
+        msg = "no member has a positive denominator"
+        raise methods.MeasureNotComputableError(msg)
+    overall = float(x.sum() / n.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(n > 0, x / n, np.nan)
+    if kind == "proportion":
+        ci = {methods.level_key(level): methods.wilson(x, n, level) for level in levels}
+
+        def funnel_for(mask: np.ndarray) -> Funnel:
+            return methods.funnel_proportion(x[mask], n[mask], trim=trim, levels=levels)
+
+        shrink = methods.eb_beta_binomial(x, n)
+        expected = None
+        rank_by = None  # AFP, as published
+        interval = "Wilson"
+        funnel_scale = 1.0
+    else:  # rates and ratios of counts to exposure
+        ci = {
+            methods.level_key(level): methods.poisson_rate_interval(x, n, level) for level in levels
+        }
+        expected = n * overall
+        method = settings.get("funnel_ratio", "shmi")
+
+        def funnel_for(mask: np.ndarray) -> Funnel:
+            return methods.funnel_ratio(
+                x[mask], n[mask] * overall, method=method, trim=trim, levels=levels
+            )
+
+        gamma = methods.eb_gamma_poisson(x, expected)
+        shrink = methods.Shrinkage(gamma.method, gamma.estimate * overall, gamma.params)
+        rank_by = shrink.estimate
+        interval = "exact Poisson"
+        funnel_scale = overall
+    units = Units(
+        member_ids=member_ids,
+        volume=n,
+        observed=x,
+        expected=expected,
+        denominator=n,
+        value=rate,
+        ci=ci,
+        shrunk=shrink.estimate,
+        shrinkage={"method": shrink.method, **shrink.params},
+        funnel_for=funnel_for,
+        abc_numerator=x,
+        abc_denominator=n,
+        abc_rank_by=rank_by,
+        overall=overall,
+        funnel_to_value=funnel_scale,
+        funnel_x_scale=1 / funnel_scale,
+    )
+    units.extra = [
+        {"n": float(n[i]), "interval_method": interval, "periods": 0}
+        for i in range(len(member_ids))
+    ]
+    counts = usable.groupby("member_id", sort=True).size()
+    for i, member_id in enumerate(member_ids):
+        units.extra[i]["periods"] = int(counts.get(member_id, 0))
+    units.summary = {"overall_rate": overall, "numerator_total": float(x.sum())}
+    # Per member x period: the period's value with its interval.
+    px = usable["numerator"].to_numpy(dtype=float)
+    pn = usable["denominator"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prate = np.where(pn > 0, px / pn, np.nan)
+    pci = {}
+    for level in levels:
+        key = methods.level_key(level)
+        pci[key] = (
+            methods.wilson(px, pn, level)
+            if kind == "proportion"
+            else methods.poisson_rate_interval(px, pn, level)
+        )
+    rows = []
+    minimum = measure.minimum_volume
+    for i, (member_id, period_id) in enumerate(
+        zip(usable["member_id"].tolist(), usable["period_id"].tolist(), strict=True)
+    ):
+        info = inputs.periods.get(int(period_id))
+        rows.append(
+            _period_row(
+                member_id,
+                period_id,
+                observed=px[i],
+                expected=pn[i] * overall if kind != "proportion" else None,
+                denominator=pn[i],
+                value=prate[i],
+                ci={key: (lo[i], hi[i]) for key, (lo, hi) in pci.items()},
+                payload={
+                    "scope": "period",
+                    "period": info.label if info else None,
+                    "below_minimum_volume": bool(pn[i] < minimum),
+                },
+            )
+        )
+    return units, rows
+
+
+def _mean_units(
+    measure: MeasureInfo, inputs: RunInputs, data: pd.DataFrame
+) -> tuple[Units, list[dict[str, Any]]]:
+    settings = inputs.settings
+    levels = settings.get("levels", methods.LEVELS)
+    trim = float(settings.get("trim", 0.1))
+    usable = data[data["value"].notna()].copy()
+    if usable.empty:
+        msg = "no member submitted a value"
+        raise methods.MeasureNotComputableError(msg)
+    usable["weight"] = usable["denominator"].fillna(1.0).clip(lower=0)
+    usable["wv"] = usable["weight"] * usable["value"]
+    grouped = usable.groupby("member_id", sort=True)
+    sums = grouped[["weight", "wv"]].sum()
+    k = grouped.size().to_numpy(dtype=float)
+    sd = grouped["value"].std(ddof=1).to_numpy(dtype=float)
+    member_ids = sums.index.to_numpy()
+    weight = sums["weight"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(weight > 0, sums["wv"].to_numpy() / weight, np.nan)
+        # The spread of the member's own periods: it carries the month-to-month noise.
+        se = sd / np.sqrt(k)
+    overall = float(usable["wv"].sum() / usable["weight"].sum())
+    ci = {
+        methods.level_key(level): methods.mean_interval(mean, se, k - 1, level) for level in levels
+    }
+    shrink = methods.eb_normal(mean, se, overall)
+
+    def funnel_for(mask: np.ndarray) -> Funnel:
+        target = float(np.sum(mean[mask] * weight[mask]) / np.sum(weight[mask]))
+        return methods.funnel_normal(
+            mean[mask], se[mask], target, trim=trim, levels=levels, precision=weight[mask]
+        )
+
+    units = Units(
+        member_ids=member_ids,
+        volume=weight,
+        observed=None,  # type: ignore[arg-type]
+        expected=None,
+        denominator=weight,
+        value=mean,
+        ci=ci,
+        shrunk=shrink.estimate,
+        shrinkage={"method": shrink.method, **shrink.params},
+        funnel_for=funnel_for,
+        abc_numerator=mean * weight,
+        abc_denominator=weight,
+        abc_rank_by=shrink.estimate,
+        overall=overall,
+    )
+    units.extra = [
+        {
+            "n": float(weight[i]),
+            "periods": int(k[i]),
+            "se": _number(se[i]),
+            "interval_method": "t interval over the member's periods",
+        }
+        for i in range(len(member_ids))
+    ]
+    units.summary = {"overall_mean": overall}
+    rows = []
+    for member_id, period_id, value, n in zip(
+        usable["member_id"].tolist(),
+        usable["period_id"].tolist(),
+        usable["value"].tolist(),
+        usable["weight"].tolist(),
+        strict=True,
+    ):
+        info = inputs.periods.get(int(period_id))
+        rows.append(
+            _period_row(
+                member_id,
+                period_id,
+                observed=None,
+                expected=None,
+                denominator=n,
+                value=value,
+                ci={},
+                payload={
+                    "scope": "period",
+                    "period": info.label if info else None,
+                    "below_minimum_volume": bool(n < measure.minimum_volume),
+                },
+            )
+        )
+    return units, rows
+
+
+def _period_row(
+    member_id: int,
+    period_id: int,
+    *,
+    observed: float | None,
+    expected: float | None,
+    denominator: float | None,
+    value: float | None,
+    ci: dict[str, tuple[float, float]],
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    low95, high95 = ci.get("95", (None, None))
+    low998, high998 = ci.get("99.8", (None, None))
+    return {
+        "member_id": int(member_id),
+        "period_id": int(period_id),
+        "observed": _number(observed),
+        "expected": _number(expected),
+        "denominator": _number(denominator),
+        "value": _number(value),
+        "ci95_low": _number(low95),
+        "ci95_high": _number(high95),
+        "ci998_low": _number(low998),
+        "ci998_high": _number(high998),
+        "shrunk_value": None,
+        "outlier_status": None,
+        "decile": None,
+        "distance_to_abc": None,
+        "payload": json_safe(payload),
+    }
+
+
+# --- what every measure shares ----------------------------------------------------------------
+
+
+def _statuses(
+    funnel: Funnel, *, higher_is_better: bool
+) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """Direction-aware statuses per limit, and the warning (95%) and alarm (99.8%) statuses:
+    the adjusted limits when the funnel is overdispersed, else the unadjusted ones."""
+    by_limit: dict[str, list[str]] = {}
+    for key, flags in funnel.flags.items():
+        by_limit[key] = [direction_status(f, higher_is_better=higher_is_better) for f in flags]
+    for key, flags in funnel.adjusted_flags.items():
+        by_limit[f"adjusted_{key}"] = [
+            direction_status(f, higher_is_better=higher_is_better) for f in flags
+        ]
+    prefix = "adjusted_" if funnel.adjusted else ""
+    count = len(funnel.z)
+    warning = by_limit.get(f"{prefix}95", [AS_EXPECTED] * count)
+    alarm = by_limit.get(f"{prefix}99.8", [AS_EXPECTED] * count)
+    return by_limit, warning, alarm
+
+
+def _curve_rows(
+    curve: dict[str, Any], key: str, x_scale: float, scale: float
+) -> list[list[float | None]]:
+    """[[x, lower, upper], ...] for one limit of a stored curve."""
+    if key not in curve:
+        return []
+    low, high = curve[key]
+    return [
+        [x * x_scale, lo * scale, hi * scale]
+        for x, lo, hi in zip(curve["x"], low, high, strict=True)
+    ]
+
+
+def _funnel_summary(funnel: Funnel, units: Units) -> dict[str, Any]:
+    """The funnel as stored: statistics, and limit curves ``[[x, lower, upper], ...]`` per
+    level: ``limits`` are the ones flags use (adjusted when overdispersed)."""
+    curve = funnel.curve
+    x_scale, scale = units.funnel_x_scale, units.funnel_to_value
+    levels = [key for key in ("95", "99.8") if key in curve]
+    unadjusted = {key: _curve_rows(curve, key, x_scale, scale) for key in levels}
+    adjusted = {key: _curve_rows(curve, f"adjusted_{key}", x_scale, scale) for key in levels}
+    return {
+        "method": funnel.method,
+        "transform": funnel.scale,
+        "scale": units.funnel_scale_name,
+        "x": "expected" if units.funnel_scale_name == "oe" else "denominator",
+        "target": funnel.target * scale,
+        "phi": funnel.phi,
+        "tau2": funnel.tau2,
+        "overdispersed": funnel.overdispersed,
+        "adjusted": funnel.adjusted,
+        "note": funnel.note,
+        "units_used_for_dispersion": funnel.units_used,
+        "limits_used": "adjusted" if funnel.adjusted else "unadjusted",
+        "limits": adjusted if funnel.adjusted else unadjusted,
+        "unadjusted_limits": unadjusted,
+        "adjusted_limits": adjusted,
+    }
+
+
+def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: MeasureOutput) -> None:
+    settings = inputs.settings
+    better_high = measure.higher_is_better
+    count = len(units.member_ids)
+    everyone = np.ones(count, dtype=bool)
+    funnel = units.funnel_for(everyone)
+    by_limit, warning, alarm = _statuses(funnel, higher_is_better=better_high)
+    deciles = methods.decile_rank(units.shrunk, higher_is_better=better_high)
+    fraction = float(settings.get("abc_fraction", 0.1))
+    benchmark = methods.abc(
+        units.abc_numerator,
+        units.abc_denominator,
+        higher_is_better=better_high,
+        fraction=fraction,
+        rank_by=units.abc_rank_by,
+    )
+    below = units.volume < measure.minimum_volume
+
+    peers: dict[int, dict[str, Any]] = {i: {} for i in range(count)}
+    peer_summaries = []
+    for group in inputs.peer_groups:
+        mask = np.array([int(m) in set(group.member_ids) for m in units.member_ids], dtype=bool)
+        summary = _summary(
+            measure,
+            units,
+            mask,
+            scope="peer-group",
+            group_id=group.id,
+            group_code=group.code,
+            fraction=fraction,
+        )
+        peer_summaries.append(summary)
+        if not mask.any():
+            continue
+        group_deciles = methods.decile_rank(units.shrunk[mask], higher_is_better=better_high)
+        group_abc = summary["abc"]
+        group_statuses = summary.pop("_statuses", None)
+        for rank, i in enumerate(np.flatnonzero(mask)):
+            entry: dict[str, Any] = {
+                "decile": int(group_deciles[rank]) or None,
+                "distance_to_abc": _number(units.value[i] - group_abc)
+                if group_abc is not None
+                else None,
+            }
+            if group_statuses is not None and not below[i]:
+                entry["status"] = {
+                    "warning": group_statuses[0][rank],
+                    "alarm": group_statuses[1][rank],
+                }
+            peers[i][group.code] = entry
+
+    collaborative = _summary(
+        measure, units, everyone, scope="collaborative", fraction=fraction, funnel=funnel
+    )
+    collaborative.pop("_statuses", None)
+    collaborative["payload"]["abc_members"] = [
+        int(m) for m, chosen in zip(units.member_ids, benchmark.selected, strict=True) if chosen
+    ]
+    output.summaries.append(collaborative)
+    output.summaries.extend(peer_summaries)
+
+    limit_scale = units.funnel_to_value
+    for i, member_id in enumerate(units.member_ids):
+        extra = units.extra[i] if units.extra else {}
+        note = None
+        status: str | None = alarm[i]
+        warning_status: str | None = warning[i]
+        if below[i]:
+            note = (
+                f"below the minimum volume of {measure.minimum_volume} "
+                f"({units.volume[i]:g}): no outlier status"
+            )
+            status = None
+            warning_status = None
+        abc_value = benchmark.value if math.isfinite(benchmark.value) else None
+        distance = _number(units.value[i] - abc_value) if abc_value is not None else None
+        gap = None
+        if distance is not None:
+            gap = -distance if better_high else distance
+        payload = {
+            "scope": "cycle",
+            **extra,
+            "z": funnel.z[i],
+            "outlier": {key: values[i] for key, values in by_limit.items()},
+            "status": {"warning": warning_status, "alarm": status},
+            "funnel_scale": units.funnel_scale_name,
+            "funnel_limits": {
+                key: [low[i] * limit_scale, high[i] * limit_scale]
+                for key, (low, high) in funnel.limits.items()
+            }
+            | {
+                f"adjusted_{key}": [low[i] * limit_scale, high[i] * limit_scale]
+                for key, (low, high) in funnel.adjusted_limits.items()
+            },
+            "below_minimum_volume": bool(below[i]),
+            "outlier_note": note,
+            "abc_member": bool(benchmark.selected[i]),
+            "abc_gap": gap,
+            "decile_basis": "shrunk value; 1 = best tenth",
+            "peers": peers[i],
+        }
+        output.members.append(
+            {
+                "member_id": int(member_id),
+                "period_id": None,
+                "observed": _number(units.observed[i]) if units.observed is not None else None,
+                "expected": _number(units.expected[i]) if units.expected is not None else None,
+                "denominator": _number(units.denominator[i]),
+                "value": _number(units.value[i]),
+                "ci95_low": _number(units.ci["95"][0][i]) if "95" in units.ci else None,
+                "ci95_high": _number(units.ci["95"][1][i]) if "95" in units.ci else None,
+                "ci998_low": _number(units.ci["99.8"][0][i]) if "99.8" in units.ci else None,
+                "ci998_high": _number(units.ci["99.8"][1][i]) if "99.8" in units.ci else None,
+                "shrunk_value": _number(units.shrunk[i]),
+                "outlier_status": status,
+                "decile": int(deciles[i]) or None,
+                "distance_to_abc": distance,
+                "payload": json_safe(payload),
+            }
+        )
+
+
+def _quantile_keys(spread: dict[str, Any]) -> dict[str, float]:
+    """p10..p90 (deciles) with p25/p50/p75, the keys reports read."""
+    if not spread.get("n"):
+        return {}
+    keys = {f"p{10 * (i + 1)}": value for i, value in enumerate(spread["deciles"])}
+    return keys | {"p25": spread["q1"], "p50": spread["median"], "p75": spread["q3"]}
+
+
+def _summary(
+    measure: MeasureInfo,
+    units: Units,
+    mask: np.ndarray,
+    *,
+    scope: str,
+    fraction: float,
+    group_id: int | None = None,
+    group_code: str | None = None,
+    funnel: Funnel | None = None,
+) -> dict[str, Any]:
+    better_high = measure.higher_is_better
+    members = int(mask.sum())
+    payload: dict[str, Any] = {
+        "measure": measure.code,
+        "measure_type": measure.measure_type,
+        "level": measure.level,
+        "direction": measure.direction,
+        "multiplier": measure.multiplier,
+        "unit": measure.unit,
+        "target": measure.target,
+        "minimum_volume": measure.minimum_volume,
+        "scope_code": group_code,
+        "computed": True,
+    }
+    if not members:
+        payload["note"] = "no member of this group has data for the measure"
+        return {
+            "scope": scope,
+            "peer_group_id": group_id,
+            "n_members": 0,
+            "observed": None,
+            "expected": None,
+            "denominator": None,
+            "rate": None,
+            "abc": None,
+            "payload": json_safe(payload),
+        }
+    benchmark = methods.abc(
+        units.abc_numerator[mask],
+        units.abc_denominator[mask],
+        higher_is_better=better_high,
+        fraction=fraction,
+        rank_by=None if units.abc_rank_by is None else units.abc_rank_by[mask],
+    )
+    observed = float(np.nansum(units.observed[mask])) if units.observed is not None else None
+    expected = float(np.nansum(units.expected[mask])) if units.expected is not None else None
+    denominator = float(np.nansum(units.denominator[mask]))
+    if measure.level == "patient" and observed is not None and expected:
+        rate = observed / expected * units.overall
+    elif measure.measure_type in {"mean", "time-between-events"}:
+        rate = float(np.nansum(units.abc_numerator[mask]) / denominator) if denominator else None
+    else:
+        rate = observed / denominator if observed is not None and denominator else None
+    statuses = None
+    if funnel is None and members >= 5:
+        funnel = units.funnel_for(mask)
+    if funnel is not None:
+        payload["funnel"] = _funnel_summary(funnel, units)
+        _, warning, alarm = _statuses(funnel, higher_is_better=better_high)
+        statuses = (warning, alarm)
+    else:
+        payload["funnel"] = None
+        payload["funnel_note"] = "fewer than 5 members: no funnel"
+    spread = methods.distribution(units.value[mask])
+    payload |= {
+        "distribution": spread,
+        "quantiles": _quantile_keys(spread),
+        "distribution_shrunk": methods.distribution(units.shrunk[mask]),
+        "abc": {
+            "value": benchmark.value,
+            "method": benchmark.method,
+            "fraction": fraction,
+            "members": int(benchmark.selected.sum()),
+            "direction": measure.direction,
+        },
+        "shrinkage": units.shrinkage,
+        "overall": units.overall,
+        **units.summary,
+    }
+    return {
+        "scope": scope,
+        "peer_group_id": group_id,
+        "n_members": members,
+        "observed": observed,
+        "expected": expected,
+        "denominator": denominator,
+        "rate": _number(rate),
+        "abc": _number(benchmark.value),
+        "payload": json_safe(payload),
+        "_statuses": statuses,
+    }
