@@ -17,7 +17,10 @@ import pyarrow.compute as pc
 
 def as_arrow(series: pd.Series) -> pa.ChunkedArray:
     """The column as an Arrow string array (zero-copy for Arrow-backed text)."""
-    array = pa.array(series.array) if series.dtype == "str" else pa.array(series.astype(str))
+    if hasattr(series.array, "__arrow_array__"):
+        array = pa.array(series.array)
+    else:
+        array = pa.array(series.astype(str).array)
     if isinstance(array, pa.Array):
         array = pa.chunked_array([array])
     return array
@@ -52,3 +55,22 @@ def lengths(series: pd.Series) -> np.ndarray:
     if not len(series):
         return np.zeros(0, np.int64)
     return pc.utf8_length(as_arrow(series)).to_numpy().astype(np.int64, copy=False)
+
+
+def to_float(series: pd.Series, mask: np.ndarray) -> np.ndarray:
+    """The cells under ``mask`` (already known to look numeric) as floats; NaN if unreadable."""
+    subset = as_arrow(series).filter(pa.array(mask))
+    try:
+        return pc.cast(subset, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Arrow's parser is stricter than our pattern for a few spellings ("+1", "5."):
+        # fall back to pandas for this column.
+        return pd.to_numeric(series[mask], errors="coerce").to_numpy(dtype=float)
+
+
+def strip(series: pd.Series) -> pd.Series:
+    """Cells without leading and trailing whitespace (Unicode-aware), as Arrow-backed text."""
+    trimmed = pc.utf8_trim_whitespace(as_arrow(series))
+    return pd.Series(
+        pd.arrays.ArrowStringArray(trimmed.cast(pa.large_string())), index=series.index
+    )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qicollab.submissions import arrow
 from qicollab.submissions.errors import ParseError
 
 MiB = 1024 * 1024
@@ -257,7 +258,7 @@ def _table(  # noqa: PLR0917 - private; one call per format
         column = body[position]
         if column.dtype != "str":
             body[position] = column.astype(str)
-        body[position] = body[position].str.strip()
+        body[position] = arrow.strip(body[position])
     # Rows and columns that are entirely empty (Excel leaves plenty) are not data.
     empty = (body == "").all(axis=1).to_numpy() if body.shape[1] else np.ones(len(body), bool)
     body = body.loc[~empty]

@@ -285,8 +285,7 @@ def _type_number(
     is_number = arrow.fullmatch(series, _NUMBER_PATTERN)
     numbers = np.full(len(series), np.nan)
     if is_number.any():
-        parsed = pd.to_numeric(series[is_number], errors="coerce").to_numpy(dtype=float)
-        numbers[is_number] = parsed
+        numbers[is_number] = arrow.to_float(series, is_number)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(numbers)
     not_number = ~empty & ~finite
@@ -639,7 +638,8 @@ def _validate_patient(
     known_year = np.isfinite(year)
     labels = np.full(n, "", dtype=object)
     if known_year.any():
-        labels[known_year] = pd.Series(year[known_year]).astype(int).astype(str).to_numpy()
+        distinct, inverse = np.unique(year[known_year].astype(np.int64), return_inverse=True)
+        labels[known_year] = np.array([str(value) for value in distinct], dtype=object)[inverse]
     labels = _check_periods(labels, context, out, "event_year", per_period=True)
     clean["period"] = labels
     now = context.now
