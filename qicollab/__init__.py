@@ -46,6 +46,7 @@ DOMAINS: list[str] = [
     "qicollab.submissions",
     "qicollab.jobs",
     "qicollab.benchmarking",
+    "qicollab.reporting",
 ]
 
 

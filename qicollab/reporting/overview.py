@@ -317,7 +317,7 @@ def build_overview(
                         value=measure.show(result.value if result else None),
                         status=words,
                         badge=status_badge(words.key, words.plain, words.mark),
-                        variation=variation_icon(variation),
+                        variation=variation_icon(variation, measure.direction),
                         assurance=assurance_icon(assurance),
                         missing=absent,
                     )

@@ -176,13 +176,21 @@ class Result:
 
     def oe_interval(self, collaborative_rate: float | None) -> tuple[float | None, float | None]:
         """The 95% interval of O/E, on the same footing as :meth:`oe`."""
-        low, high = _pair(self.payload.get("oe_ci95"))
+        stored = self.payload.get("oe_ci")
+        low, high = _pair(stored.get("95")) if isinstance(stored, dict) else (None, None)
         if low is not None and high is not None:
             return low, high
         low, high = self.ci95
         if low is None or high is None or not collaborative_rate:
             return None, None
         return low / collaborative_rate, high / collaborative_rate
+
+    def group_decile(self, group_code: str) -> int | None:
+        """The member's decile within a peer group, as the run stored it."""
+        peers = self.payload.get("peers")
+        entry = peers.get(group_code) if isinstance(peers, dict) else None
+        decile = entry.get("decile") if isinstance(entry, dict) else None
+        return int(decile) if isinstance(decile, int | float) and decile else None
 
     @property
     def counts(self) -> tuple[float | None, float | None]:
@@ -205,9 +213,24 @@ class Summary:
     payload: dict[str, Any]
 
     def quantiles(self) -> dict[str, float]:
-        """Stored quantiles keyed p10..p90 (if the run stored them)."""
-        raw = self.payload.get("quantiles") or {}
+        """Stored quantiles keyed p10..p90: from the run's ``distribution`` (median, q1, q3,
+        deciles) or a plain ``quantiles`` mapping."""
         out: dict[str, float] = {}
+        distribution = self.payload.get("distribution")
+        if isinstance(distribution, dict):
+            for key, name in (("median", "p50"), ("q1", "p25"), ("q3", "p75")):
+                number = _f(distribution.get(key))
+                if number is not None:
+                    out[name] = number
+            deciles = distribution.get("deciles")
+            if isinstance(deciles, list) and len(deciles) == 9:
+                for name, index in (("p10", 0), ("p90", 8)):
+                    number = _f(deciles[index])
+                    if number is not None:
+                        out[name] = number
+            if out:
+                return out
+        raw = self.payload.get("quantiles") or {}
         if isinstance(raw, dict):
             for key, value in raw.items():
                 name = str(key).lower().lstrip("pq")

@@ -455,7 +455,7 @@ def member_sections(
             gap_relative=(gap / abs(abc)) if gap is not None and abc else None,
             target=measure.show(measure.target),
             comparison=comparison(run, measure, audience, member_id, group),
-            variation=variation_icon(chart_info.variation),
+            variation=variation_icon(chart_info.variation, measure.direction),
             assurance=assurance_icon(chart_info.assurance),
             chart_name=chart_info.name,
             signals=chart_info.signal_labels,
@@ -465,7 +465,8 @@ def member_sections(
             ),
         )
         if group is not None:
-            section.decile = section.comparison.decile
+            stored = result.group_decile(group.code) if result is not None else None
+            section.decile = stored if stored is not None else section.comparison.decile
         section.best, section.best_count = best_practice(run, measure, audience, member_id, group)
         if years is not None:
             section.improvement, section.improvement_detail = improvement_text(

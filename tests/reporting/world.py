@@ -460,14 +460,18 @@ def build_world(
                     }
                 )
                 sd = float(np.std(values)) or 0.01
+                # Patient-level charts plot O/E, as the engine stores them.
+                shown = value / template.base if patient else value
+                chart_centre = centre / template.base if patient else centre
+                chart_sd = sd / template.base if patient else sd
                 chart_points.append(
                     {
-                        "x": period.start_date.isoformat(),
-                        "value": value,
+                        "x": period.label,
+                        "value": shown,
                         "n": n,
-                        "cl": centre,
-                        "ucl": centre + 3 * sd,
-                        "lcl": centre - 3 * sd,
+                        "cl": chart_centre,
+                        "ucl": chart_centre + 3 * chart_sd,
+                        "lcl": chart_centre - 3 * chart_sd,
                         "phase": 1,
                         "excluded": False,
                         "signals": ["astronomical point"] if t in signals_at else [],
@@ -483,12 +487,12 @@ def build_world(
                         "chart": "p" if template.measure_type is MeasureType.PROPORTION else "i",
                         "mode": "mdc",
                         "points": chart_points,
-                        "variation_icon": (
-                            "improvement_high" if higher_better else "improvement_low"
-                        )
+                        "variation_icon": "special_cause_improvement"
                         if j % 2 == 0
-                        else ("concern_low" if j == 2 else "common_cause"),
-                        "assurance_icon": "hit_or_miss" if template.target else None,
+                        else ("special_cause_concern" if j == 2 else "common_cause"),
+                        "assurance_icon": "inconsistent" if template.target else None,
+                        "multiplier": 1.0 if patient else template.multiplier,
+                        "unit": "O/E" if patient else template.unit,
                     },
                 }
             )
@@ -531,7 +535,19 @@ def build_world(
                     "ci998_low": value - 3.09 * se,
                     "ci998_high": value + 3.09 * se,
                     "shrunk_value": value,
-                    "payload": {},
+                    "payload": {
+                        "scope": "cycle",
+                        "oe": value / template.base if patient else None,
+                        "oe_ci": {
+                            "95": [
+                                (value - 1.96 * se) / template.base,
+                                (value + 1.96 * se) / template.base,
+                            ],
+                        }
+                        if patient
+                        else {},
+                        "peers": {},
+                    },
                 }
             )
         rate = (
@@ -554,8 +570,50 @@ def build_world(
             row["outlier_status"] = status
             row["decile"] = min(10, math.ceil(10 * rank / len(ordered)))
             row["distance_to_abc"] = value - abc
+            if row["member_id"] in group_ids:
+                in_group = sorted(
+                    (r["value"] for r in overall_rows if r["member_id"] in group_ids),
+                    reverse=higher_better,
+                )
+                group_rank = in_group.index(value) + 1
+                row["payload"]["peers"]["TEACH"] = {
+                    "decile": min(10, math.ceil(10 * group_rank / len(in_group)))
+                }
         results.extend(overall_rows)
-        quantiles = {f"p{q}": float(np.quantile(all_values, q / 100)) for q in (10, 25, 50, 75, 90)}
+        distribution = {
+            "n": len(all_values),
+            "mean": float(np.mean(all_values)),
+            "median": float(np.median(all_values)),
+            "q1": float(np.quantile(all_values, 0.25)),
+            "q3": float(np.quantile(all_values, 0.75)),
+            "min": float(min(all_values)),
+            "max": float(max(all_values)),
+            "deciles": [float(d) for d in np.quantile(all_values, np.arange(1, 10) / 10)],
+        }
+        summary_payload: dict = {"distribution": distribution, "funnel": None}
+        if template.measure_type in {MeasureType.PROPORTION, MeasureType.RATIO}:
+            # Stored limit curves in the engine's format (value scale, adjusted for phi).
+            xs = [r["expected"] if patient else r["denominator"] for r in overall_rows]
+            grid = np.geomspace(max(min(xs) * 0.5, 1.0), max(xs) * 1.1, 60)
+            curve: dict = {"x": grid.tolist(), "x_label": "expected" if patient else "denominator"}
+            for key, z in (("95", 1.96), ("99.8", 3.09)):
+                if patient:
+                    half = rate * z / np.sqrt(grid)
+                else:
+                    half = z * np.sqrt(rate * (1 - rate) / grid)
+                curve[key] = [(rate - half).tolist(), (rate + half).tolist()]
+                curve[f"adjusted_{key}"] = [
+                    (rate - 1.3 * half).tolist(),
+                    (rate + 1.3 * half).tolist(),
+                ]
+            summary_payload["funnel"] = {
+                "method": "shmi" if patient else "spiegelhalter",
+                "phi": 1.69,
+                "adjusted": True,
+                "target_value": rate,
+                "note": "",
+                "curve": curve,
+            }
         summaries.append(
             {
                 "run_id": run.id,
@@ -568,7 +626,7 @@ def build_world(
                 "denominator": total_n,
                 "rate": rate,
                 "abc": abc,
-                "payload": {"quantiles": quantiles},
+                "payload": summary_payload,
             }
         )
         group_values = [v for v, m in zip(all_values, members, strict=True) if m.id in group_ids]
@@ -585,8 +643,11 @@ def build_world(
                 "rate": float(np.mean(group_values)),
                 "abc": float(max(group_values) if higher_better else min(group_values)),
                 "payload": {
-                    "quantiles": {
-                        f"p{q}": float(np.quantile(group_values, q / 100)) for q in (25, 50, 75)
+                    "distribution": {
+                        "n": len(group_values),
+                        "median": float(np.median(group_values)),
+                        "q1": float(np.quantile(group_values, 0.25)),
+                        "q3": float(np.quantile(group_values, 0.75)),
                     }
                 },
             }

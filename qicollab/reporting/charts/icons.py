@@ -63,6 +63,9 @@ VARIATION: dict[str, Icon] = {
     "neither_low": Icon(
         "neither_low", "Special cause: neither (lower)", "N↓", *_NEITHER, dash="3 2"
     ),
+    "improvement": Icon("improvement", "Special cause: improvement", "I", *_IMPROVE),
+    "concern": Icon("concern", "Special cause: concern", "C", *_CONCERN),
+    "neither": Icon("neither", "Special cause: neither", "N", *_NEITHER, dash="3 2"),
 }
 ASSURANCE: dict[str, Icon] = {
     "pass": Icon("pass", "Consistently meets the target", "P", *_IMPROVE),
@@ -99,6 +102,7 @@ _ALIASES = {
     "concern_down": "concern_low",
     "neither_up": "neither_high",
     "neither_down": "neither_low",
+    "neutral": "neither",
     "consistent_pass": "pass",
     "consistently_pass": "pass",
     "consistent_fail": "fail",
@@ -118,9 +122,18 @@ def _normalise(key: object) -> str:
     return _ALIASES.get(text, text)
 
 
-def variation_icon(key: object) -> Icon:
-    """The badge for a stored variation icon name (tolerant of spelling variants)."""
-    return VARIATION.get(_normalise(key), NO_VARIATION)
+def variation_icon(key: object, direction: str | None = None) -> Icon:
+    """The badge for a stored variation icon name (tolerant of spelling variants).
+
+    Engines that store only "improvement", "concern" or "neutral" (the point type of the last
+    point) get the arrow from the measure's direction: improvement on a measure where higher
+    is better is "improvement (higher)", a concern on it is "concern (lower)".
+    """
+    name = _normalise(key)
+    if name in {"improvement", "concern", "neither"} and direction in {"increase", "decrease"}:
+        up = (name == "improvement") == (direction == "increase")
+        name = f"{name}_{'high' if up else 'low'}"
+    return VARIATION.get(name, NO_VARIATION)
 
 
 def assurance_icon(key: object) -> Icon:

@@ -141,8 +141,11 @@ def control(
     raw_points = _points(payload)
     if not raw_points:
         return None
-    # Stored values are on the natural scale; show them on the measure's display scale.
-    scale = measure.multiplier
+    # Stored values are on the natural scale (or O/E for patient-level series); the payload
+    # says how to show them, else the measure does.
+    scale = _f(payload.get("multiplier")) or measure.multiplier
+    unit = str(payload.get("unit") or measure.unit or "")
+    ratio = unit == "O/E"
     points = []
     for point in raw_points:
 
@@ -172,10 +175,10 @@ def control(
     return control_chart(
         points,
         title=title,
-        y_label=measure.axis_label,
-        chart_name=info.name,
+        y_label=f"{measure.code} ({unit})" if unit else measure.code,
+        chart_name=info.name + (" of observed / expected" if ratio else ""),
         notes=notes,
-        digits=measure.digits,
+        digits=2 if ratio else measure.digits,
     )
 
 
@@ -217,127 +220,96 @@ def funnel(
     *,
     hidden: int = 0,
 ) -> Chart | None:
-    """A funnel of the visible members: stored limits when the run stored them, else limits
-    computed here around the collaborative value (unadjusted for overdispersion, and said so)."""
-    funnel_payload = summary.payload.get("funnel") if isinstance(summary.payload, dict) else None
-    ratio = measure.risk_adjusted or measure.measure_type == "ratio"
+    """A funnel of the visible members on the value scale: the run's stored limit curves when
+    it stored them (``payload["funnel"]["curve"]``: ``x``, ``x_label`` and ``[low, high]`` lists
+    per level, adjusted for overdispersion under ``adjusted_<level>``), else limits computed
+    here around the collaborative value (unadjusted, and said so)."""
+    stored = summary.payload.get("funnel") if isinstance(summary.payload, dict) else None
+    curve = stored.get("curve") if isinstance(stored, dict) else None
+    by_expected = measure.risk_adjusted or measure.measure_type == "ratio"
+    note = ""
+    curves: list[FunnelCurve] = []
+    target = summary.rate
+    if isinstance(curve, dict) and curve.get("x"):
+        by_expected = curve.get("x_label") == "expected"
+        curves = _stored_curves(curve, bool(stored.get("adjusted")), measure.multiplier)
+        target = _f(stored.get("target_value")) or summary.rate
+        note = str(stored.get("note") or "")
+        phi = _f(stored.get("phi"))
+        if phi is not None and stored.get("adjusted"):
+            note = f"Limits adjusted for overdispersion ({stored.get('method')}, phi = {phi:.2f})."
+    if target is None:
+        return None
     points: list[FunnelPoint] = []
     for label, result, own in labelled:
-        if ratio:
-            x = result.expected
-            y = result.oe(summary.rate)
-        else:
-            x = result.denominator
-            y = measure.scaled(result.value)
+        x = result.expected if by_expected else result.denominator
+        y = measure.scaled(result.value)
         if x is None or y is None or x <= 0:
             continue
         points.append(FunnelPoint(label, x, y, own))
     if not points:
         return None
-    x_max = max(p.x for p in points) * 1.05
-    curves, note = _stored_curves(funnel_payload, measure, ratio)
-    if ratio:
-        target = 1.0
-    else:
-        rate = summary.rate
-        if rate is None:
-            return None
-        target = rate * measure.multiplier
     if not curves:
-        if measure.measure_type in {"mean", "time-between-events"} and not ratio:
+        if measure.measure_type in {"mean", "time-between-events"}:
             return None
-        curves = _computed_curves(measure, summary, ratio, x_max)
+        curves = _computed_curves(measure, target, by_expected, max(p.x for p in points) * 1.05)
         note = "Limits are not adjusted for overdispersion."
-    x_label = (
-        "Expected events"
-        if ratio
-        else f"Denominator ({measure.denominator_definition[:40] or 'cases'})"
-    )
+    x_label = "Expected events" if by_expected else "Denominator"
     return funnel_chart(
         points,
         curves,
         title=f"{measure.code}: funnel plot",
-        target=target,
+        target=target * measure.multiplier,
         x_label=x_label,
-        y_label="Observed / expected" if ratio else measure.axis_label,
-        target_label="collaborative = 1" if ratio else "collaborative",
+        y_label=measure.axis_label,
+        target_label="collaborative",
         higher_is_better=measure.higher_is_better,
         hidden=hidden,
-        digits=2 if ratio else measure.digits,
+        digits=measure.digits,
         note=note,
     )
 
 
+def _stored_curves(curve: dict[str, Any], adjusted: bool, multiplier: float) -> list[FunnelCurve]:
+    grid = [_f(x) for x in curve.get("x") or []]
+    curves = []
+    for key, dash in (("95", "5 3"), ("99.8", "1.5 2.5")):
+        pair = curve.get(f"adjusted_{key}" if adjusted else key) or curve.get(key)
+        if not (isinstance(pair, list) and len(pair) == 2):
+            continue
+        lows, highs = pair
+        rows = [
+            (x, _mul(_f(low), multiplier), _mul(_f(high), multiplier))
+            for x, low, high in zip(grid, lows, highs, strict=False)
+            if x is not None
+        ]
+        if rows:
+            curves.append(FunnelCurve(key, tuple(rows), dash))
+    return curves
+
+
 def _computed_curves(
-    measure: MeasureView, summary: Summary, ratio: bool, x_max: float
+    measure: MeasureView, rate: float, by_expected: bool, x_max: float
 ) -> list[FunnelCurve]:
+    """Normal-approximation limits: binomial for proportions, Poisson for rates and O/E."""
     steps = [x_max * (i / 80) ** 2 for i in range(1, 81)]
     curves = []
     for level, dash in ((0.95, "5 3"), (0.998, "1.5 2.5")):
         z = _z(level)
         rows: list[tuple[float, float | None, float | None]] = []
         for x in steps:
-            if ratio:
-                half = z / math.sqrt(x)
-                low, high = max(0.0, 1 - half), 1 + half
+            if by_expected:
+                half = rate * z / math.sqrt(x)
+            elif measure.measure_type == "proportion":
+                half = z * math.sqrt(max(rate * (1 - rate), 0.0) / x)
             else:
-                p = summary.rate or 0.0
-                variance = p * (1 - p) if measure.measure_type == "proportion" else p
-                half = z * math.sqrt(max(variance, 0.0) / x)
-                low, high = p - half, p + half
-                if measure.measure_type == "proportion":
-                    low, high = max(0.0, low), min(1.0, high)
-                else:
-                    low = max(0.0, low)
-                low, high = low * measure.multiplier, high * measure.multiplier
-            rows.append((x, low, high))
+                half = z * math.sqrt(max(rate, 0.0) / x)
+            low, high = max(0.0, rate - half), rate + half
+            if measure.measure_type == "proportion" and not by_expected:
+                high = min(1.0, high)
+            rows.append((x, low * measure.multiplier, high * measure.multiplier))
         curves.append(FunnelCurve(f"{level:g}", tuple(rows), dash))
     return curves
-
-
-def _stored_curves(
-    payload: object, measure: MeasureView, ratio: bool
-) -> tuple[list[FunnelCurve], str]:
-    """Limit curves stored by the run: ``{"curve": [{"x", "lower95", "upper95", ...}]}`` or
-    ``{"limits": {"95": [[x, lo, hi], ...], "99.8": [...]}}``."""
-    if not isinstance(payload, dict):
-        return [], ""
-    scale = 1.0 if ratio else measure.multiplier
-    curves: list[FunnelCurve] = []
-    note = ""
-    phi = _f(payload.get("phi"))
-    if phi is not None:
-        method = payload.get("method", "")
-        note = f"Limits adjusted for overdispersion ({method}, phi = {phi:.2f})."
-    limits = payload.get("limits") or payload.get("adjusted_limits")
-    if isinstance(limits, dict):
-        for key, dash in (("95", "5 3"), ("99.8", "1.5 2.5")):
-            rows = limits.get(key) or limits.get(str(float(key) / 100))
-            if isinstance(rows, list):
-                parsed = []
-                for row in rows:
-                    if isinstance(row, list | tuple) and len(row) == 3:
-                        x, lo, hi = (_f(v) for v in row)
-                        if x is not None:
-                            parsed.append((x, _mul(lo, scale), _mul(hi, scale)))
-                if parsed:
-                    curves.append(FunnelCurve(key, tuple(parsed), dash))
-    curve = payload.get("curve")
-    if not curves and isinstance(curve, list):
-        for key, dash in (("95", "5 3"), ("998", "1.5 2.5")):
-            parsed = []
-            for row in curve:
-                if isinstance(row, dict) and _f(row.get("x")) is not None:
-                    parsed.append(
-                        (
-                            float(row["x"]),
-                            _mul(_f(row.get(f"lower{key}")), scale),
-                            _mul(_f(row.get(f"upper{key}")), scale),
-                        )
-                    )
-            if parsed:
-                curves.append(FunnelCurve(key, tuple(parsed), dash))
-    return curves, note
 
 
 def _mul(value: float | None, scale: float) -> float | None:
