@@ -76,19 +76,17 @@ def design_matrix(frame: pd.DataFrame, spec: RiskModelSpec) -> tuple[np.ndarray,
 
 
 def _check_design(x: np.ndarray, names: list[str], y: np.ndarray, family: str) -> None:
+    """Refuse (with the reason) what cannot give a trustworthy fit: fewer than 10 events (or
+    non-events), or a covariate term that takes a single value."""
+    if family == OutcomeFamily.BINOMIAL:
+        events = float(y.sum())
+        if min(events, len(y) - events) < 10:
+            msg = f"too few events to fit the risk model ({events:g} events in {len(y):,} cases)"
+            raise MeasureNotComputableError(msg)
     constant = [name for index, name in enumerate(names[1:], start=1) if np.ptp(x[:, index]) == 0]
     if constant:
         msg = f"covariate term(s) with a single value in the data: {', '.join(constant)}"
         raise MeasureNotComputableError(msg)
-    if family == OutcomeFamily.BINOMIAL:
-        events = float(y.sum())
-        non_events = float(len(y) - events)
-        if (
-            min(events, non_events) < 10 * max(1, len(names) - 1) / 10
-            or min(events, non_events) < 10
-        ):
-            msg = f"too few events to fit the risk model ({events:g} events in {len(y):,} cases)"
-            raise MeasureNotComputableError(msg)
 
 
 def fit_risk_model(frame: pd.DataFrame, spec: RiskModelSpec) -> RiskFit:
@@ -538,8 +536,11 @@ def funnel_ratio(
         else:
             limits[key] = bounds(s, level)
         adjusted_limits[key] = bounds(np.sqrt(s**2 + tau2), level) if adjusted else limits[key]
-    flags = {key: _flags(ratio, *limits[key]) for key in limits}
-    adjusted_flags = {key: _flags(ratio, *adjusted_limits[key]) for key in adjusted_limits}
+    # On the log scale a zero count is -infinity, below every limit however wide; flag it by
+    # its continuity-corrected value (0.5 events), as its z-score does.
+    flagged = np.where(o > 0, ratio, 0.5 / e) if scale == "log" else ratio
+    flags = {key: _flags(flagged, *limits[key]) for key in limits}
+    adjusted_flags = {key: _flags(flagged, *adjusted_limits[key]) for key in adjusted_limits}
     curve = _ratio_curve(e, var, scale, target_y, tau2 if adjusted else 0.0, levels, poisson)
     return Funnel(
         method=method,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import click
 
 from qicollab.cli import cli
+from qicollab.cli.compute import demo_step
 from qicollab.cli.context import LazyApp
 from qicollab.config import storage_path
 from qicollab.db import session_scope
@@ -42,6 +43,7 @@ def _load(app: LazyApp, seed: int) -> None:
 STEPS: list[Step] = [
     ("Creating and migrating the database", _migrate),
     ("Loading the demo collaborative (40 hospitals, 8 measures, 36 months)", _load),
+    ("Computing benchmarks (cycle C2023-25: every measure, member and chart)", demo_step),
 ]
 
 
