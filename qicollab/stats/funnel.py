@@ -12,14 +12,14 @@ as a continuous Poisson mean). Proportions: PHE's inverted-Wilson limits
 **Overdispersion-adjusted limits** (Spiegelhalter 2005) widen the funnel when units differ by
 more than chance. Each unit gets a z-score on a variance-stabilising scale:
 
-=========================  ================================  ===================  ===========
-method                     y                                  s                    dispersion
-=========================  ================================  ===================  ===========
-``"shmi"`` (ratios)        ln(O/E)                            1 / sqrt(E)          additive tau^2, truncation
-``"cqc"`` (ratio)          sqrt(O/E)                          1 / (2 sqrt(E))      additive tau^2, winsorising
-``"cqc"`` (proportion)     asin(sqrt(x/n))                    1 / (2 sqrt(n))      additive tau^2, winsorising
-``"spiegelhalter"``        as ``"cqc"``                       as ``"cqc"``         multiplicative phi, winsorising
-=========================  ================================  ===================  ===========
+====================  ===============  ===============  ===================================
+method                y                s                dispersion
+====================  ===============  ===============  ===================================
+``"shmi"`` (ratio)    ln(O/E)          1 / sqrt(E)      additive tau^2, SHMI truncation
+``"cqc"`` (ratio)     sqrt(O/E)        1 / (2 sqrt E)   additive tau^2, winsorising
+``"cqc"`` (prop.)     asin sqrt(x/n)   1 / (2 sqrt n)   additive tau^2, winsorising
+``"spiegelhalter"``   as ``"cqc"``     as ``"cqc"``     multiplicative phi, winsorising
+====================  ===============  ===============  ===================================
 
 and ``z = (y - y0) / s`` with y0 the transformed target. Outliers are damped before estimating
 the dispersion: SHMI drops the top and bottom ``trim`` fraction by rank (FunnelPlotR's rule);
@@ -169,9 +169,7 @@ def _target_scale(data_type: DataType, method: FunnelMethod, target: float) -> f
     return math.sqrt(target)
 
 
-def _back_transform(
-    data_type: DataType, method: FunnelMethod, y: np.ndarray
-) -> np.ndarray:
+def _back_transform(data_type: DataType, method: FunnelMethod, y: np.ndarray) -> np.ndarray:
     if data_type == "proportion":
         return np.sin(np.clip(y, 0.0, math.pi / 2)) ** 2
     if method == "shmi":
@@ -231,8 +229,10 @@ def adjusted_limits(
     e = np.asarray(precision, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         safe = np.where(e > 0, e, np.nan)
-        s = 1.0 / np.sqrt(safe) if (data_type == "ratio" and method == "shmi") else (
-            1.0 / (2.0 * np.sqrt(safe))
+        s = (
+            1.0 / np.sqrt(safe)
+            if (data_type == "ratio" and method == "shmi")
+            else (1.0 / (2.0 * np.sqrt(safe)))
         )
     z = z_value(level)
     spread = z * math.sqrt(phi) * s if method == "spiegelhalter" else z * np.sqrt(s**2 + tau2)
@@ -635,9 +635,7 @@ def funnel_analysis(
                 tau2=tau2,
             )
         )
-    status = {
-        key: outlier_status(value, low, high) for key, (low, high) in limits.items()
-    }
+    status = {key: outlier_status(value, low, high) for key, (low, high) in limits.items()}
     used = np.zeros(obs.shape, dtype=bool)
     used[valid] = keep_v
     winsorised = np.zeros(obs.shape, dtype=bool)
@@ -695,7 +693,7 @@ def _plain(label: object) -> Hashable:
     return label.item() if isinstance(label, np.generic) else label  # type: ignore[return-value]
 
 
-def _note(
+def _note(  # noqa: PLR0917 - private, one call
     method: str, data_type: str, trim: float, phi: float, tau2: float, used: int, fallback: bool
 ) -> str:
     scale = {
@@ -791,9 +789,7 @@ def phe_proportion_funnel(
     return SignificanceBands("phe-proportion-wilson", baseline, p, bands, l2, u2, l3, u3)
 
 
-def phe_ratio_significance(
-    observed: npt.ArrayLike, expected: npt.ArrayLike
-) -> SignificanceBands:
+def phe_ratio_significance(observed: npt.ArrayLike, expected: npt.ArrayLike) -> SignificanceBands:
     """PHE significance bands for O/E: exact Poisson intervals of O/E compared with 1.
 
     High (0.001) when the 99.8% lower limit exceeds 1, High (0.025) when the 95% lower limit

@@ -170,8 +170,9 @@ class TestOutlierFlags:
             ("high", None, "higher"),
         ],
     )
-    def test_direction_aware_labels(self, status: str | None, improvement: str | None,
-                                    label: str) -> None:
+    def test_direction_aware_labels(
+        self, status: str | None, improvement: str | None, label: str
+    ) -> None:
         assert performance_label(status, improvement) == label  # type: ignore[arg-type]
 
     def test_unknown_direction_is_refused(self) -> None:
@@ -218,8 +219,12 @@ class TestPheRatioFunnel:
         frame = pd.read_csv(DATA / "phe_testdata_funnel_ratio_outputs.csv")
         table = phe_ratio_funnel_table(frame["Observed_events"])
         for level, key, tag in [(0.95, "95", "2s"), (0.998, "99.8", "3s")]:
-            assert_allclose(table.lower_expected[key], frame[f"lower_{tag}_exp_events"], atol=2.5e-4)
-            assert_allclose(table.upper_expected[key], frame[f"upper_{tag}_exp_events"], atol=2.5e-4)
+            assert_allclose(
+                table.lower_expected[key], frame[f"lower_{tag}_exp_events"], atol=2.5e-4
+            )
+            assert_allclose(
+                table.upper_expected[key], frame[f"upper_{tag}_exp_events"], atol=2.5e-4
+            )
             for side in ("lower", "upper"):
                 ratio = table.limit(level, side)  # type: ignore[arg-type]
                 assert_allclose(ratio * 100, frame[f"{side}_{tag}_isr"], rtol=5e-5)
@@ -270,7 +275,7 @@ class TestFallbackAndEdges:
         assert result.n_used == 3
 
     def test_invalid_inputs(self) -> None:
-        with pytest.raises(ValueError, match="shmi|SHMI"):
+        with pytest.raises(ValueError, match=r"shmi|SHMI"):
             funnel_analysis([1], [10], data_type="proportion", method="shmi")
         with pytest.raises(ValueError, match="non-negative"):
             funnel_analysis([-1, 2], [10, 10])
@@ -341,8 +346,9 @@ class TestProportionsAndCurves:
         row = result.rows[0]
         centre = np.arcsin(np.sqrt(result.target))
         half = 1.959964 * np.sqrt(1 / (4 * row.precision) + result.tau2)
-        assert row.adjusted_upper95 == pytest.approx(np.sin(min(centre + half, np.pi / 2)) ** 2,
-                                                     rel=1e-6)
+        assert row.adjusted_upper95 == pytest.approx(
+            np.sin(min(centre + half, np.pi / 2)) ** 2, rel=1e-6
+        )
 
     def test_curves_narrow_with_precision_and_match_the_rows(self) -> None:
         result = funnel_analysis(self.x, self.n, data_type="proportion")
@@ -360,5 +366,5 @@ class TestProportionsAndCurves:
 
     def test_limits_accessor_rejects_other_levels(self) -> None:
         row = funnel_analysis(NUM, DEN).rows[0]
-        with pytest.raises(ValueError, match="0.95"):
+        with pytest.raises(ValueError, match=r"0\.95"):
             row.limits(0.99)
