@@ -44,6 +44,8 @@ DOMAINS: list[str] = [
     "qicollab.members",
     "qicollab.measures",
     "qicollab.submissions",
+    "qicollab.cycles",
+    "qicollab.audit",
     "qicollab.jobs",
     "qicollab.benchmarking",
     "qicollab.reporting",

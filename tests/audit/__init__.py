@@ -1,0 +1,1 @@
+"""Tests of the audit part of the submission portal."""

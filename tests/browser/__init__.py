@@ -1,0 +1,1 @@
+"""Tests of the browser part of the submission portal."""

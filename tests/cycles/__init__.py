@@ -1,0 +1,1 @@
+"""Tests of the cycles part of the submission portal."""
