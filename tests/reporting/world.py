@@ -343,9 +343,10 @@ def build_world(
     )
 
     effects = rng.normal(0, 0.25, size=(n_members, n_measures))
-    effects[2, :] = 0.9  # a clear outlier in the bad direction
     volumes = rng.uniform(0.5, 1.6, size=n_members)
-    volumes[3] = 0.04  # a tiny member: small counts everywhere
+    if n_members > 3:
+        effects[2, :] = 0.9  # a clear outlier in the bad direction
+        volumes[3] = 0.04  # a tiny member: small counts everywhere
     submissions: list[dict] = []
     results: list[dict] = []
     charts: list[dict] = []

@@ -1,0 +1,249 @@
+"""Rendering a run's reports: recorded hashes, atomic files, failures that keep the old report,
+the worker pool, the job and the command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from qicollab.cli import cli
+from qicollab.jobs.models import JobStatus
+from qicollab.jobs.services import JobService
+from qicollab.reporting import pdf as pdf_module
+from qicollab.reporting import rendering
+from qicollab.reporting.models import Report, ReportKind
+from qicollab.reporting.pdf import write_atomically
+from qicollab.reporting.rendering import ReportRenderer, render_run_as_job
+
+
+def _reports(db_session) -> list[Report]:
+    rows = list(db_session.scalars(sa.select(Report).order_by(Report.kind, Report.member_id)))
+    db_session.commit()
+    return rows
+
+
+@pytest.fixture
+def session_factory(engine):
+    from qicollab.db import get_session_factory
+
+    return get_session_factory(engine)
+
+
+@pytest.fixture
+def rendered_once(world, settings, session_factory, db_session):
+    """Two members' reports and the blinded summary, rendered in this process."""
+    renderer = ReportRenderer(session_factory, settings, workers=0)
+    summary = renderer.render_run(
+        world.run_id,
+        member_ids=[world.member, world.other],
+        kinds=[ReportKind.MEMBER, ReportKind.BLINDED_SUMMARY],
+    )
+    return summary, _reports(db_session)
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+
+
+def test_write_atomically_replaces_the_file(tmp_path):
+    target = tmp_path / "a.pdf"
+    write_atomically(target, b"old")
+    written = write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert written.sha256 == hashlib.sha256(b"new").hexdigest()
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "a.pdf"
+    write_atomically(target, b"old")
+
+    def broken_fsync(_fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pdf"]
+
+
+# --- batch rendering -----------------------------------------------------------------------------
+
+
+def test_every_planned_report_is_rendered(rendered_once):
+    summary, _rows = rendered_once
+    assert (len(summary.rendered), summary.failed) == (3, [])
+
+
+def test_each_report_row_records_the_files_hash(rendered_once, settings):
+    _summary, rows = rendered_once
+    storage = Path(settings["qicollab.storage"])
+    assert all(
+        hashlib.sha256((storage / row.path).read_bytes()).hexdigest() == row.sha256 for row in rows
+    )
+
+
+def test_each_report_row_records_the_files_size(rendered_once, settings):
+    _summary, rows = rendered_once
+    storage = Path(settings["qicollab.storage"])
+    assert all((storage / row.path).stat().st_size == row.size_bytes for row in rows)
+
+
+def test_reports_are_written_under_the_runs_folder_by_id(rendered_once, world):
+    _summary, rows = rendered_once
+    assert sorted(row.path for row in rows) == sorted(
+        [
+            f"reports/run-{world.run_id}/blinded-summary.pdf",
+            f"reports/run-{world.run_id}/member-{world.member}.pdf",
+            f"reports/run-{world.run_id}/member-{world.other}.pdf",
+        ]
+    )
+
+
+def test_rendering_again_updates_the_rows_instead_of_adding(
+    rendered_once, world, settings, session_factory, db_session
+):
+    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer.render_run(world.run_id, kinds=[ReportKind.BLINDED_SUMMARY])
+    rows = _reports(db_session)
+    assert len(rows) == 3
+
+
+def test_a_failed_render_keeps_the_previous_file_and_row(
+    rendered_once, world, settings, session_factory, db_session, monkeypatch
+):
+    _summary, before = rendered_once
+    row = next(r for r in before if r.member_id == world.member)
+    path = Path(settings["qicollab.storage"]) / row.path
+    old_bytes, old_hash = path.read_bytes(), row.sha256
+
+    def fail_for_member(task):
+        if task.spec.member_id == world.member:
+            raise RuntimeError("layout exploded")
+
+    monkeypatch.setattr(rendering, "RENDER_HOOK", fail_for_member)
+    renderer = ReportRenderer(session_factory, settings, workers=0)
+    summary = renderer.render_run(
+        world.run_id, member_ids=[world.member, world.other], kinds=[ReportKind.MEMBER]
+    )
+    after = next(r for r in _reports(db_session) if r.member_id == world.member)
+    assert [o.task.spec.member_id for o in summary.failed] == [world.member]
+    assert (path.read_bytes(), after.sha256) == (old_bytes, old_hash)
+
+
+def test_a_failure_while_writing_keeps_the_previous_file(
+    rendered_once, world, settings, session_factory, monkeypatch
+):
+    _summary, before = rendered_once
+    row = next(r for r in before if r.kind is ReportKind.BLINDED_SUMMARY)
+    path = Path(settings["qicollab.storage"]) / row.path
+    old_bytes = path.read_bytes()
+
+    def broken_replace(self, target):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(Path, "replace", broken_replace)
+    renderer = ReportRenderer(session_factory, settings, workers=0)
+    summary = renderer.render_run(world.run_id, kinds=[ReportKind.BLINDED_SUMMARY])
+    assert len(summary.failed) == 1
+    assert path.read_bytes() == old_bytes
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_report_fails_the_job_but_records_the_others(
+    world, settings, session_factory, db_session, monkeypatch
+):
+    def fail_for_other(task):
+        if task.spec.member_id == world.other:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(rendering, "RENDER_HOOK", fail_for_other)
+    jobs = JobService(session_factory)
+    renderer = ReportRenderer(session_factory, settings, workers=0, jobs=jobs)
+    job_id, _summary = render_run_as_job(
+        renderer,
+        jobs,
+        world.run_id,
+        collaborative_id=world.collaborative_id,
+        member_ids=[world.member, world.other],
+        kinds=[ReportKind.MEMBER],
+    )
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert f"member-{world.other}.pdf" in (state.error or "")
+    assert [r.member_id for r in _reports(db_session)] == [world.member]
+
+
+def test_the_job_reports_progress_to_the_end(world, settings, session_factory):
+    seen = []
+    jobs = JobService(
+        session_factory, listener=lambda state: seen.append((state.done, state.total))
+    )
+    renderer = ReportRenderer(session_factory, settings, workers=0, jobs=jobs)
+    job_id, _ = render_run_as_job(
+        renderer,
+        jobs,
+        world.run_id,
+        collaborative_id=world.collaborative_id,
+        member_ids=[world.member],
+        kinds=[ReportKind.MEMBER, ReportKind.BLINDED_SUMMARY],
+    )
+    assert jobs.get(job_id).status is JobStatus.SUCCEEDED
+    assert seen[-1] == (2, 2)
+
+
+def test_a_run_that_did_not_succeed_cannot_be_rendered(world, settings, session_factory):
+    renderer = ReportRenderer(session_factory, settings, workers=0)
+    with pytest.raises(rendering.RenderError):
+        renderer.render_run(world.run_id + 100)
+
+
+@pytest.mark.slow
+def test_reports_render_in_a_pool_of_warm_workers(world, settings, session_factory, db_session):
+    if "sqlite" not in settings["sqlalchemy.url"]:
+        pytest.skip("one backend is enough for the process pool")
+    renderer = ReportRenderer(session_factory, settings, workers=2)
+    summary = renderer.render_run(
+        world.run_id, member_ids=world.member_ids[:3], kinds=[ReportKind.MEMBER]
+    )
+    rows = _reports(db_session)
+    assert (len(summary.rendered), len(rows)) == (3, 3)
+
+
+def test_the_command_renders_a_run(world, settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", settings["sqlalchemy.url"])
+    monkeypatch.setenv("QICOLLAB_STORAGE", settings["qicollab.storage"])
+    monkeypatch.chdir(Path(settings["qicollab.storage"]).parent)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "reports",
+            "render",
+            "--run",
+            str(world.run_id),
+            "--workers",
+            "0",
+            "--member",
+            str(world.member),
+            "--members-only",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 report(s) written" in result.output
+
+
+def test_the_command_refuses_an_unknown_run(world, settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", settings["sqlalchemy.url"])
+    monkeypatch.setenv("QICOLLAB_STORAGE", settings["qicollab.storage"])
+    monkeypatch.chdir(Path(settings["qicollab.storage"]).parent)
+    result = CliRunner().invoke(cli, ["reports", "render", "--run", "999", "--workers", "0"])
+    assert result.exit_code != 0
+    assert "not a succeeded run" in result.output
+
+
+def test_warm_up_imports_and_lays_out_once():
+    pdf_module.warm_up()
