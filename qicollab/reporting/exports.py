@@ -58,7 +58,7 @@ def _row(
     run: RunData, measure: MeasureView, result: Result, audience: Audience, abc: float | None
 ) -> list[object]:
     member = run.members[result.member_id]
-    hidden = audience.peer_hidden(result.member_id, result.counts)
+    hidden = audience.hides(result.member_id, run.suppressed(measure))
     summary = run.summary(measure.id)
     rate = summary.rate if summary else None
     words = formatting.status(result.outlier_status)

@@ -188,7 +188,7 @@ def improvers(
         if len(valued) < 2:
             continue
         result = run.results.get((member_id, measure.id))
-        if result is not None and audience.peer_hidden(member_id, result.counts):
+        if result is not None and audience.hides(member_id, run.suppressed(measure)):
             continue
         member = run.members.get(member_id)
         if member is None:

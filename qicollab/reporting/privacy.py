@@ -8,18 +8,17 @@ be worked out (the peer's rate, O/E and interval, since rate x denominator gives
 and collaborative totals whose difference from the member's own count would give the peers'
 sum). The blinded collaborative summary is the audience of every member at once: no one's own.
 
-The rule for one peer's cells is :func:`peer_hidden`; the stats core's suppressor (the
-property-tested complementary suppression in ``qicollab.stats.suppression``) is applied to whole
-tables through :func:`suppress_table` when it is available.
+Which members are hidden is decided once per run and measure by the stats core's suppressor
+(:func:`suppressed_members`); :meth:`Audience.hides` then applies it for one reader.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class Reader(StrEnum):
@@ -84,15 +83,12 @@ class Audience:
             return code
         return member.blinded_code
 
-    def hides(self, value: object) -> bool:
-        """Would this peer count be suppressed for this reader?"""
-        return not self.identified and is_small(value, self.min_cell_size)
-
-    def peer_hidden(self, member_id: int, counts: Iterable[object]) -> bool:
-        """Hide every number of this member's row? (Own rows and coordinators: never.)"""
+    def hides(self, member_id: int, suppressed: frozenset[int]) -> bool:
+        """Hide every number of this member's row? Only for peers the suppressor flagged;
+        never the reader's own row, never for coordinators."""
         if self.identified or self.is_own(member_id):
             return False
-        return any(is_small(value, self.min_cell_size) for value in counts)
+        return member_id in suppressed
 
     def total_hidden(self, total: object, own: object = None) -> bool:
         """Hide a collaborative or group total? It is a peer sum once the reader's own count is
@@ -121,32 +117,53 @@ def is_small(value: object, min_cell_size: int) -> bool:
     return 1 <= rounded < min_cell_size
 
 
-def suppress_table(
-    rows: Sequence[dict[str, Any]],
+def suppressed_members(
+    rows: Sequence[tuple[int, float | None, float | None]],
     *,
-    count_columns: Sequence[str],
-    derived_columns: Sequence[str],
-    audience: Audience,
-    member_key: str = "member_id",
-) -> list[dict[str, Any]]:
-    """Rows about peers with small counts (and what derives from them) set to None.
+    min_cell_size: int,
+    complement: bool,
+) -> frozenset[int]:
+    """Members whose numbers of one measure may not be shown to peers.
 
-    Uses the stats core's suppressor when it is installed (it also protects totals by
-    complementary suppression); otherwise applies :meth:`Audience.peer_hidden` row by row,
-    which is sufficient for tables without totals, the only kind the reporting domain prints.
+    ``rows`` are (member id, events, cases). The stats core's suppressor decides
+    (:func:`qicollab.stats.suppression.suppress_small_cells`, threshold ``min_cell_size - 1``):
+    events and cases are counts, the value is derived from both, and for proportions (and
+    binary patient outcomes) ``cases - events`` is a protected complement. Peer tables carry
+    no totals, so rows are independent and only rows with some count, or complement, in the
+    sensitive range can be affected: those are the rows handed to the suppressor (the same
+    answer as the whole table, without solving a 1,000-row linear system per measure).
     """
-    if audience.identified:
-        return [dict(row) for row in rows]
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        copy = dict(row)
-        member_id = copy.get(member_key)
-        own = isinstance(member_id, int) and audience.is_own(member_id)
-        if not own and any(is_small(copy.get(c), audience.min_cell_size) for c in count_columns):
-            for column in (*count_columns, *derived_columns):
-                copy[column] = None
-            copy["suppressed"] = True
-        else:
-            copy.setdefault("suppressed", False)
-        out.append(copy)
-    return out
+    threshold = min_cell_size - 1
+    if threshold < 1:
+        return frozenset()
+
+    def candidate(observed: float | None, cases: float | None) -> bool:
+        values = [observed, cases]
+        if complement and observed is not None and cases is not None:
+            values.append(cases - observed)
+        return any(is_small(v, min_cell_size) for v in values)
+
+    chosen = [row for row in rows if candidate(row[1], row[2])]
+    if not chosen:
+        return frozenset()
+    import pandas as pd  # noqa: PLC0415 - only when something may need suppressing
+
+    from qicollab.stats.suppression import Complement, suppress_small_cells  # noqa: PLC0415
+
+    frame = pd.DataFrame(
+        {
+            "observed": [math.nan if r[1] is None else float(r[1]) for r in chosen],
+            "cases": [math.nan if r[2] is None else float(r[2]) for r in chosen],
+            "value": [0.0] * len(chosen),
+        },
+        index=[r[0] for r in chosen],
+    )
+    result = suppress_small_cells(
+        frame,
+        counts=["observed", "cases"],
+        derived={"value": ["observed", "cases"]},
+        complements=[Complement("observed", "cases")] if complement else [],
+        threshold=threshold,
+    )
+    hidden = result.mask.any(axis=1)
+    return frozenset(int(member) for member, flag in hidden.items() if flag)

@@ -34,6 +34,7 @@ from qicollab.cycles.models import Annotation, LearningCycle, ReportingPeriod
 from qicollab.measures.models import Measure
 from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
 from qicollab.reporting import formatting
+from qicollab.reporting.privacy import suppressed_members
 from qicollab.submissions.models import Submission
 
 if TYPE_CHECKING:
@@ -93,6 +94,15 @@ class MeasureView:
     def risk_adjusted(self) -> bool:
         """Patient-level measures are risk-adjusted; aggregate ones are crude rates."""
         return self.level == "patient"
+
+    @property
+    def binary(self) -> bool:
+        """Events are a subset of cases (proportions, binary patient outcomes): then
+        cases - events is a count too, and is protected like one."""
+        if self.measure_type == "proportion":
+            return True
+        family = (self.risk_model or {}).get("family")
+        return self.risk_adjusted and family == "binomial"
 
     @property
     def axis_label(self) -> str:
@@ -288,6 +298,19 @@ class RunData:
     results: dict[tuple[int, int], Result]
     summaries: dict[tuple[int, int | None], Summary]
     fits: dict[int, FitView]
+
+    _suppressed: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
+
+    def suppressed(self, measure: MeasureView) -> frozenset[int]:
+        """Members whose numbers of this measure peers may not see (small-cell rule),
+        decided once per measure by the stats core's suppressor."""
+        cached = self._suppressed.get(measure.id)
+        if cached is None:
+            rows = [(r.member_id, r.observed, r.denominator) for r in self.results_for(measure.id)]
+            cached = self._suppressed[measure.id] = suppressed_members(
+                rows, min_cell_size=self.run.min_cell_size, complement=measure.binary
+            )
+        return cached
 
     def measure(self, measure_id: int) -> MeasureView:
         """A measure of the run by id."""

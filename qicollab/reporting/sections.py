@@ -130,14 +130,17 @@ class MeasureSection:
         return None
 
 
-def _visible(audience: Audience, results: Iterable[Result]) -> tuple[list[Result], int]:
+def visible(
+    run: RunData, measure: MeasureView, audience: Audience, results: Iterable[Result]
+) -> tuple[list[Result], int]:
     """Results an audience may see individually, and how many peers were suppressed."""
+    suppressed = run.suppressed(measure)
     shown: list[Result] = []
     hidden = 0
     for result in results:
         if result.value is None:
             continue
-        if audience.peer_hidden(result.member_id, result.counts):
+        if audience.hides(result.member_id, suppressed):
             hidden += 1
             continue
         shown.append(result)
@@ -207,7 +210,7 @@ def comparison(
     """The member's standing within the collaborative or the chosen peer group."""
     member_ids = group.member_ids if group is not None else None
     results = [r for r in run.results_for(measure.id, member_ids) if r.value is not None]
-    shown, hidden = _visible(audience, results)
+    shown, hidden = visible(run, measure, audience, results)
     summary = run.summary(measure.id, group.id if group else None)
     values = [r.value for r in results if r.value is not None]
     quantiles = summary.quantiles() if summary is not None else {}
@@ -255,7 +258,7 @@ def caterpillar_for(
     summary = run.summary(measure.id)
     rate = summary.rate if summary else None
     member_ids = group.member_ids if group is not None else None
-    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     points = []
     for result in shown:
         oe = result.oe(rate)
@@ -295,7 +298,7 @@ def distribution_for(
 ) -> Chart | None:
     """Every visible member's value over the quartile box, with benchmark and target."""
     member_ids = group.member_ids if group is not None else None
-    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     points = [
         DistributionPoint(
             _chart_label(run, audience, r.member_id),
@@ -337,7 +340,7 @@ def funnel_for(
 ) -> Chart | None:
     """The funnel plot of visible members (shared renderer when it fits the stored data)."""
     member_ids = group.member_ids if group is not None else None
-    shown, hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     summary = run.summary(measure.id)
     if summary is None:
         return None
@@ -497,7 +500,7 @@ def best_practice(
     summary = run.summary(measure.id, group.id if group else None) or run.summary(measure.id)
     abc = summary.abc if summary else None
     member_ids = group.member_ids if group is not None else None
-    shown, _hidden = _visible(audience, run.results_for(measure.id, member_ids))
+    shown, _hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     at_benchmark = [r for r in shown if r.member_id != member_id and reaches(measure, r.value, abc)]
     at_benchmark.sort(
         key=lambda r: -(r.value or 0.0) if measure.higher_is_better else (r.value or 0.0)
