@@ -278,17 +278,35 @@ def winsorise(z: npt.ArrayLike, trim: float) -> np.ndarray:
     return np.clip(values, low, high)
 
 
-def dispersion(z: npt.ArrayLike, s: npt.ArrayLike) -> tuple[float, float]:
-    """phi = mean(z^2) and the DerSimonian-Laird tau^2 around the fixed target.
+def damping_factor(method: FunnelMethod, trim: float) -> float:
+    """E[z^2] after damping, for standard normal z: what damping alone does to phi.
+
+    SHMI truncation keeps the central 1 - 2 trim: 1 - 2 c phi(c) / (1 - 2 trim); winsorising
+    at the trim quantiles: (1 - 2 trim) - 2 c phi(c) + 2 trim c^2, with c = Phi^-1(1 - trim).
+    At trim = 0.1 these are 0.438 and 0.679: without outliers, damping shrinks phi by that much.
+    """
+    if trim <= 0:
+        return 1.0
+    c = float(stats.norm.ppf(1.0 - trim))
+    density = float(stats.norm.pdf(c))
+    inner = 1.0 - 2.0 * trim
+    if method == "shmi":
+        return 1.0 - 2.0 * c * density / inner
+    return inner - 2.0 * c * density + 2.0 * trim * c * c
+
+
+def dispersion(z: npt.ArrayLike, s: npt.ArrayLike, *, factor: float = 1.0) -> tuple[float, float]:
+    """phi = mean(z^2) / factor and the DerSimonian-Laird tau^2 around the fixed target.
 
     ``tau2 = max(0, (I phi - (I - 1)) / (sum w - sum w^2 / sum w))`` with w = 1/s^2.
+    ``factor`` (1 unless a damping correction is asked for) divides mean(z^2).
     """
     zs = np.asarray(z, dtype=float)
     w = 1.0 / np.asarray(s, dtype=float) ** 2
     count = zs.size
     if count == 0:
         return math.nan, math.nan
-    phi = float(np.mean(zs**2))
+    phi = float(np.mean(zs**2)) / factor
     denominator = float(np.sum(w) - np.sum(w**2) / np.sum(w))
     numerator = count * phi - (count - 1)
     if numerator <= 0 or denominator <= 0:
@@ -444,6 +462,8 @@ class FunnelResult:
         One row per unit, in input order.
     note : str
         Plain-language statement of the method and any fallback, for reports.
+    damping_factor : float
+        What mean(z^2) was divided by (1 unless ``damping_correction`` was asked for).
 
     References
     ----------
@@ -465,6 +485,7 @@ class FunnelResult:
     improvement: str | None
     rows: tuple[FunnelUnit, ...]
     note: str
+    damping_factor: float = 1.0
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unit, one column per field of :class:`FunnelUnit`."""
@@ -522,6 +543,7 @@ def funnel_analysis(
     target: float | None = None,
     shmi_rounding: bool = False,
     improvement: Improvement | None = None,
+    damping_correction: bool = False,
 ) -> FunnelResult:
     """Funnel limits, overdispersion estimates and outlier flags for every unit.
 
@@ -546,6 +568,10 @@ def funnel_analysis(
         Round E to 2 dp before anything else, as NHS Digital's SHMI does (ratios only).
     improvement : {"increase", "decrease"}, optional
         Direction of improvement, for the worse/better labels.
+    damping_correction : bool
+        Divide phi by :func:`damping_factor` so that, without outliers, truncation or
+        winsorising does not shrink phi and tau^2 (not in FunnelPlotR or the SHMI; off by
+        default so that published values are reproduced).
 
     Returns
     -------
@@ -605,7 +631,8 @@ def funnel_analysis(
         z_used = winsorise(zv, trim)
         winsorised_v = z_used != zv
         s_used = sv
-    phi, tau2 = dispersion(z_used, s_used)
+    factor = damping_factor(method, trim) if damping_correction else 1.0
+    phi, tau2 = dispersion(z_used, s_used, factor=factor)
     n_used = int(z_used.size)
     pvalue = float(stats.chi2.sf(n_used * phi, n_used)) if n_used else math.nan
     fallback = not (phi > 1.0)
@@ -684,7 +711,9 @@ def funnel_analysis(
         shmi_rounding=bool(shmi_rounding and data_type == "ratio"),
         improvement=improvement,
         rows=rows,
-        note=_note(method, data_type, trim, phi, tau2, n_used, fallback),
+        note=_note(method, data_type, trim, phi, tau2, n_used, fallback)
+        + (f" phi corrected for damping (divided by {factor:.4f})." if factor != 1.0 else ""),
+        damping_factor=factor,
     )
 
 

@@ -273,7 +273,7 @@ def build_design(
             design[:, j] = values
             j += 1
             continue
-        codes = pd.Categorical(frame[c.name].astype(str), categories=list(c.levels)).codes
+        codes = pd.Index(list(c.levels)).get_indexer(frame[c.name].astype(str))
         if check_levels and (codes < 0).any():
             unknown = sorted(set(frame[c.name].astype(str).to_numpy()[codes < 0].tolist()))[:5]
             msg = (

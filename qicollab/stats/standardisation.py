@@ -496,7 +496,13 @@ def ahrq_smoothed_rates(
         for i in range(big_n.size)
     )
     return AhrqResult(
-        "AHRQ QI reliability-weighted (smoothed) rate", p3, p2, source, level, calibration, estimates
+        "AHRQ QI reliability-weighted (smoothed) rate",
+        p3,
+        p2,
+        source,
+        level,
+        calibration,
+        estimates,
     )
 
 

@@ -22,7 +22,14 @@ class TestMethodsExample:
         result = achievable_benchmark(UNITS, X, N)
         assert [u.unit for u in result.units] == list("CEBADFGH")
         assert [round(u.afp, 4) for u in result.units] == [
-            0.9038, 0.8750, 0.8636, 0.8000, 0.7941, 0.7439, 0.7143, 0.6990,
+            0.9038,
+            0.8750,
+            0.8636,
+            0.8000,
+            0.7941,
+            0.7439,
+            0.7143,
+            0.6990,
         ]
 
     def test_raw_best_is_not_a_benchmark_unit(self) -> None:

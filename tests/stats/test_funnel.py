@@ -368,3 +368,24 @@ class TestProportionsAndCurves:
         row = funnel_analysis(NUM, DEN).rows[0]
         with pytest.raises(ValueError, match=r"0\.95"):
             row.limits(0.99)
+
+
+class TestDampingCorrection:
+    def test_factors_are_normal_second_moments_after_damping(self) -> None:
+        from scipy import integrate
+
+        from qicollab.stats.funnel import damping_factor
+
+        c = stats.norm.ppf(0.9)
+        inside, _ = integrate.quad(lambda z: z * z * stats.norm.pdf(z), -c, c)
+        assert damping_factor("shmi", 0.1) == pytest.approx(inside / 0.8, rel=1e-9)
+        assert damping_factor("cqc", 0.1) == pytest.approx(inside + 0.2 * c * c, rel=1e-9)
+        assert damping_factor("cqc", 0.0) == 1.0
+
+    def test_correction_divides_phi_and_is_reported(self) -> None:
+        plain = funnel_analysis(NUM, DEN, method="cqc", trim=0.1)
+        corrected = funnel_analysis(NUM, DEN, method="cqc", trim=0.1, damping_correction=True)
+        assert corrected.phi == pytest.approx(plain.phi / corrected.damping_factor)
+        assert corrected.tau2 > plain.tau2
+        assert "corrected for damping" in corrected.note
+        assert plain.damping_factor == 1.0

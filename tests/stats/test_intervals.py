@@ -45,7 +45,9 @@ class TestConstants:
 
 
 class TestByar:
-    @pytest.mark.parametrize("row", list(_phe_cases("Byars").dropna(subset=["lowercl"]).itertuples()))
+    @pytest.mark.parametrize(
+        "row", list(_phe_cases("Byars").dropna(subset=["lowercl"]).itertuples())
+    )
     def test_matches_phe_testdata_b_w(self, row: pd.Series) -> None:
         lower, upper = byar_interval(row.x, level=row.level).as_floats()
         assert_allclose([lower, upper], [row.lowercl, row.uppercl], rtol=1e-9)

@@ -104,8 +104,14 @@ class TestPheIsr:
         lookup = pd.read_csv(DATA / "phe_testdata_DSR_ISR__testdata_multiarea_lookup.csv")
         totals = dict(zip(lookup["area"], lookup["total_count"] + 1, strict=True))
         result = isr_by_strata(
-            frame, reference, unit="area", stratum="ageband", count="count",
-            population="pop", ref_stratum="Age Band", observed_totals=totals,
+            frame,
+            reference,
+            unit="area",
+            stratum="ageband",
+            count="count",
+            population="pop",
+            ref_stratum="Age Band",
+            observed_totals=totals,
         )
         assert result.get("testdata_big").observed == 896
 
@@ -113,14 +119,22 @@ class TestPheIsr:
         frame = pd.DataFrame(
             {"u": ["a", "a"], "k": ["y", "o"], "count": [1, 4], "pop": [100.0, 100.0]}
         )
-        reference = pd.DataFrame({"k": ["y", "o"], "refcount": [np.nan, 10.0],
-                                  "refpop": [1000.0, 1000.0]})
-        result = isr_by_strata(frame, reference, unit="u", stratum="k", count="count",
-                               population="pop")
+        reference = pd.DataFrame(
+            {"k": ["y", "o"], "refcount": [np.nan, 10.0], "refpop": [1000.0, 1000.0]}
+        )
+        result = isr_by_strata(
+            frame, reference, unit="u", stratum="k", count="count", population="pop"
+        )
         assert result.get("a").expected == pytest.approx(1.0)
         with pytest.raises(ValueError, match="strata without"):
-            isr_by_strata(frame.assign(k=["y", "z"]), reference, unit="u", stratum="k",
-                          count="count", population="pop")
+            isr_by_strata(
+                frame.assign(k=["y", "z"]),
+                reference,
+                unit="u",
+                stratum="k",
+                count="count",
+                population="pop",
+            )
 
 
 class TestModelBased:
@@ -168,8 +182,13 @@ class TestModelBased:
 class TestAhrq:
     def test_methods_4_4_arithmetic(self) -> None:
         result = ahrq_smoothed_rates(
-            ["h"], [400], [30], [24], [22.2],
-            reference_rate=P3_IQI15, signal_variance=P2_IQI15,
+            ["h"],
+            [400],
+            [30],
+            [24],
+            [22.2],
+            reference_rate=P3_IQI15,
+            signal_variance=P2_IQI15,
         )
         row = result.estimates[0]
         assert row.observed_rate == pytest.approx(0.075)
@@ -184,26 +203,44 @@ class TestAhrq:
         assert result.signal_variance_source == "given"
 
     def test_lower_limit_truncated_at_zero(self) -> None:
-        result = ahrq_smoothed_rates(["h"], [10], [0], [0.5], [0.45],
-                                     reference_rate=P3_IQI15, signal_variance=P2_IQI15)
+        result = ahrq_smoothed_rates(
+            ["h"], [10], [0], [0.5], [0.45], reference_rate=P3_IQI15, signal_variance=P2_IQI15
+        )
         assert result.estimates[0].lower == 0.0
 
     def test_patient_level_calibration_and_cap(self) -> None:
-        frame = pd.DataFrame({"h": ["a", "a", "b", "b"], "y": [1, 0, 1, 1],
-                              "p": [0.995, 0.2, 0.4, 0.3]})
-        result = ahrq_from_patients(frame, unit="h", outcome="y", expected="p",
-                                    reference_rate=0.5, signal_variance=0.01, calibration="none")
+        frame = pd.DataFrame(
+            {"h": ["a", "a", "b", "b"], "y": [1, 0, 1, 1], "p": [0.995, 0.2, 0.4, 0.3]}
+        )
+        result = ahrq_from_patients(
+            frame,
+            unit="h",
+            outcome="y",
+            expected="p",
+            reference_rate=0.5,
+            signal_variance=0.01,
+            calibration="none",
+        )
         a = result.estimates[0]
         assert a.expected_sum == pytest.approx(0.99 + 0.2)  # capped at 0.99
         assert a.phat_sum == pytest.approx(0.99 * 0.01 + 0.2 * 0.8)
-        other = pd.DataFrame({"h": ["a", "a", "b", "b"], "y": [1, 0, 0, 1],
-                              "p": [0.5, 0.2, 0.4, 0.3]})
-        data = ahrq_from_patients(other, unit="h", outcome="y", expected="p",
-                                  reference_rate=0.5, signal_variance=0.01)
+        other = pd.DataFrame(
+            {"h": ["a", "a", "b", "b"], "y": [1, 0, 0, 1], "p": [0.5, 0.2, 0.4, 0.3]}
+        )
+        data = ahrq_from_patients(
+            other, unit="h", outcome="y", expected="p", reference_rate=0.5, signal_variance=0.01
+        )
         total_e = sum(e.expected_sum for e in data.estimates)
         assert total_e == pytest.approx(2.0)  # sum O / sum EHAT calibration
-        scaled = ahrq_from_patients(frame, unit="h", outcome="y", expected="p",
-                                    reference_rate=0.5, signal_variance=0.01, calibration=0.5)
+        scaled = ahrq_from_patients(
+            frame,
+            unit="h",
+            outcome="y",
+            expected="p",
+            reference_rate=0.5,
+            signal_variance=0.01,
+            calibration=0.5,
+        )
         assert scaled.estimates[1].expected_sum == pytest.approx(0.35)
 
     def test_signal_variance_by_moments_recovers_the_truth(self) -> None:
@@ -214,8 +251,7 @@ class TestAhrq:
         events = rng.binomial(n.astype(int), true_rate).astype(float)
         ehat = n * p3
         phat = n * p3 * (1 - p3)
-        result = ahrq_smoothed_rates(np.arange(hospitals), n, events, ehat, phat,
-                                     reference_rate=p3)
+        result = ahrq_smoothed_rates(np.arange(hospitals), n, events, ehat, phat, reference_rate=p3)
         assert result.signal_variance_source == "method of moments"
         assert result.signal_variance == pytest.approx(true_p2, rel=0.25)
         frame = result.to_frame()
