@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ from qicollab.members.models import (  # noqa: E402
     Rurality,
 )
 from qicollab.migrations import upgrade  # noqa: E402
-from qicollab.submissions.bulk import insert_patient_columns  # noqa: E402
+from qicollab.submissions.bulk import PATIENT_COLUMNS, insert_patient_table  # noqa: E402
 from qicollab.submissions.models import Submission, SubmissionStatus  # noqa: E402
 
 TARGETS = {"one_measure_s": 20.0, "one_measure_gib": 2.0, "many_measures_s": 300.0}
@@ -253,17 +254,18 @@ def build(url: str, *, rows: int, members: int, measures: int, seed: int = 1) ->
             ).all()
             submission_of = np.array(submission_ids)[data["member"]]
             sequence = np.arange(rows) - np.searchsorted(data["member"], data["member"])
-            insert_patient_columns(
-                session.connection(),
-                [
-                    submission_of.tolist(),
-                    [f"K{measure.id}-{i}" for i in range(rows)],
-                    [YEAR] * rows,
-                    data["month"].tolist(),
-                    (sequence + 1).tolist(),
-                    data["died"].astype(float).tolist(),
-                ],
+            columns = [
+                submission_of,
+                [f"K{measure.id}-{i}" for i in range(rows)],
+                np.full(rows, YEAR),
+                data["month"],
+                sequence + 1,
+                data["died"].astype(float),
                 _risk_factor_json(data),
+            ]
+            insert_patient_table(
+                session.connection(),
+                pa.table(dict(zip(PATIENT_COLUMNS, columns, strict=True))),
             )
             del data
     if engine.dialect.name == "postgresql":

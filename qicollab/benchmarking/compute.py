@@ -413,8 +413,12 @@ def _aggregate_units(
     if kind == "proportion":
         ci = {methods.level_key(level): methods.wilson(x, n, level) for level in levels}
 
+        proportion_method = settings.get("funnel_proportion", "spiegelhalter")
+
         def funnel_for(mask: np.ndarray) -> Funnel:
-            return methods.funnel_proportion(x[mask], n[mask], trim=trim, levels=levels)
+            return methods.funnel_proportion(
+                x[mask], n[mask], method=proportion_method, trim=trim, levels=levels
+            )
 
         shrink = methods.eb_beta_binomial(x, n)
         expected = None

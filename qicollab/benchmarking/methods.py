@@ -1,9 +1,17 @@
 """The statistical methods a benchmark run calls, behind one small array-in/array-out surface.
 
 Every number a run stores comes from a function here, so the run code does not depend on how
-the statistics core (``qicollab.stats``) spells its API: where the core has the method, the
-function here is a thin adapter over it; where it does not (yet), the method is implemented
-here, vectorised over members, from the formulas in design/METHODS.md part A.
+the statistics core spells its API. Most functions are thin adapters over ``qicollab.stats``:
+intervals (Wilson, exact/Byar O/E, exact Poisson rates), funnels for event counts and
+proportions, the risk models, gamma-Poisson and beta-binomial shrinkage, distributions and
+deciles, and the ABC of counts. What the core does not cover is implemented here from the
+formulas in design/METHODS.md part A, vectorised over members:
+
+* outcomes that are not event counts (length of stay, scores): O/E intervals and a ratio funnel
+  with the model's Var(O) instead of the Poisson Var(O) = E;
+* mean measures: t intervals from a member's periods, a normal funnel, normal-normal shrinkage;
+* the ABC of indicators that are not counts, ranked on their shrunk values;
+* zero counts on the SHMI log scale, judged by their continuity-corrected z-score.
 """
 
 from __future__ import annotations
@@ -15,11 +23,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import stats
 
 from qicollab.measures.spec import CovariateType, OutcomeFamily, RiskModelSpec
+from qicollab.stats import achievable as stats_achievable
+from qicollab.stats import funnel as stats_funnel
+from qicollab.stats import intervals as stats_intervals
+from qicollab.stats import peer as stats_peer
+from qicollab.stats import risk_models as stats_risk
+from qicollab.stats import shrinkage as stats_shrinkage
 
-LEVELS = (0.95, 0.998)
+LEVELS = stats_intervals.LEVELS
 
 
 class MeasureNotComputableError(ValueError):
@@ -54,120 +68,119 @@ class RiskFit:
     events: float
 
 
-def design_matrix(frame: pd.DataFrame, spec: RiskModelSpec) -> tuple[np.ndarray, list[str]]:
-    """Intercept, numeric/binary columns, and one dummy per non-reference categorical level."""
-    columns: list[np.ndarray] = [np.ones(len(frame))]
-    names = ["intercept"]
-    for covariate in spec.covariates:
-        values = frame[covariate.name]
-        if covariate.type is CovariateType.CATEGORICAL:
-            codes = pd.Categorical(values, categories=list(covariate.levels)).codes
-            for index, level in enumerate(covariate.levels):
-                if level == covariate.reference:
-                    continue
-                dummy = (codes == index).astype(float)
-                dummy[codes < 0] = np.nan
-                columns.append(dummy)
-                names.append(f"{covariate.name}[{level}]")
-        else:
-            columns.append(values.to_numpy(dtype=float))
-            names.append(covariate.name)
-    return np.column_stack(columns), names
+def _coefficient_json(row: Any, ratio_name: str | None) -> dict[str, Any]:
+    """A coefficient as stored (the keys the reports read)."""
+    data: dict[str, Any] = {
+        "term": row.term,
+        "estimate": row.estimate,
+        "std_error": row.std_error,
+        "statistic": row.statistic,
+        "p_value": row.p_value,
+        "ci_low": row.ci_lower,
+        "ci_high": row.ci_upper,
+    }
+    if ratio_name is not None and row.term != "intercept":
+        data |= {
+            "exp_estimate": row.ratio,
+            "exp_ci_low": row.ratio_lower,
+            "exp_ci_high": row.ratio_upper,
+            "ratio_kind": ratio_name,
+        }
+        if ratio_name == "odds ratio":
+            data |= {
+                "odds_ratio": row.ratio,
+                "or_ci_low": row.ratio_lower,
+                "or_ci_high": row.ratio_upper,
+            }
+    return data
 
 
-def _check_design(x: np.ndarray, names: list[str], y: np.ndarray, family: str) -> None:
-    """Refuse (with the reason) what cannot give a trustworthy fit: fewer than 10 events (or
-    non-events), or a covariate term that takes a single value."""
-    if family == OutcomeFamily.BINOMIAL:
-        events = float(y.sum())
-        if min(events, len(y) - events) < 10:
-            msg = f"too few events to fit the risk model ({events:g} events in {len(y):,} cases)"
-            raise MeasureNotComputableError(msg)
-    constant = [name for index, name in enumerate(names[1:], start=1) if np.ptp(x[:, index]) == 0]
-    if constant:
-        msg = f"covariate term(s) with a single value in the data: {', '.join(constant)}"
-        raise MeasureNotComputableError(msg)
+def _diagnostics_json(fit: Any) -> dict[str, Any]:
+    diagnostics = fit.diagnostics
+    data: dict[str, Any] = {
+        "method": fit.method,
+        "iterations": fit.iterations,
+        "dispersion": fit.dispersion,
+        "n": fit.n,
+        "events": fit.events,
+    }
+    if fit.separation is not None:
+        data["separation"] = {
+            "separated": fit.separation.separated,
+            "rows_checked": fit.separation.rows_checked,
+            "method": fit.separation.method,
+        }
+    if diagnostics is None:
+        return data
+    data |= {
+        "c_statistic": diagnostics.c_statistic,
+        "c_statistic_ci": list(diagnostics.c_statistic_ci) if diagnostics.c_statistic_ci else None,
+        "c_statistic_method": diagnostics.c_statistic_method,
+        "brier": diagnostics.brier_score,
+        "events_per_variable": diagnostics.events_per_variable,
+        "log_likelihood": diagnostics.log_likelihood,
+        "aic": diagnostics.aic,
+        "observed_total": diagnostics.observed_total,
+        "expected_total": diagnostics.expected_total,
+        "calibration": [
+            {
+                "decile": group.group,
+                "n": group.n,
+                "observed": group.observed,
+                "expected": group.expected,
+                "mean_predicted": group.mean_predicted,
+                "observed_rate": group.observed_rate,
+            }
+            for group in diagnostics.calibration
+        ],
+    }
+    if diagnostics.hosmer_lemeshow is not None:
+        data["hosmer_lemeshow"] = {
+            "statistic": diagnostics.hosmer_lemeshow,
+            "df": diagnostics.hosmer_lemeshow_df,
+            "p_value": diagnostics.hosmer_lemeshow_p,
+        }
+    return data
 
 
 def fit_risk_model(frame: pd.DataFrame, spec: RiskModelSpec) -> RiskFit:
-    """Fit the measure's model on the pooled snapshot data (fixed effects, no member terms)."""
-    import statsmodels.api as sm  # noqa: PLC0415 - heavy import, only for patient measures
+    """Fit the measure's model on the pooled snapshot data (fixed effects, no member terms)
+    with :func:`qicollab.stats.risk_models.fit_risk_model`.
 
-    x, names = design_matrix(frame, spec)
-    y = frame["outcome"].to_numpy(dtype=float)
-    used = np.isfinite(y) & np.isfinite(x).all(axis=1)
-    x_used, y_used = x[used], y[used]
-    family = spec.family.value
-    if len(y_used) == 0:
+    Rows with a missing outcome or covariate are left out (complete cases; the count is in the
+    diagnostics) rather than refusing the measure; the core's refusals (too few events per
+    variable, separation, a single level, non-convergence) become
+    :class:`MeasureNotComputableError` with the core's reason.
+    """
+    columns = [covariate.name for covariate in spec.covariates]
+    used = frame[["outcome", *columns]].notna().all(axis=1).to_numpy(dtype=bool, copy=True)
+    if not used.any():
         msg = "no complete cases to fit the risk model"
         raise MeasureNotComputableError(msg)
-    _check_design(x_used, names, y_used, family)
+    complete = frame.loc[used, ["outcome", *columns]]
+    complete = complete.rename(columns={"outcome": spec.outcome})
+    for covariate in spec.covariates:
+        if covariate.type is CovariateType.CATEGORICAL:
+            complete[covariate.name] = complete[covariate.name].astype(str)
+    try:
+        fit = stats_risk.fit_risk_model(complete, spec)
+    except stats_risk.RiskModelError as error:
+        raise MeasureNotComputableError(str(error)) from error
+    mean = np.asarray(fit.fitted, dtype=float)
+    family = fit.family
+    if family == OutcomeFamily.BINOMIAL:
+        var = mean * (1 - mean)
+    elif family == OutcomeFamily.POISSON:
+        var = mean
+    elif family == OutcomeFamily.NEGBIN:
+        var = mean + float(fit.dispersion or 0.0) * mean**2
+    else:
+        var = np.full(len(mean), float(fit.dispersion or 0.0))
     expected = np.full(len(frame), np.nan)
     variance = np.full(len(frame), np.nan)
-    extra: dict[str, Any] = {}
-    if family == OutcomeFamily.BINOMIAL:
-        model = sm.Logit(y_used, x_used)
-        try:
-            result = model.fit(method="newton", maxiter=50, disp=False, warn_convergence=False)
-        except np.linalg.LinAlgError as error:
-            msg = f"the risk model cannot be fitted (separation or collinearity): {error}"
-            raise MeasureNotComputableError(msg) from error
-        mean = result.predict(x_used)
-        var = mean * (1 - mean)
-        ratio_name = "odds_ratio"
-    elif family == OutcomeFamily.POISSON:
-        result = sm.Poisson(y_used, x_used).fit(method="newton", maxiter=50, disp=False)
-        mean = result.predict(x_used)
-        var = mean
-        ratio_name = "rate_ratio"
-    elif family == OutcomeFamily.NEGBIN:
-        result = sm.NegativeBinomial(y_used, x_used, loglike_method="nb2").fit(
-            method="newton", maxiter=100, disp=False
-        )
-        alpha = float(result.params[-1])
-        exog_params = result.params[:-1]
-        mean = np.exp(x_used @ exog_params)
-        var = mean + alpha * mean**2
-        extra["alpha"] = alpha
-        ratio_name = "rate_ratio"
-    else:
-        result = sm.OLS(y_used, x_used).fit()
-        mean = result.predict(x_used)
-        var = np.full(len(mean), float(result.scale))
-        ratio_name = None
     expected[used] = mean
     variance[used] = var
-    params = np.asarray(result.params)[: len(names)]
-    errors = np.asarray(result.bse)[: len(names)]
-    z = z_of(0.95)
-    coefficients = []
-    for name, beta, se in zip(names, params, errors, strict=True):
-        low, high = float(beta - z * se), float(beta + z * se)
-        row: dict[str, Any] = {
-            "term": name,
-            "estimate": float(beta),
-            "std_error": float(se),
-            "ci_low": low,
-            "ci_high": high,
-            "p_value": float(2 * stats.norm.sf(abs(beta / se))) if se > 0 else None,
-        }
-        if ratio_name and name != "intercept":
-            row |= {
-                "exp_estimate": float(np.exp(beta)),
-                "exp_ci_low": float(np.exp(low)),
-                "exp_ci_high": float(np.exp(high)),
-                "ratio_kind": ratio_name,
-            }
-            if ratio_name == "odds_ratio":
-                row |= {
-                    "odds_ratio": row["exp_estimate"],
-                    "or_ci_low": row["exp_ci_low"],
-                    "or_ci_high": row["exp_ci_high"],
-                }
-        coefficients.append(row)
-    diagnostics = _diagnostics(family, y_used, mean, len(names) - 1)
-    diagnostics.update(extra)
-    diagnostics["converged"] = bool(getattr(result, "mle_retvals", {}).get("converged", True))
+    diagnostics = _diagnostics_json(fit)
     diagnostics["complete_cases"] = int(used.sum())
     diagnostics["dropped_incomplete"] = int((~used).sum())
     return RiskFit(
@@ -175,87 +188,20 @@ def fit_risk_model(frame: pd.DataFrame, spec: RiskModelSpec) -> RiskFit:
         expected=expected,
         variance=variance,
         used=used,
-        coefficients=coefficients,
+        coefficients=[_coefficient_json(row, fit.ratio_name) for row in fit.coefficients],
         diagnostics=diagnostics,
-        n=int(used.sum()),
-        events=float(y_used.sum()),
+        n=int(fit.n),
+        events=float(fit.events),
     )
-
-
-def c_statistic(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Area under the ROC curve (Mann-Whitney, ties averaged) and its Hanley-McNeil SE."""
-    ranks = stats.rankdata(p)
-    n1 = float(y.sum())
-    n0 = float(len(y) - n1)
-    auc = (ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-    q1 = auc / (2 - auc)
-    q2 = 2 * auc**2 / (1 + auc)
-    se = math.sqrt(
-        max(0.0, (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)))
-        / (n1 * n0)
-    )
-    return float(auc), float(se)
-
-
-def _diagnostics(family: str, y: np.ndarray, mean: np.ndarray, terms: int) -> dict[str, Any]:
-    order = np.argsort(mean, kind="stable")
-    groups = np.array_split(order, 10)
-    calibration = [
-        {
-            "decile": index + 1,
-            "n": len(group),
-            "observed": float(y[group].sum()),
-            "expected": float(mean[group].sum()),
-        }
-        for index, group in enumerate(groups)
-    ]
-    result: dict[str, Any] = {"calibration": calibration, "n": len(y)}
-    if family == OutcomeFamily.BINOMIAL:
-        auc, se = c_statistic(y, mean)
-        z = z_of(0.95)
-        hl = sum(
-            (row["observed"] - row["expected"]) ** 2
-            / (row["expected"] * (1 - row["expected"] / row["n"]))
-            for row in calibration
-            if 0 < row["expected"] < row["n"]
-        )
-        result |= {
-            "c_statistic": auc,
-            "c_statistic_ci95": [auc - z * se, auc + z * se],
-            "hosmer_lemeshow": float(hl),
-            "hosmer_lemeshow_df": 8,
-            "hosmer_lemeshow_p": float(stats.chi2.sf(hl, 8)),
-            "brier": float(np.mean((y - mean) ** 2)),
-            "events": float(y.sum()),
-            "events_per_variable": float(min(y.sum(), len(y) - y.sum()) / max(terms, 1)),
-        }
-    else:
-        result |= {
-            "rmse": float(np.sqrt(np.mean((y - mean) ** 2))),
-            "observed_mean": float(y.mean()),
-            "expected_mean": float(mean.mean()),
-        }
-    return result
 
 
 # --- intervals --------------------------------------------------------------------------------
 
 
 def oe_interval(observed: np.ndarray, expected: np.ndarray, level: float) -> tuple[np.ndarray, ...]:
-    """Exact Poisson limits below 10 events, Byar's approximation from 10 on, divided by E."""
-    o = np.asarray(observed, dtype=float)
-    e = np.asarray(expected, dtype=float)
-    alpha = 1 - level
-    z = z_of(level)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exact_low = np.where(o > 0, stats.chi2.ppf(alpha / 2, 2 * o) / 2, 0.0)
-        exact_high = stats.chi2.ppf(1 - alpha / 2, 2 * o + 2) / 2
-        safe = np.maximum(o, 1.0)
-        byar_low = o * (1 - 1 / (9 * safe) - z / (3 * np.sqrt(safe))) ** 3
-        byar_high = (o + 1) * (1 - 1 / (9 * (o + 1)) + z / (3 * np.sqrt(o + 1))) ** 3
-        low = np.where(o < 10, exact_low, byar_low)
-        high = np.where(o < 10, exact_high, byar_high)
-        return np.where(e > 0, low / e, np.nan), np.where(e > 0, high / e, np.nan)
+    """O/E interval by PHE's rule: exact Poisson below 10 events, Byar from 10 on."""
+    interval = stats_intervals.ratio_interval(observed, expected, level=level, method="phe")
+    return interval.lower, interval.upper
 
 
 def normal_ratio_interval(
@@ -270,37 +216,17 @@ def normal_ratio_interval(
 
 
 def wilson(x: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for x of n (clipped to [0, 1]; NaN where n = 0)."""
-    x = np.asarray(x, dtype=float)
-    n = np.asarray(n, dtype=float)
-    z = z_of(level)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        centre = 2 * x + z**2
-        spread = z * np.sqrt(z**2 + 4 * x * (1 - x / n))
-        denominator = 2 * (n + z**2)
-        low = np.clip((centre - spread) / denominator, 0, 1)
-        high = np.clip((centre + spread) / denominator, 0, 1)
-    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+    """Wilson score interval for x of n (NaN where n = 0)."""
+    interval = stats_intervals.wilson_interval(x, n, level=level)
+    return interval.lower, interval.upper
 
 
 def poisson_rate_interval(
     events: np.ndarray, exposure: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact (Garwood) interval of events / exposure."""
-    return oe_interval_exact(events, exposure, level)
-
-
-def oe_interval_exact(
-    observed: np.ndarray, denominator: np.ndarray, level: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Poisson limits of O divided by a fixed denominator."""
-    o = np.asarray(observed, dtype=float)
-    d = np.asarray(denominator, dtype=float)
-    alpha = 1 - level
-    with np.errstate(divide="ignore", invalid="ignore"):
-        low = np.where(o > 0, stats.chi2.ppf(alpha / 2, 2 * o) / 2, 0.0)
-        high = stats.chi2.ppf(1 - alpha / 2, 2 * o + 2) / 2
-        return np.where(d > 0, low / d, np.nan), np.where(d > 0, high / d, np.nan)
+    interval = stats_intervals.exact_poisson_interval(events, exposure, level=level)
+    return interval.lower, interval.upper
 
 
 def mean_interval(
@@ -325,66 +251,52 @@ class Shrinkage:
 
 
 def eb_gamma_poisson(observed: np.ndarray, expected: np.ndarray) -> Shrinkage:
-    """O_j ~ Poisson(theta_j E_j), theta_j ~ Gamma(a, a) (mean 1); a by marginal ML.
-
-    The shrunk ratio is (O_j + a) / (E_j + a): small members move toward 1.
-    """
+    """Gamma-Poisson EB of O/E (prior mean 1): :func:`qicollab.stats.shrinkage.
+    gamma_poisson_shrinkage` over the members with E > 0 (others get NaN)."""
     o = np.asarray(observed, dtype=float)
     e = np.asarray(expected, dtype=float)
-    ok = e > 0
-
-    def negative_loglik(log_a: float) -> float:
-        a = math.exp(log_a)
-        oo, ee = o[ok], e[ok]
-        value = (
-            special.gammaln(oo + a)
-            - special.gammaln(a)
-            + a * math.log(a)
-            + oo * np.log(ee)
-            - (oo + a) * np.log(ee + a)
-        )
-        return -float(value.sum())
-
-    if ok.sum() < 3:
-        a = math.inf
-    else:
-        found = optimize.minimize_scalar(negative_loglik, bounds=(-6, 12), method="bounded")
-        a = math.exp(found.x)
-        if found.x > 11.9:  # no detectable spread between members: everyone at the mean
-            a = math.inf
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shrunk = np.ones_like(o) if math.isinf(a) else (o + a) / (e + a)
-    shrunk = np.where(ok, shrunk, np.nan)
-    sd = 0.0 if math.isinf(a) else 1 / math.sqrt(a)
-    return Shrinkage("gamma-poisson", shrunk, {"shape": a if math.isfinite(a) else None, "sd": sd})
+    ok = np.isfinite(o) & np.isfinite(e) & (e > 0)
+    shrunk = np.full(len(o), np.nan)
+    if not ok.any():
+        return Shrinkage("gamma-poisson", shrunk, {})
+    result = stats_shrinkage.gamma_poisson_shrinkage(o[ok], e[ok])
+    shrunk[ok] = [estimate.shrunk for estimate in result.estimates]
+    return Shrinkage(
+        result.method,
+        shrunk,
+        {
+            "shape": result.shape,
+            "rate": result.rate,
+            "prior_sd": result.prior_sd,
+            "overdispersed": result.overdispersed,
+            "note": result.note,
+        },
+    )
 
 
 def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
-    """x_j ~ Binomial(n_j, p_j), p_j ~ Beta(a, b); (a, b) by marginal ML; shrunk p_j =
-    (x_j + a) / (n_j + a + b)."""
+    """Beta-binomial EB of proportions: :func:`qicollab.stats.shrinkage.
+    beta_binomial_shrinkage` over the members with n > 0."""
     x = np.asarray(x, dtype=float)
     n = np.asarray(n, dtype=float)
-    ok = n > 0
-    xx, nn = x[ok], n[ok]
-    pooled = xx.sum() / nn.sum() if nn.sum() > 0 else np.nan
-
-    def negative_loglik(theta: np.ndarray) -> float:
-        mu = special.expit(theta[0])
-        size = math.exp(theta[1])
-        a, b = mu * size, (1 - mu) * size
-        value = special.betaln(xx + a, nn - xx + b) - special.betaln(a, b)
-        return -float(value.sum())
-
-    if ok.sum() < 3 or not 0 < pooled < 1:
-        return Shrinkage("beta-binomial", np.where(ok, pooled, np.nan), {"a": None, "b": None})
-    start = np.array([special.logit(pooled), math.log(50.0)])
-    found = optimize.minimize(
-        negative_loglik, start, method="L-BFGS-B", bounds=[(-15, 15), (-5, 16)]
+    ok = np.isfinite(x) & np.isfinite(n) & (n > 0)
+    shrunk = np.full(len(x), np.nan)
+    if not ok.any():
+        return Shrinkage("beta-binomial", shrunk, {})
+    result = stats_shrinkage.beta_binomial_shrinkage(np.minimum(x[ok], n[ok]), n[ok])
+    shrunk[ok] = [estimate.shrunk for estimate in result.estimates]
+    return Shrinkage(
+        result.method,
+        shrunk,
+        {
+            "alpha": result.alpha,
+            "beta": result.beta,
+            "prior_mean": result.prior_mean,
+            "intraclass_correlation": result.intraclass_correlation,
+            "overdispersed": result.overdispersed,
+            "note": result.note,
+        },
     )
-    mu, size = special.expit(found.x[0]), math.exp(found.x[1])
-    a, b = mu * size, (1 - mu) * size
-    shrunk = np.where(ok, (x + a) / (n + a + b), np.nan)
-    return Shrinkage("beta-binomial", shrunk, {"a": float(a), "b": float(b), "mean": float(mu)})
 
 
 def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:
@@ -423,6 +335,8 @@ class Funnel:
     adjusted_flags: dict[str, list[str | None]]
     units_used: int
     curve: dict[str, Any] = field(default_factory=dict)
+    adjustment: str = "additive"
+    pvalue: float | None = None
 
 
 def _tau2(y: np.ndarray, s: np.ndarray, phi: float) -> float:
@@ -482,15 +396,118 @@ def funnel_ratio(
     variance: np.ndarray | None = None,
     levels: Sequence[float] = LEVELS,
 ) -> Funnel:
-    """Funnel of O/E against E with overdispersion (SHMI log scale or Spiegelhalter/CQC
-    square-root scale). ``variance`` (Var O) replaces the Poisson Var O = E for outcomes that
-    are not event counts (e.g. length of stay), so z-scores and limits use the right spread."""
+    """Funnel of O/E against E with overdispersion.
+
+    Event counts (``variance`` None): :func:`qicollab.stats.funnel.funnel_analysis`. Outcomes
+    that are not event counts (length of stay, scores) pass Var O, which replaces the Poisson
+    Var O = E in the z-scores and limits (the core's funnel assumes Poisson counts).
+    """
+    if variance is None:
+        result = stats_funnel.funnel_analysis(
+            np.asarray(observed, dtype=float),
+            np.asarray(expected, dtype=float),
+            data_type="ratio",
+            method=method,  # type: ignore[arg-type]
+            trim=trim,
+        )
+        return _from_core(result, levels)
+    return _funnel_ratio_variance(
+        observed, expected, method=method, trim=trim, variance=variance, levels=levels
+    )
+
+
+def _zero_count_status(row: Any, level: float, *, adjusted: bool) -> str | None:
+    """A zero count on the SHMI log scale, judged by its continuity-corrected z-score (the
+    core compares O/E = 0 with the limits, which flags every zero as low, however small E).
+    Unadjusted: the exact Poisson test P(O = 0) = exp(-E) < alpha/2."""
+    if adjusted:
+        return "low" if row.z_adjusted < -z_of(level) else None
+    return "low" if math.exp(-row.precision) < (1 - level) / 2 else None
+
+
+def _from_core(result: Any, levels: Sequence[float]) -> Funnel:
+    """Our Funnel from the core's FunnelResult (arrays per level, curves for plotting)."""
+    rows = result.rows
+    limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    adjusted_limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    flags: dict[str, list[str | None]] = {}
+    adjusted_flags: dict[str, list[str | None]] = {}
+    for level in levels:
+        key = level_key(level)
+        limits[key] = (
+            np.array([r.limits(level)[0] for r in rows]),
+            np.array([r.limits(level)[1] for r in rows]),
+        )
+        adjusted_limits[key] = (
+            np.array([r.limits(level, adjusted=True)[0] for r in rows]),
+            np.array([r.limits(level, adjusted=True)[1] for r in rows]),
+        )
+        flags[key] = [
+            _zero_count_status(r, level, adjusted=False)
+            if r.zero_count_adjusted
+            else r.outlier(level)
+            for r in rows
+        ]
+        adjusted_flags[key] = [
+            _zero_count_status(r, level, adjusted=True)
+            if r.zero_count_adjusted
+            else r.outlier(level, adjusted=True)
+            for r in rows
+        ]
+    precision = np.array([r.precision for r in rows])
+    grid = _grid(precision)
+    curve: dict[str, Any] = {}
+    if len(grid):
+        curves = result.curves(grid)
+        curve = {"x": grid.tolist()}
+        for level in levels:
+            key = level_key(level)
+            curve[key] = [curves.lower[key].tolist(), curves.upper[key].tolist()]
+            curve[f"adjusted_{key}"] = [
+                curves.adjusted_lower[key].tolist(),
+                curves.adjusted_upper[key].tolist(),
+            ]
+    count = result.n_used
+    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
+    scale = {"shmi": "log", "cqc": "sqrt", "spiegelhalter": "sqrt"}[result.method]
+    if result.data_type == "proportion":
+        scale = "arcsine"
+    return Funnel(
+        method=result.method,
+        scale=scale,
+        target=result.target,
+        z=np.array([r.z for r in rows]),
+        phi=result.phi,
+        tau2=result.tau2,
+        overdispersed=bool(result.phi > threshold),
+        adjusted=not result.fallback,
+        note=result.note,
+        limits=limits,
+        adjusted_limits=adjusted_limits,
+        flags=flags,
+        adjusted_flags=adjusted_flags,
+        units_used=count,
+        curve=curve,
+        adjustment=result.adjustment,
+        pvalue=result.overdispersion_pvalue,
+    )
+
+
+def _funnel_ratio_variance(
+    observed: np.ndarray,
+    expected: np.ndarray,
+    *,
+    method: str,
+    trim: float,
+    variance: np.ndarray,
+    levels: Sequence[float],
+) -> Funnel:
+    """The ratio funnel with Var O given (additive tau^2 on the SHMI log or CQC sqrt scale)."""
     o = np.asarray(observed, dtype=float)
     e = np.asarray(expected, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(e > 0, o / e, np.nan)
-        poisson = variance is None
-        var = e if poisson else np.asarray(variance, dtype=float)
+        var = np.asarray(variance, dtype=float)
         if method == "shmi":
             scale = "log"
             y = np.log(np.where(o > 0, ratio, np.nan))
@@ -526,22 +543,14 @@ def funnel_ratio(
     adjusted_limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for level in levels:
         key = level_key(level)
-        if poisson:
-            # Unadjusted: exact Poisson limits with E as a continuous mean (FunnelPlotR).
-            with np.errstate(divide="ignore", invalid="ignore"):
-                alpha = 1 - level
-                low = stats.chi2.ppf(alpha / 2, 2 * e) / (2 * e)
-                high = stats.chi2.ppf(1 - alpha / 2, 2 * e + 2) / (2 * e)
-            limits[key] = (low, high)
-        else:
-            limits[key] = bounds(s, level)
+        limits[key] = bounds(s, level)
         adjusted_limits[key] = bounds(np.sqrt(s**2 + tau2), level) if adjusted else limits[key]
     # On the log scale a zero count is -infinity, below every limit however wide; flag it by
     # its continuity-corrected value (0.5 events), as its z-score does.
     flagged = np.where(o > 0, ratio, 0.5 / e) if scale == "log" else ratio
     flags = {key: _flags(flagged, *limits[key]) for key in limits}
     adjusted_flags = {key: _flags(flagged, *adjusted_limits[key]) for key in adjusted_limits}
-    curve = _ratio_curve(e, var, scale, target_y, tau2 if adjusted else 0.0, levels, poisson)
+    curve = _ratio_curve(e, var, scale, target_y, tau2 if adjusted else 0.0, levels)
     return Funnel(
         method=method,
         scale=scale,
@@ -578,18 +587,13 @@ def _ratio_curve(  # noqa: PLR0917 - private helper
     target_y: float,
     tau2: float,
     levels: Sequence[float],
-    poisson: bool,
 ) -> dict[str, Any]:
     grid = _grid(e)
     if not len(grid):
         return {}
-    # Spread per unit of E, interpolated from the members (Poisson: Var O = E exactly).
-    if poisson:
-        per = np.sqrt(grid) / grid
-    else:
-        ratio = np.sqrt(var) / e
-        order = np.argsort(e)
-        per = np.interp(grid, e[order], ratio[order])
+    # Spread per unit of E, interpolated from the members' own sqrt(Var O) / E.
+    order = np.argsort(e)
+    per = np.interp(grid, e[order], (np.sqrt(var) / e)[order])
     curve: dict[str, Any] = {"x": grid.tolist(), "x_label": "expected"}
     for level in levels:
         key = level_key(level)
@@ -601,81 +605,41 @@ def _ratio_curve(  # noqa: PLR0917 - private helper
                 s = spread / 2
                 low = np.clip(target_y - z_level * s, 0, None) ** 2
                 high = (target_y + z_level * s) ** 2
-            if poisson and not name:
-                alpha = 1 - level
-                low = stats.chi2.ppf(alpha / 2, 2 * grid) / (2 * grid)
-                high = stats.chi2.ppf(1 - alpha / 2, 2 * grid + 2) / (2 * grid)
             curve[f"{name}{key}"] = [low.tolist(), high.tolist()]
     return curve
+
+
+#: Run settings -> the core's proportion funnel methods. METHODS.md (and issue 3) call the
+#: arcsine-scale method with winsorised z and an additive tau^2 "Spiegelhalter/CQC"; the core
+#: names it "cqc" and keeps "spiegelhalter" for the multiplicative (phi) variant, which a run
+#: asks for as "multiplicative".
+PROPORTION_METHODS = {
+    "spiegelhalter": "cqc",
+    "cqc": "cqc",
+    "additive": "cqc",
+    "multiplicative": "spiegelhalter",
+}
 
 
 def funnel_proportion(
     x: np.ndarray,
     n: np.ndarray,
     *,
+    method: str = "spiegelhalter",
     trim: float = 0.1,
     levels: Sequence[float] = LEVELS,
 ) -> Funnel:
-    """Spiegelhalter funnel for proportions on the arcsine scale, winsorised z, additive tau^2;
-    limits back-transformed with sin^2 and clipped to [0, 1]; target = pooled proportion."""
-    x = np.asarray(x, dtype=float)
-    n = np.asarray(n, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(n > 0, x / n, np.nan)
-        target = float(x[n > 0].sum() / n[n > 0].sum()) if (n > 0).any() else math.nan
-        y = np.arcsin(np.sqrt(p))
-        y0 = math.asin(math.sqrt(target)) if 0 <= target <= 1 else math.nan
-        s = 1 / (2 * np.sqrt(n))
-        z = (y - y0) / s
-    phi, tau2, used = _dispersion(z, s, "spiegelhalter", trim)
-    count = int(np.isfinite(z).sum())
-    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
-    adjusted = phi > 1 and tau2 > 0
-
-    def bounds(spread: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        z_level = z_of(level)
-        low = np.sin(np.clip(y0 - z_level * spread, 0, math.pi / 2)) ** 2
-        high = np.sin(np.clip(y0 + z_level * spread, 0, math.pi / 2)) ** 2
-        return low, high
-
-    limits = {level_key(level): bounds(s, level) for level in levels}
-    adjusted_limits = {
-        level_key(level): bounds(np.sqrt(s**2 + tau2), level)
-        if adjusted
-        else limits[level_key(level)]
-        for level in levels
-    }
-    grid = _grid(n)
-    curve: dict[str, Any] = {}
-    if len(grid):
-        spread = 1 / (2 * np.sqrt(grid))
-        curve = {"x": grid.tolist(), "x_label": "denominator"}
-        for level in levels:
-            key = level_key(level)
-            curve[key] = [part.tolist() for part in bounds(spread, level)]
-            adjusted_spread = np.sqrt(spread**2 + tau2) if adjusted else spread
-            curve[f"adjusted_{key}"] = [part.tolist() for part in bounds(adjusted_spread, level)]
-    return Funnel(
-        method="spiegelhalter",
-        scale="arcsine",
-        target=target,
-        z=z,
-        phi=phi,
-        tau2=tau2,
-        overdispersed=phi > threshold,
-        adjusted=adjusted,
-        note=(
-            f"overdispersion phi = {phi:.3f}, tau2 = {tau2:.6f}: limits widened"
-            if adjusted
-            else f"phi = {phi:.3f} <= 1: adjusted limits are the unadjusted ones"
-        ),
-        limits=limits,
-        adjusted_limits=adjusted_limits,
-        flags={key: _flags(p, *value) for key, value in limits.items()},
-        adjusted_flags={key: _flags(p, *value) for key, value in adjusted_limits.items()},
-        units_used=used,
-        curve=curve,
+    """Funnel of x/n on the arcsine scale with winsorised z and additive tau^2 (or, with
+    ``"multiplicative"``, phi): :func:`qicollab.stats.funnel.funnel_analysis`, with PHE's
+    inverted-Wilson unadjusted limits; target = the pooled proportion."""
+    result = stats_funnel.funnel_analysis(
+        np.asarray(x, dtype=float),
+        np.asarray(n, dtype=float),
+        data_type="proportion",
+        method=PROPORTION_METHODS.get(method, method),  # type: ignore[arg-type]
+        trim=trim,
     )
+    return _from_core(result, levels)
 
 
 def funnel_normal(
@@ -754,37 +718,31 @@ def funnel_normal(
 
 
 def distribution(values: np.ndarray) -> dict[str, Any]:
-    """Mean, median, quartiles and deciles (10th..90th) of the members' values."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if not len(v):
+    """Mean, median, quartiles and deciles (10th..90th) of the members' values (each member
+    once): :func:`qicollab.stats.peer.summarise`."""
+    summary = stats_peer.summarise(np.asarray(values, dtype=float))
+    if not summary.n_units:
         return {"n": 0}
-    deciles = np.quantile(v, np.arange(1, 10) / 10)
     return {
-        "n": len(v),
-        "mean": float(v.mean()),
-        "median": float(np.median(v)),
-        "q1": float(np.quantile(v, 0.25)),
-        "q3": float(np.quantile(v, 0.75)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "deciles": [float(d) for d in deciles],
+        "n": summary.n_units,
+        "mean": summary.mean,
+        "median": summary.median,
+        "q1": summary.q1,
+        "q3": summary.q3,
+        "min": summary.minimum,
+        "max": summary.maximum,
+        "deciles": list(summary.deciles),
     }
 
 
 def decile_rank(values: np.ndarray, *, higher_is_better: bool) -> np.ndarray:
-    """1 = the best 10% of members, 10 = the worst 10% (direction-aware); NaN values get 0."""
-    v = np.asarray(values, dtype=float)
-    ok = np.isfinite(v)
-    result = np.zeros(len(v), dtype=int)
-    count = int(ok.sum())
-    if not count:
-        return result
-    score = -v[ok] if higher_is_better else v[ok]
-    ranks = stats.rankdata(score, method="average")
-    result[ok] = np.minimum(10, np.ceil(ranks / count * 10 - 1e-9).astype(int))
-    result[ok] = np.maximum(result[ok], 1)
-    return result
+    """1 = the best tenth of members, 10 = the worst (direction-aware); 0 where there is no
+    value: :func:`qicollab.stats.peer.decile_ranks`."""
+    _, deciles, _ = stats_peer.decile_ranks(
+        np.asarray(values, dtype=float),
+        improvement="increase" if higher_is_better else "decrease",
+    )
+    return deciles
 
 
 @dataclass(frozen=True)
@@ -804,20 +762,34 @@ def abc(
     fraction: float = 0.1,
     rank_by: np.ndarray | None = None,
 ) -> Benchmark:
-    """Pared-mean ABC: rank by the adjusted performance fraction (x+1)/(n+2) (or ``rank_by``,
-    e.g. shrunk rates), best first; take members until their denominator reaches ``fraction``
-    of the total, including every member tied with the last one taken; ABC = sum x / sum n."""
+    """Pared-mean Achievable Benchmark of Care.
+
+    Counts of successes or events (x <= n): :func:`qicollab.stats.achievable.achievable_benchmark`
+    (AFP ranking, ties at the cut included). Other indicators (means, length of stay) rank on
+    ``rank_by`` (their shrunk values, which do for them what AFP does for proportions) and pool
+    numerator / denominator over the members taken the same way.
+    """
     x = np.asarray(numerator, dtype=float)
     n = np.asarray(denominator, dtype=float)
     ok = np.isfinite(x) & np.isfinite(n) & (n > 0)
     selected = np.zeros(len(x), dtype=bool)
     if not ok.any():
         return Benchmark(math.nan, selected, "pared-mean")
-    score = (x + 1) / (n + 2) if rank_by is None else np.asarray(rank_by, dtype=float)
-    score = np.where(ok & np.isfinite(score), score, np.nan)
+    if rank_by is None:
+        index = np.flatnonzero(ok)
+        result = stats_achievable.achievable_benchmark(
+            index,
+            np.minimum(x[ok], n[ok]),
+            n[ok],
+            fraction=fraction,
+            lower_is_better=not higher_is_better,
+        )
+        selected[list(result.benchmark_units)] = True
+        return Benchmark(result.abc, selected, result.method)
+    score = np.where(ok & np.isfinite(rank_by), np.asarray(rank_by, dtype=float), np.nan)
     keyed = -score if higher_is_better else score
     order = np.argsort(np.where(np.isfinite(keyed), keyed, np.inf), kind="stable")
-    order = order[ok[order] & np.isfinite(keyed[order])]
+    order = order[np.isfinite(keyed[order])]
     need = fraction * n[ok].sum()
     total = 0.0
     cut = None
@@ -830,4 +802,4 @@ def abc(
     if cut is not None:
         selected |= ok & np.isclose(keyed, cut, rtol=0, atol=1e-12)
     value = float(x[selected].sum() / n[selected].sum())
-    return Benchmark(value, selected, "pared-mean" if rank_by is None else "pared-mean (ranked)")
+    return Benchmark(value, selected, "pared mean, ranked by the shrunk value")
