@@ -46,6 +46,7 @@ DOMAINS: list[str] = [
     "qicollab.submissions",
     "qicollab.cycles",
     "qicollab.audit",
+    "qicollab.api",
     "qicollab.jobs",
     "qicollab.benchmarking",
     "qicollab.reporting",
