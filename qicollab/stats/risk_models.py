@@ -7,10 +7,12 @@ model fitted on the reference population (METHODS.md part A, 1.1). This module
   columns, one dummy per non-reference level of each categorical; no formula API, which costs
   15-20% at a million rows);
 - refuses, with a typed :class:`RiskModelError`, the data a model cannot be trusted on: missing
-  values, unknown categorical levels, a covariate with one level, too few events per variable,
-  perfect or quasi-complete separation (detected here, see :func:`detect_separation`);
+  values, unknown categorical levels, a covariate with one level, linearly dependent
+  covariates, too few events per variable (EPV < 10 or fewer than 10 events), perfect or
+  quasi-complete separation (detected here, see :func:`detect_separation`; statsmodels 0.15
+  only warns);
 - fits with statsmodels: ``Logit`` (Newton, warm-started from a fit on a random subsample so the
-  full-data iterations drop from ~8 to ~3) for binary outcomes, ``GLM`` for Poisson and Gaussian
+  full-data iterations drop from ~7 to ~4) for binary outcomes, ``GLM`` for Poisson and Gaussian
   outcomes, ``NegativeBinomial`` (NB2) for overdispersed counts;
 - returns a frozen :class:`RiskModelFit` with a coefficient table, diagnostics (c-statistic with a
   DeLong interval, Hosmer-Lemeshow, calibration by decile, Brier score, events per variable) and
@@ -993,7 +995,7 @@ def fit_risk_model(
     Raises
     ------
     SpecificationError, MissingValuesError, UnknownLevelError, SingleLevelError,
-    TooFewEventsError, SeparationError, ConvergenceError
+    CollinearityError, TooFewEventsError, SeparationError, ConvergenceError
     """
     resolved = _as_spec(spec)
     _check_columns(

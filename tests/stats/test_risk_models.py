@@ -14,6 +14,7 @@ from scipy import stats
 
 from qicollab.stats import risk_models
 from qicollab.stats.risk_models import (
+    CollinearityError,
     Covariate,
     MissingValuesError,
     RiskModelError,
@@ -339,6 +340,13 @@ class TestRefusals:
             "died", "binomial", (Covariate("asa", "categorical", ("1", "2", "3", "4"), "1"),)
         )
         with pytest.raises(SingleLevelError, match="no rows"):
+            fit_risk_model(frame, spec)
+
+    def test_collinear_covariates(self) -> None:
+        frame, _ = _simulated(2000, seed=12)
+        frame["age_months"] = frame["age"] * 12
+        spec = RiskModelSpec("died", "binomial", (Covariate("age"), Covariate("age_months")))
+        with pytest.raises(CollinearityError, match="age, age_months"):
             fit_risk_model(frame, spec)
 
     def test_missing_values_are_refused_not_dropped(self) -> None:
