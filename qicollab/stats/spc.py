@@ -1094,7 +1094,9 @@ def control_charts(
         empty_subgroup_quirk=settings.empty_subgroup_quirk,
     )
     seg_row = segs.starts // cols
-    bits, types, runs = _apply_rules(chart, lim, seg_valid, seg_incl, g[seg_row], settings)
+    bits, types, runs = _apply_rules(
+        chart, lim, valid=seg_valid, included=seg_incl, improvement=g[seg_row], settings=settings
+    )
 
     def back(a: np.ndarray) -> np.ndarray:
         return segs.back(a, shape)
