@@ -13,7 +13,8 @@ process so the peak memory is the run's own:
 
 * **one measure**: ``BenchmarkRunService.create`` + ``execute``: load from the database, fit the
   risk model, per-member O/E with exact/Byar intervals, EB shrinkage, funnel with
-  overdispersion, ABC, peer groups, per-period results, charts, and the one-transaction store.
+  overdispersion, ABC, peer groups, per-period results, the members' (yearly, safe-harbor)
+  control charts, and the one-transaction store.
   Targets: < 20 s, peak RSS < 2 GiB.
 * **twenty measures** on ``--many-rows`` records each (SQLite), computed by a pool of two
   processes: target < 5 min.
@@ -121,7 +122,6 @@ def _patients(rng: np.random.Generator, n: int, n_members: int) -> dict[str, np.
         "flags": flags,
         "asa": asa,
         "died": died,
-        "month": rng.integers(1, 13, n),
     }
 
 
@@ -258,7 +258,7 @@ def build(url: str, *, rows: int, members: int, measures: int, seed: int = 1) ->
                 submission_of,
                 [f"K{measure.id}-{i}" for i in range(rows)],
                 np.full(rows, YEAR),
-                data["month"],
+                pa.nulls(rows, pa.int64()),  # safe harbor: no month of event
                 sequence + 1,
                 data["died"].astype(float),
                 _risk_factor_json(data),
@@ -344,6 +344,7 @@ def main() -> None:
     parser.add_argument("--many-runs", type=int, default=1)
     parser.add_argument("--skip-many", action="store_true")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -357,6 +358,15 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"work folder {workdir}")
 
+    if not args.skip_sqlite:
+        bench_sqlite_one(args, workdir)
+    if not args.skip_pg:
+        bench_postgres(args, workdir)
+    if not args.skip_many:
+        bench_many(args, workdir)
+
+
+def bench_sqlite_one(args: argparse.Namespace, workdir: Path) -> None:
     path = workdir / f"one-{args.rows}-{args.members}.sqlite"
     if not path.exists():
         started = time.perf_counter()
@@ -370,34 +380,32 @@ def main() -> None:
         runs += measure(f"sqlite:///{copy}", 1)
     report(f"SQLite, 1 measure x {args.rows:,} records", runs, "one_measure_s")
 
-    if not args.skip_pg:
-        bench_postgres(args, workdir)
 
-    if not args.skip_many:
-        many = workdir / f"many-{args.many_measures}-{args.many_rows}-{args.members}.sqlite"
-        if not many.exists():
-            started = time.perf_counter()
-            build(
-                f"sqlite:///{many}.tmp",
-                rows=args.many_rows,
-                members=args.members,
-                measures=args.many_measures,
-            )
-            Path(f"{many}.tmp").rename(many)
-            print(
-                f"built SQLite with {args.many_measures} x {args.many_rows:,} records in "
-                f"{time.perf_counter() - started:.1f} s"
-            )
-        results = []
-        for _ in range(args.many_runs):
-            copy = workdir / "many-run.sqlite"
-            shutil.copyfile(many, copy)
-            results += measure(f"sqlite:///{copy}", 1, workers=2)
-        report(
-            f"SQLite, {args.many_measures} measures x {args.many_rows:,} records, 2 processes",
-            results,
-            "many_measures_s",
+def bench_many(args: argparse.Namespace, workdir: Path) -> None:
+    many = workdir / f"many-{args.many_measures}-{args.many_rows}-{args.members}.sqlite"
+    if not many.exists():
+        started = time.perf_counter()
+        build(
+            f"sqlite:///{many}.tmp",
+            rows=args.many_rows,
+            members=args.members,
+            measures=args.many_measures,
         )
+        Path(f"{many}.tmp").rename(many)
+        print(
+            f"built SQLite with {args.many_measures} x {args.many_rows:,} records in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    results = []
+    for _ in range(args.many_runs):
+        copy = workdir / "many-run.sqlite"
+        shutil.copyfile(many, copy)
+        results += measure(f"sqlite:///{copy}", 1, workers=2)
+    report(
+        f"SQLite, {args.many_measures} measures x {args.many_rows:,} records, 2 processes",
+        results,
+        "many_measures_s",
+    )
 
 
 def bench_postgres(args: argparse.Namespace, workdir: Path) -> None:

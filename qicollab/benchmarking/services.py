@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+# Every domain's models, so foreign keys resolve in a process that imports only this module.
+import qicollab.models  # noqa: F401
 from qicollab.benchmarking import snapshot as snapshots
 from qicollab.benchmarking.inputs import (
     AnnotationInfo,
@@ -431,6 +433,8 @@ class BenchmarkRunService:
         self._report(
             plan.job_id, 0, total, f"computing {len(todo)} measures in {workers} processes"
         )
+        # Worker processes keep the default BLAS threads: a different thread count would change
+        # the last bits of the fits, and serial and parallel runs must give identical numbers.
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {
                 pool.submit(measure_job, url, ids, measure, plan.inputs): measure

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+# Every domain's models, so foreign keys resolve in a process that imports only this module.
+import qicollab.models  # noqa: F401
 from qicollab.db import READ_ONLY_OPTION, session_scope, utcnow
 from qicollab.jobs.models import Job, JobStatus
 
