@@ -4,8 +4,9 @@
 
 Generates patient records with 20 design columns (intercept, 4 continuous covariates, sex,
 emergency, 9 comorbidity flags, a 5-level ASA grade -> 4 dummies) across ``--members`` members,
-30-day mortality ~6% with a member random intercept (SD 0.35 on the logit scale), as in
-design/PERFORMANCE.md section 1. Then, ``--runs`` times, interleaved in the same loop:
+30-day mortality ~9% with a member random intercept (SD 0.35 on the logit scale), as in
+design/PERFORMANCE.md section 1. After one untimed warm-up of each, ``--runs`` times,
+interleaved in the same loop with the order rotated each run:
 
 * numpy IRLS (the floor): Newton from beta = 0 on the prebuilt float64 design, X'WX by BLAS,
   Cholesky solve, stop when max|step| < 1e-8, standard errors from the inverse, fitted p;
@@ -14,7 +15,8 @@ design/PERFORMANCE.md section 1. Then, ``--runs`` times, interleaved in the same
   statsmodels ``Logit`` with standard errors, fitted p) -- the like-for-like model fit;
 * the same with diagnostics on (DeLong c-statistic, Hosmer-Lemeshow, calibration, Brier).
 
-Prints the medians, the ratio of our fit to the floor (target: within 2x), the largest
+Prints the medians of wall-clock and of process CPU time (the CPU ratio is steadier on a
+shared machine), the ratio of our fit to the floor (target: within 2x), the largest
 coefficient difference between the two, then one pass of the downstream stages (O/E per
 member, gamma-Poisson EB, funnel, ABC) and the peak memory (``resource`` max RSS; tracemalloc
 peaks of one extra fit of each kind).
@@ -124,11 +126,19 @@ def numpy_irls(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return beta, se, p, iteration
 
 
-def timed(function: Callable[[], object]) -> tuple[float, object]:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(function: Callable[[], object], label: str | None = None) -> tuple[float, object]:
+    """Wall-clock seconds (and, under ``label``, CPU seconds of this process) of one call."""
     gc.collect()
+    cpu = time.process_time()
     start = time.perf_counter()
     value = function()
-    return time.perf_counter() - start, value
+    elapsed = time.perf_counter() - start
+    if label is not None:
+        CPU.setdefault(label, []).append(time.process_time() - cpu)
+    return elapsed, value
 
 
 def traced_peak_mb(function: Callable[[], object]) -> float:
@@ -162,24 +172,39 @@ def main() -> None:
         f"{time.perf_counter() - started:.1f} s; design {x.nbytes / 2**20:.0f} MB"
     )
 
-    times: dict[str, list[float]] = {"numpy IRLS": [], "ours (fit)": [], "ours (+diag)": []}
-    reference = fit = None
+    methods: dict[str, Callable[[], object]] = {
+        "numpy IRLS": lambda: numpy_irls(x, y),
+        "ours (fit)": lambda: fit_risk_model(frame, SPEC, diagnostics=False),
+        "ours (+diag)": lambda: fit_risk_model(frame, SPEC),
+    }
+    for method in methods.values():  # warm-up: imports, allocator, BLAS buffers
+        method()
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    results: dict[str, object] = {}
+    names = list(methods)
     for run in range(1, args.runs + 1):
-        seconds, reference = timed(lambda: numpy_irls(x, y))
-        times["numpy IRLS"].append(seconds)
-        seconds, fit = timed(lambda: fit_risk_model(frame, SPEC, diagnostics=False))
-        times["ours (fit)"].append(seconds)
-        seconds, _ = timed(lambda: fit_risk_model(frame, SPEC))
-        times["ours (+diag)"].append(seconds)
+        # rotate the order, so no method always runs first (the first fit after another one
+        # pays for fresh memory pages: up to 0.4 s at 1M rows on this machine)
+        shift = (run - 1) % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds, results[name] = timed(methods[name], name)
+            times[name].append(seconds)
         print(f"run {run}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+    reference = results["numpy IRLS"]
+    fit = results["ours (fit)"]
     assert reference is not None
     assert fit is not None
     beta, se, _, iterations = reference  # type: ignore[misc]
     floor = statistics.median(times["numpy IRLS"])
-    print(f"\nmedian of {args.runs} interleaved runs")
+    cpu_floor = statistics.median(CPU["numpy IRLS"])
+    print(f"\nmedian of {args.runs} interleaved runs (wall clock; CPU time of the process)")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<14} {median:6.2f} s   ratio {median / floor:4.2f}")
+        cpu = statistics.median(CPU[name])
+        print(
+            f"  {name:<14} {median:6.2f} s   ratio {median / floor:4.2f}   "
+            f"CPU {cpu:6.2f} s   ratio {cpu / cpu_floor:4.2f}"
+        )
     seconds, _ = timed(lambda: build_design(frame, SPEC))
     print(f"  (building the design matrix from the frame, included in ours: {seconds:.2f} s)")
     print(
