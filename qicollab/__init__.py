@@ -41,6 +41,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
 
 #: Domain packages that register services, routes and views, one per line.
 DOMAINS: list[str] = [
+    "qicollab.accounts",
     "qicollab.members",
     "qicollab.measures",
     "qicollab.submissions",
