@@ -58,7 +58,7 @@ def test_cycle_list_for_everyone_new_button_for_coordinators(as_user, world):
 
 def test_coordinator_creates_opens_closes_and_locks_a_cycle(as_user, world, db_session):
     browser = as_user("coordinator")
-    form = browser.get("/cycles/new").forms[0]
+    form = browser.get("/cycles/new").forms["cycle-form"]
     form["code"] = "C2028"
     form["title"] = "Cycle 2028"
     form["first_period"] = "2028-01"
@@ -69,7 +69,7 @@ def test_coordinator_creates_opens_closes_and_locks_a_cycle(as_user, world, db_s
     refused = form.submit(expect_errors=True)
     assert refused.status_int == 422
     assert "the deadline must come after the window opens" in refused.html.find(id="error").text
-    form = refused.forms[0]
+    form = refused.forms["cycle-form"]
     form["deadline"] = "2029-01-31T23:59"
     form["lock_date"] = "2029-02-15T00:00"
     detail = form.submit().follow()
@@ -108,12 +108,15 @@ def test_refused_transition_and_edit(as_user, world):
     )
     assert refused.status_int == 422
     assert "C2026 is open and cannot be published" in refused.text
-    form = browser.get("/cycles/C2026/edit").forms[0]
+    form = browser.get("/cycles/C2026/edit").forms["cycle-form"]
     form["deadline"] = "2026-12-31T23:59"
     form["lock_date"] = ""
     form.submit().follow()
     assert "2026-12-31 23:59 UTC" in browser.get("/cycles").text
-    assert browser.get("/cycles/C2025/edit").forms[0].submit(expect_errors=True).status_int == 422
+    assert (
+        browser.get("/cycles/C2025/edit").forms["cycle-form"].submit(expect_errors=True).status_int
+        == 422
+    )
     assert browser.get("/cycles/NOPE", expect_errors=True).status_int == 404
 
 
