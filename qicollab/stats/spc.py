@@ -202,13 +202,15 @@ def choose_chart(
     subgroup_sizes: npt.ArrayLike | None = None,
     override: str | None = None,
     large_denominator: float = LARGE_DENOMINATOR,
+    laney_sigma_z: float = 1.5,
 ) -> ChartChoice:
     """The control chart for a measure type (qicharts2 vignette, Laney 2002), or ``override``.
 
     * proportion -> ``p``; ``pp`` (Laney P') when the median denominator is at least
-      ``large_denominator`` (1,000) *and*, if numerators are given, Laney's sigma_z of a P chart
-      of the data exceeds 1 (overdispersion: with huge denominators P limits are too narrow and
-      flag nearly every point, qicharts2 vignette case 5).
+      ``large_denominator`` (1,000) *and*, if numerators are given, Laney's sigma_z of the data
+      is at least ``laney_sigma_z`` (1.5): clear overdispersion, where P limits are too narrow
+      and flag nearly every point (qicharts2 vignette case 5). Without overdispersion sigma_z
+      is 1 up to sampling noise (about +/-0.15 for 24 points), and the P chart is kept.
     * rate (events per exposure) and ratio (O with E as exposure) -> ``u``, ``up`` by the same
       rule; count without denominator -> ``c``.
     * mean -> ``xbar`` when subgroup sizes are given and some exceed 1, else ``i`` (XmR).
@@ -238,12 +240,16 @@ def choose_chart(
         if numerators is not None:
             probe = control_chart(numerators, denominators, chart=base + "p")
             sigma_z = _sigma_z_of(probe, base)
-            if not sigma_z > 1:
+            if not sigma_z >= laney_sigma_z:
                 return ChartChoice(
-                    base, f"median denominator {median:g} but sigma_z {sigma_z:.3g} <= 1"
+                    base,
+                    f"median denominator {median:g} but sigma_z {sigma_z:.3g} "
+                    f"< {laney_sigma_z:g}: no clear overdispersion",
                 )
             return ChartChoice(
-                base + "p", f"median denominator {median:g}, sigma_z {sigma_z:.3g} > 1 (Laney)"
+                base + "p",
+                f"median denominator {median:g}, sigma_z {sigma_z:.3g} >= {laney_sigma_z:g} "
+                "(Laney)",
             )
         return ChartChoice(base + "p", f"median denominator {median:g} >= {large_denominator:g}")
     if kind == "count":

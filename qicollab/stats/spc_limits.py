@@ -100,10 +100,19 @@ def b4(n: npt.ArrayLike) -> FloatArray:
 # --- masked row statistics (no warnings on empty rows) ---------------------------------------
 
 
+def _row_sum(values: FloatArray) -> FloatArray:
+    """Row sums added left to right, so padding a row with zeros never changes its sum (numpy's
+    pairwise ``sum`` rounds differently for different row widths): a series gives bit-identical
+    results alone or in a batch."""
+    if values.shape[1] == 0:
+        return np.zeros(values.shape[0])
+    return np.cumsum(values, axis=1)[:, -1]
+
+
 def _row_mean(values: FloatArray, mask: BoolArray) -> FloatArray:
     m = mask & np.isfinite(values)
     count = m.sum(axis=1)
-    total = np.where(m, values, 0.0).sum(axis=1)
+    total = _row_sum(np.where(m, values, 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
@@ -265,9 +274,9 @@ def _xbar_s_bar(seg: SegmentInput, quirk: bool) -> FloatArray:
     smallest = np.where(known, seg.size, np.inf).min(axis=1)
     varying = known.any(axis=1) & (largest != smallest)
     sd_ok = seg.base & np.isfinite(seg.sd)
-    pooled_num = np.where(sd_ok, (seg.size - 1) * seg.sd**2, 0.0).sum(axis=1)
+    pooled_num = _row_sum(np.where(sd_ok, (seg.size - 1) * seg.sd**2, 0.0))
     den_mask = (seg.base & np.isfinite(seg.size)) if quirk else (sd_ok & (seg.size > 1))
-    pooled_den = np.where(den_mask, seg.size - 1, 0.0).sum(axis=1)
+    pooled_den = _row_sum(np.where(den_mask, seg.size - 1, 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = np.where(pooled_den > 0, np.sqrt(pooled_num / pooled_den), np.nan)
     return np.where(varying, pooled, _row_mean(seg.sd, seg.base))
@@ -331,7 +340,7 @@ def segment_limits(
             ok = seg.base & np.isfinite(y) & np.isfinite(seg.size)
             weight = np.where(ok, seg.size, 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                cl = np.where(ok, weight * y, 0.0).sum(axis=1) / weight.sum(axis=1)
+                cl = _row_sum(np.where(ok, weight * y, 0.0)) / _row_sum(weight)
                 sigma = _col(s_bar) / (c4(size) * np.sqrt(size))
             return _symmetric(y, cl, sigma)
         value = np.where(seg.valid, seg.sd, np.nan)
@@ -341,7 +350,7 @@ def segment_limits(
     if chart in {"p", "pp", "u", "up"}:
         ok = seg.base & np.isfinite(y)
         with np.errstate(invalid="ignore", divide="ignore"):
-            cl = np.where(ok, seg.num, 0.0).sum(axis=1) / np.where(ok, seg.den, 0.0).sum(axis=1)
+            cl = _row_sum(np.where(ok, seg.num, 0.0)) / _row_sum(np.where(ok, seg.den, 0.0))
             variance = _col(cl * (1 - cl)) if chart in {"p", "pp"} else _col(cl)
             sigma = np.sqrt(variance / np.where(seg.valid, seg.den, np.nan))
         notes: tuple[tuple[int, str], ...] = ()
