@@ -1,31 +1,38 @@
 """Control charts (and RA-CUSUM / VLAD) of every member x measure, stored with the run.
 
 Series come from the snapshot's accepted submissions: aggregate measures plot their monthly
-numerator/denominator (P or U chart; P'/U' when the coordinator chose them) or value (XmR);
-patient-level measures plot monthly O/E where the rows carry event months (limited data set
-with a data use agreement), yearly otherwise. Months without data are gaps, never zeros.
-Phases start at the period that contains an annotation flagged ``starts_phase``; the chart
-mode (``qic`` or ``mdc``) comes from the run settings (the collaborative's ``spc_mode``), the
-improvement direction and target from the measure.
+numerator/denominator (P or U chart, Laney's P'/U' for large denominators, or the
+coordinator's override) or value (XmR); patient-level measures plot monthly O/E where the rows
+carry event months (limited data set with a data use agreement), yearly otherwise (a U chart of
+O with E as exposure for event counts, XmR of O/E for other outcomes). Months without data are
+gaps, never zeros. Phases start at the period that contains an annotation flagged
+``starts_phase``; the chart mode (``qic`` or ``mdc``) comes from the run settings (the
+collaborative's ``spc_mode``), the improvement direction and target from the measure.
+
+All members of a measure on the same periods are charted in one vectorised call of
+:func:`qicollab.stats.spc.control_charts`; each chart is stored as the engine's JSON
+(:meth:`~qicollab.stats.spc_results.ControlChart.to_dict`) plus the member, measure, series and
+annotations.
 
 Where case order is allowed (limited data set, event months, the member's DUA on file), binary
-patient-level measures also get a risk-adjusted CUSUM (``racusum``; Steiner 2000, upper for a
-doubling of the odds, lower for a halving, limits chosen by simulation for the run's in-control
-ARL) and a VLAD (``vlad``), both from the run's pooled risk model (phase I = the cycle's pooled
-data, stated in the payload).
+patient-level measures also get a risk-adjusted CUSUM (``racusum``; Steiner 2000, upper for the
+odds x ``cusum_odds_ratio``, lower for the odds divided by it, limits by simulation for the
+run's in-control ARL, :mod:`qicollab.stats.cusum`) and a VLAD (``vlad``), both from the run's
+pooled risk model (phase I = the cycle's pooled data, as the payload states).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from qicollab.benchmarking import spc_fallback
 from qicollab.benchmarking.compute import json_safe
+from qicollab.stats import cusum, spc
 
 if TYPE_CHECKING:
     from qicollab.benchmarking.inputs import (
@@ -36,16 +43,25 @@ if TYPE_CHECKING:
         RunInputs,
     )
 
-CHARTS = {"run", "i", "p", "pp", "u", "up", "c"}
 
-
-def chart_type(measure: MeasureInfo, *, ratio: bool = False, counts: bool = True) -> str:
-    """The chart for a measure's type, unless the coordinator overrode it."""
-    if measure.chart_override in CHARTS and not ratio:
-        return str(measure.chart_override)
+def chart_type(
+    measure: MeasureInfo,
+    denominators: np.ndarray | None,
+    *,
+    ratio: bool = False,
+    counts: bool = True,
+) -> tuple[str, str]:
+    """(chart, reason): the engine's choice for the measure type and its denominators, or
+    the coordinator's override. O/E series are U charts (E as exposure) for event counts."""
     if ratio:
-        return "u" if counts else "i"
-    return {"proportion": "p", "rate": "u", "ratio": "u"}.get(measure.measure_type, "i")
+        return ("u", "O with E as exposure") if counts else ("i", "O/E of a non-count outcome")
+    kind = measure.measure_type
+    choice = spc.choose_chart(
+        kind,
+        denominators=None if kind in {"mean", "time-between-events"} else denominators,
+        override=measure.chart_override or None,
+    )
+    return choice.chart, choice.reason
 
 
 def _month_grid(inputs: RunInputs, first: dt.date, last: dt.date) -> list[PeriodInfo]:
@@ -59,28 +75,21 @@ def _month_grid(inputs: RunInputs, first: dt.date, last: dt.date) -> list[Period
     )
 
 
-def _phase_starts(notes: list[AnnotationInfo], starts: list[dt.date]) -> list[int]:
-    """0-based indices of the points whose period contains a phase-starting note's date."""
-    indices = []
+def _phases(notes: list[AnnotationInfo], periods: Sequence[PeriodInfo]) -> np.ndarray:
+    """1-based phase of each point: a new phase from the period containing each note's date."""
+    phase = np.ones(len(periods), dtype=np.int64)
     for note in notes:
         if not note.starts_phase:
             continue
-        position = (
-            int(
-                np.searchsorted(
-                    np.array(starts, dtype="datetime64[D]"),
-                    np.datetime64(note.occurred_on),
-                    side="right",
-                )
-            )
-            - 1
-        )
-        if 0 < position < len(starts):
-            indices.append(position)
-    return sorted(set(indices))
+        for index, period in enumerate(periods):
+            if period.start <= note.occurred_on <= period.end:
+                if index > 0:
+                    phase[index:] += 1
+                break
+    return phase
 
 
-def _note_rows(notes: list[AnnotationInfo], periods: list[PeriodInfo]) -> list[dict[str, Any]]:
+def _note_rows(notes: list[AnnotationInfo], periods: Sequence[PeriodInfo]) -> list[dict[str, Any]]:
     rows = []
     for note in notes:
         label = next((p.label for p in periods if p.start <= note.occurred_on <= p.end), None)
@@ -97,45 +106,54 @@ def _note_rows(notes: list[AnnotationInfo], periods: list[PeriodInfo]) -> list[d
     return rows
 
 
-def _control(  # noqa: PLR0917 - private; the series arrives as aligned arrays
+def _batch(  # noqa: PLR0917 - private; the series arrive as aligned arrays
     measure: MeasureInfo,
     inputs: RunInputs,
-    member_id: int,
+    member_ids: list[int],
     periods: list[PeriodInfo],
     y: np.ndarray,
     n: np.ndarray | None,
+    *,
     chart: str,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    notes = inputs.annotations_for(member_id, measure.id)
-    starts = [period.start for period in periods]
-    result = spc_fallback.control_chart(
-        [period.label for period in periods],
+    reason: str,
+    extra: list[dict[str, Any]],
+    target: float | None,
+) -> list[dict[str, Any]]:
+    """One engine call for every member on these periods; one stored row per member."""
+    notes = [inputs.annotations_for(member, measure.id) for member in member_ids]
+    phase = np.vstack([_phases(member_notes, periods) for member_notes in notes])
+    batch = spc.control_charts(
         y,
         n,
-        chart,
+        chart=chart,
+        x=[period.label for period in periods],
         mode=str(inputs.settings.get("spc_mode", "qic")),
-        phase_starts=_phase_starts(notes, starts),
+        phase=phase,
         direction=measure.direction,
-        target=measure.target if extra.get("target_applies", True) else None,
+        target=target,
     )
-    result |= {
-        "measure": measure.code,
-        "member_id": member_id,
-        "member": inputs.member_codes.get(member_id),
-        "multiplier": 1.0 if extra.get("ratio") else measure.multiplier,
-        "unit": "O/E" if extra.get("ratio") else measure.unit,
-        "annotations": _note_rows(notes, periods),
-        **{k: v for k, v in extra.items() if k != "target_applies"},
-    }
-    return json_safe(result)
+    rows = []
+    for index, member_id in enumerate(member_ids):
+        payload = batch.chart_at(index).to_dict()
+        payload |= {
+            "measure": measure.code,
+            "member_id": member_id,
+            "member": inputs.member_codes.get(member_id),
+            "chart_reason": reason,
+            "multiplier": 1.0 if extra[index].get("ratio") else measure.multiplier,
+            "unit": "O/E" if extra[index].get("ratio") else measure.unit,
+            "annotations": _note_rows(notes[index], periods),
+            **extra[index],
+        }
+        rows.append({"member_id": member_id, "kind": "control", "payload": json_safe(payload)})
+    return rows
 
 
 def measure_charts(
     measure: MeasureInfo, inputs: RunInputs, data: pd.DataFrame, output: MeasureOutput
 ) -> list[dict[str, Any]]:
     """Stored-chart rows (member_id, kind, payload) for one measure."""
-    if data.empty or (output.fit is None and measure.level == "patient"):
+    if data.empty or (measure.level == "patient" and output.fit is None):
         return []
     if measure.level == "patient":
         return _patient_charts(measure, inputs, data, output)
@@ -152,36 +170,44 @@ def _aggregate_charts(
         inputs, monthly["period_start"].min().date(), monthly["period_start"].max().date()
     )
     position = {period.id: index for index, period in enumerate(grid)}
-    chart = chart_type(measure)
-    value_chart = chart in {"i", "run"}
-    rows = []
-    for member_id, frame in monthly.groupby("member_id", sort=True):
-        y = np.full(len(grid), np.nan)
-        n = np.full(len(grid), np.nan)
-        for period_id, numerator, denominator, value in zip(
-            frame["period_id"],
-            frame["numerator"],
-            frame["denominator"],
-            frame["value"],
-            strict=True,
-        ):
-            index = position.get(int(period_id))
-            if index is None:
-                continue
-            y[index] = value if value_chart else numerator
-            n[index] = denominator
-        payload = _control(
-            measure,
-            inputs,
-            int(member_id),
-            grid,
-            y,
-            None if value_chart else n,
-            chart,
-            {"series": "monthly", "source": "aggregate submissions"},
-        )
-        rows.append({"member_id": int(member_id), "kind": "control", "payload": payload})
-    return rows
+    member_ids = sorted(int(m) for m in monthly["member_id"].unique())
+    row_of = {member: index for index, member in enumerate(member_ids)}
+    numerator = np.full((len(member_ids), len(grid)), np.nan)
+    denominator = np.full((len(member_ids), len(grid)), np.nan)
+    value = np.full((len(member_ids), len(grid)), np.nan)
+    for member, period, x, n, v in zip(
+        monthly["member_id"].tolist(),
+        monthly["period_id"].tolist(),
+        monthly["numerator"].tolist(),
+        monthly["denominator"].tolist(),
+        monthly["value"].tolist(),
+        strict=True,
+    ):
+        column = position.get(int(period))
+        if column is None:
+            continue
+        numerator[row_of[int(member)], column] = x
+        denominator[row_of[int(member)], column] = n
+        value[row_of[int(member)], column] = v
+    chart, reason = chart_type(measure, denominator[np.isfinite(denominator)])
+    by_value = chart in {"run", "i", "mr", "t", "g"} and measure.measure_type in {
+        "mean",
+        "time-between-events",
+    }
+    y, n = (value, None) if by_value else (numerator, denominator)
+    extra = [{"series": "monthly", "source": "aggregate submissions"} for _ in member_ids]
+    return _batch(
+        measure,
+        inputs,
+        member_ids,
+        grid,
+        y,
+        n,
+        chart=chart,
+        reason=reason,
+        extra=extra,
+        target=measure.target,
+    )
 
 
 def _patient_charts(
@@ -190,88 +216,118 @@ def _patient_charts(
     assert output.fit is not None
     family = output.fit["family"]
     counts = family in {"binomial", "poisson"}
-    chart = chart_type(measure, ratio=True, counts=counts)
+    chart, reason = chart_type(measure, None, ratio=True, counts=counts)
     usable = data[np.isfinite(data["_expected"].to_numpy())]
     years = {
         period.start.year: period
         for period in inputs.periods.values()
         if period.granularity == "year"
     }
-    rows: list[dict[str, Any]] = []
-    settings = inputs.settings
-    cusum = family == "binomial"
-    limits: tuple[float, float] | None = None
+    monthly: dict[int, tuple[pd.Series, pd.Series]] = {}
+    yearly: dict[int, tuple[pd.Series, pd.Series]] = {}
+    frames: dict[int, pd.DataFrame] = {}
     for key, frame in usable.groupby("member_id", sort=True):
-        member_id = int(key)
-        has_months = bool(frame["event_month"].notna().all())
-        if has_months:
-            first = dt.date(int(frame["event_year"].min()), 1, 1)
-            last = dt.date(int(frame["event_year"].max()), 12, 1)
-            grid = _month_grid(inputs, first, last)
+        member = int(key)
+        frames[member] = frame
+        if frame["event_month"].notna().all():
             keys = frame["event_year"].to_numpy() * 100 + frame["event_month"].to_numpy(dtype=int)
-            grid_keys = [p.start.year * 100 + p.start.month for p in grid]
-            series = "monthly"
+            target = monthly
         else:
-            grid = sorted(
-                (years[y] for y in sorted(set(frame["event_year"].tolist())) if y in years),
-                key=lambda period: period.start,
-            )
             keys = frame["event_year"].to_numpy()
+            target = yearly
+        target[member] = (
+            pd.Series(frame["outcome"].to_numpy()).groupby(keys).sum(),
+            pd.Series(frame["_expected"].to_numpy()).groupby(keys).sum(),
+        )
+    rows: list[dict[str, Any]] = []
+    for series, found in (("monthly", monthly), ("yearly", yearly)):
+        if not found:
+            continue
+        if series == "monthly":
+            first = min(int(k) for o, _ in found.values() for k in o.index)
+            last = max(int(k) for o, _ in found.values() for k in o.index)
+            grid = _month_grid(
+                inputs,
+                dt.date(first // 100, first % 100, 1),
+                dt.date(last // 100, last % 100, 1),
+            )
+            grid_keys = [p.start.year * 100 + p.start.month for p in grid]
+        else:
+            grid = [
+                years[y]
+                for y in sorted({int(k) for o, _ in found.values() for k in o.index})
+                if y in years
+            ]
             grid_keys = [p.start.year for p in grid]
-            series = "yearly"
         if not grid:
             continue
-        o = pd.Series(frame["outcome"].to_numpy()).groupby(keys).sum()
-        e = pd.Series(frame["_expected"].to_numpy()).groupby(keys).sum()
-        observed = o.reindex(grid_keys).to_numpy(dtype=float)
-        expected = e.reindex(grid_keys).to_numpy(dtype=float)
+        member_ids = sorted(found)
+        observed = np.vstack(
+            [found[m][0].reindex(grid_keys).to_numpy(dtype=float) for m in member_ids]
+        )
+        expected = np.vstack(
+            [found[m][1].reindex(grid_keys).to_numpy(dtype=float) for m in member_ids]
+        )
         if counts:
             y, n = observed, expected
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 y, n = observed / expected, None
-        payload = _control(
-            measure,
-            inputs,
-            member_id,
-            grid,
-            y,
-            n,
-            chart,
+        extra = [
             {
                 "series": series,
                 "source": "patient records; expected from the run's risk model",
                 "ratio": True,
-                "target_applies": False,
-                "observed": observed,
-                "expected": expected,
-            },
+                "observed": observed[i],
+                "expected": expected[i],
+            }
+            for i in range(len(member_ids))
+        ]
+        rows += _batch(
+            measure,
+            inputs,
+            member_ids,
+            grid,
+            y,
+            n,
+            chart=chart,
+            reason=reason,
+            extra=extra,
+            target=None,
         )
-        rows.append({"member_id": member_id, "kind": "control", "payload": payload})
-        if cusum and has_months and member_id in inputs.case_order_members:
-            if limits is None:
-                limits = _cusum_limits(measure, usable["_expected"].to_numpy(), settings)
-            rows.extend(_sequential(measure, member_id, frame, limits, settings))
+    if family == "binomial":
+        ordered = [m for m in sorted(monthly) if m in inputs.case_order_members]
+        if ordered:
+            limits = _cusum_limits(measure, usable["_expected"].to_numpy(), inputs.settings)
+            for member in ordered:
+                rows.extend(_sequential(measure, member, frames[member], limits, inputs.settings))
     return rows
 
 
 def _cusum_limits(
     measure: MeasureInfo, p: np.ndarray, settings: dict[str, Any]
-) -> tuple[float, float]:
+) -> tuple[cusum.CusumLimit, cusum.CusumLimit]:
+    """Upper and lower limits for the run's in-control ARL, from the pooled risks (one
+    simulation serves both charts; seeded by the measure and settings, so re-runs agree)."""
     odds = float(settings.get("cusum_odds_ratio", 2.0))
     arl = float(settings.get("cusum_arl", 10_000))
-    seed = zlib.crc32(f"{measure.code}:{odds}:{arl}".encode())
-    return (
-        spc_fallback.cusum_limit(p, odds, arl, seed=seed),
-        spc_fallback.cusum_limit(p, 1 / odds, arl, seed=seed + 1),
+    paths = int(settings.get("cusum_paths", 200))
+    seed = zlib.crc32(f"{measure.code}:{odds}:{arl}:{paths}".encode())
+    upper, lower = cusum.cusum_limits(
+        p,
+        arl0=arl,
+        increments=[cusum.racusum_increment(odds), cusum.racusum_increment(1 / odds)],
+        n_paths=paths,
+        seed=seed,
     )
+    return upper, lower
 
 
 def _sequential(
     measure: MeasureInfo,
     member_id: int,
     frame: pd.DataFrame,
-    limits: tuple[float, float],
+    limits: tuple[cusum.CusumLimit, cusum.CusumLimit],
     settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
     ordered = frame.sort_values(["event_year", "event_month", "sequence"], kind="stable")
@@ -282,9 +338,8 @@ def _sequential(
         for year, month in zip(ordered["event_year"], ordered["event_month"], strict=True)
     ]
     odds = float(settings.get("cusum_odds_ratio", 2.0))
-    result = spc_fallback.ra_cusum(
-        y, p, odds_ratio_up=odds, odds_ratio_down=1 / odds, h_up=limits[0], h_down=limits[1]
-    )
+    upper, lower = limits
+    result = cusum.ra_cusum(y, p, h_up=upper.h, h_down=lower.h, odds_up=odds, odds_down=1 / odds)
     common = {
         "measure": measure.code,
         "member_id": member_id,
@@ -293,23 +348,26 @@ def _sequential(
         "x": labels,
         "order": "event year, event month, case sequence",
         "model": "the run's pooled risk model (phase I: the cycle's pooled collaborative data)",
-        "engine": "qicollab.benchmarking.spc_fallback",
+        "engine": "qicollab.stats.cusum",
     }
     racusum = {
         **common,
         "chart": "racusum",
         "odds_ratio_upper": odds,
         "odds_ratio_lower": 1 / odds,
-        "h_upper": limits[0],
-        "h_lower": limits[1],
-        "arl": float(settings.get("cusum_arl", 10_000)),
-        "upper": np.round(result["upper"], 4),
-        "lower": np.round(result["lower"], 4),
-        "signals_upper": result["signals_upper"],
-        "signals_lower": result["signals_lower"],
+        "h_upper": upper.h,
+        "h_lower": lower.h,
+        "limit_upper": upper.to_dict(),
+        "limit_lower": lower.to_dict(),
+        "arl": upper.arl0,
+        "upper": np.round(result.upper, 4),
+        "lower": np.round(result.lower, 4),
+        "signals_upper": list(result.signals_up),
+        "signals_lower": list(result.signals_down),
+        "reset_after_signal": result.reset,
         "upper_means": "deterioration" if measure.direction == "decrease" else "improvement",
     }
-    track = spc_fallback.vlad(y, p)
+    track = cusum.vlad(y, p)
     vlad = {
         **common,
         "chart": "vlad",

@@ -91,9 +91,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Control charts: "qic" (qicharts2) or "mdc" (Making Data Count).
     "spc_mode": "qic",
     "charts": True,
-    # RA-CUSUM: odds ratio to detect (doubling) and in-control average run length.
+    # RA-CUSUM: odds ratio to detect (doubling), in-control average run length, and the
+    # simulated paths that choose the limit (200: ARL within ~7%, under a second a measure).
     "cusum_odds_ratio": 2.0,
     "cusum_arl": 10_000,
+    "cusum_paths": 200,
 }
 
 #: Cycle statuses a run may use: data frozen.

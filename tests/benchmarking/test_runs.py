@@ -394,7 +394,7 @@ def test_control_charts_follow_annotations_and_the_deid_profile(service, factory
         assert chart["mode"] == "mdc"
         assert chart["direction"] == "increase"
         phases = [point["phase"] for point in chart["points"]]
-        first_new = phases.index(1)
+        first_new = phases.index(2)
         assert chart["points"][first_new]["x"] == "2024-07"  # the annotated change
         assert any(note["starts_phase"] for note in chart["annotations"])
         assert "variation_icon" in chart
