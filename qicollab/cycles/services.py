@@ -444,18 +444,21 @@ class CycleService:
         self.db = db
         self.collaborative_id = collaborative_id
         self.clock = clock
+        self._cycles: list[LearningCycle] | None = None
 
     # --- reading --------------------------------------------------------------------------------
 
     def cycles(self) -> list[LearningCycle]:
-        """Every cycle, newest periods first."""
-        return list(
-            self.db.scalars(
-                sa.select(LearningCycle)
-                .where(LearningCycle.collaborative_id == self.collaborative_id)
-                .order_by(LearningCycle.first_period_start.desc(), LearningCycle.code)
+        """Every cycle, newest periods first (read once per service)."""
+        if self._cycles is None:
+            self._cycles = list(
+                self.db.scalars(
+                    sa.select(LearningCycle)
+                    .where(LearningCycle.collaborative_id == self.collaborative_id)
+                    .order_by(LearningCycle.first_period_start.desc(), LearningCycle.code)
+                )
             )
-        )
+        return list(self._cycles)
 
     def by_code(self, code: str) -> LearningCycle | None:
         """One cycle by its code."""
@@ -487,30 +490,27 @@ class CycleService:
             )
         )
 
-    def members(self) -> list[Member]:
-        """Active members, by code."""
-        return list(
-            self.db.scalars(
-                sa.select(Member)
-                .where(Member.collaborative_id == self.collaborative_id, Member.active.is_(True))
-                .order_by(Member.code)
-            )
+    def members(self, member_ids: Iterable[int] | None = None) -> list[Member]:
+        """Active members (or just those of ``member_ids``), by code."""
+        query = sa.select(Member).where(
+            Member.collaborative_id == self.collaborative_id, Member.active.is_(True)
         )
+        if member_ids is not None:
+            query = query.where(Member.id.in_(list(member_ids)))
+        return list(self.db.scalars(query.order_by(Member.code)))
 
-    def periods(self, cycle: LearningCycle, granularity: Granularity) -> list[ReportingPeriod]:
-        """The cycle's periods of one granularity, oldest first."""
-        return list(
-            self.db.scalars(
-                sa.select(ReportingPeriod)
-                .where(
-                    ReportingPeriod.collaborative_id == self.collaborative_id,
-                    ReportingPeriod.granularity == granularity,
-                    ReportingPeriod.start_date >= cycle.first_period_start,
-                    ReportingPeriod.end_date <= cycle.last_period_end,
-                )
-                .order_by(ReportingPeriod.start_date)
-            )
+    def periods(
+        self, cycle: LearningCycle, granularity: Granularity | None = None
+    ) -> list[ReportingPeriod]:
+        """The cycle's periods (of one granularity, or all), oldest first."""
+        query = sa.select(ReportingPeriod).where(
+            ReportingPeriod.collaborative_id == self.collaborative_id,
+            ReportingPeriod.start_date >= cycle.first_period_start,
+            ReportingPeriod.end_date <= cycle.last_period_end,
         )
+        if granularity is not None:
+            query = query.where(ReportingPeriod.granularity == granularity)
+        return list(self.db.scalars(query.order_by(ReportingPeriod.start_date)))
 
     def reopenings(self, cycle: LearningCycle) -> list[CycleReopening]:
         """The cycle's reopenings, newest first."""
@@ -555,15 +555,14 @@ class CycleService:
     ) -> Completeness:
         """Missing / draft / submitted / returned / accepted per member x measure x period."""
         now = self.clock()
-        members = self.members()
-        if member_ids is not None:
-            wanted = set(member_ids)
-            members = [m for m in members if m.id in wanted]
+        members = self.members(member_ids)
         measures = self.measures(cycle)
-        by_granularity = {
-            granularity: self.periods(cycle, granularity)
-            for granularity in (Granularity.MONTH, Granularity.YEAR)
+        by_granularity: dict[Granularity, list[ReportingPeriod]] = {
+            Granularity.MONTH: [],
+            Granularity.YEAR: [],
         }
+        for period in self.periods(cycle):
+            by_granularity.setdefault(period.granularity, []).append(period)
         periods = {
             measure.id: tuple(
                 by_granularity[
