@@ -503,25 +503,42 @@ def _apply_rules(
     return fire.bits, fire.point_types(settings.resolution), runs
 
 
-def _icon_name(code: int, g: int) -> str:
-    if code == 0:
-        return "common_cause"
-    if code == 3:
-        return "neutral_high"
-    if code == 4:
-        return "neutral_low"
-    high = (code == 1) == (g > 0)
-    return ("improvement" if code == 1 else "concern") + ("_high" if high else "_low")
+_VARIATION = np.array(
+    [
+        # g < 0 (decrease)      g = 0 (neutral)     g > 0 (increase)
+        ["common_cause", "common_cause", "common_cause"],
+        ["improvement_low", "neutral_high", "improvement_high"],
+        ["concern_high", "neutral_low", "concern_low"],
+        ["neutral_high", "neutral_high", "neutral_high"],
+        ["neutral_low", "neutral_low", "neutral_low"],
+    ],
+    dtype=object,
+)
 
 
-def _assurance(target: float | None, g: int, upper: float, lower: float) -> str | None:
-    if target is None or g == 0 or not (math.isfinite(upper) and math.isfinite(lower)):
-        return None
-    if target > upper:
-        return "consistent_fail" if g > 0 else "consistent_pass"
-    if target < lower:
-        return "consistent_pass" if g > 0 else "consistent_fail"
-    return "inconsistent"
+def _icons(
+    has_value: np.ndarray,
+    last_type: np.ndarray,
+    *,
+    g: np.ndarray,
+    targets: tuple[float | None, ...],
+    upper: np.ndarray,
+    lower: np.ndarray,
+) -> tuple[tuple[str | None, ...], tuple[str | None, ...]]:
+    """Variation icon (the last point's type) and assurance icon (target vs its limits) per
+    series; strict comparisons (NHSRplotthedots)."""
+    variation = np.where(has_value, _VARIATION[last_type.astype(np.int64), g + 1], None)
+    target = np.array([math.nan if t is None else t for t in targets], dtype=float)
+    usable = has_value & (g != 0) & np.isfinite(target) & np.isfinite(upper) & np.isfinite(lower)
+    above, below = target > upper, target < lower
+    good_high = g > 0
+    assurance = np.where(
+        above,
+        np.where(good_high, "consistent_fail", "consistent_pass"),
+        np.where(below, np.where(good_high, "consistent_pass", "consistent_fail"), "inconsistent"),
+    ).astype(object)
+    assurance[~usable] = None
+    return tuple(variation.tolist()), tuple(assurance.tolist())
 
 
 def control_charts(
@@ -662,15 +679,9 @@ def control_charts(
     last_type = point_type[np.arange(rows), last]
     last_ucl = ucl[np.arange(rows), last]
     last_lcl = lcl[np.arange(rows), last]
-    variation: list[str | None] = []
-    assurance: list[str | None] = []
-    for r in range(rows):
-        if not has_value[r]:
-            variation.append(None)
-            assurance.append(None)
-            continue
-        variation.append(_icon_name(int(last_type[r]), int(g[r])))
-        assurance.append(_assurance(targets[r], int(g[r]), float(last_ucl[r]), float(last_lcl[r])))
+    variation, assurance = _icons(
+        has_value, last_type, g=g, targets=targets, upper=last_ucl, lower=last_lcl
+    )
 
     notes: list[list[str]] = [[] for _ in range(rows)]
     for k in np.flatnonzero(phase_trial):
