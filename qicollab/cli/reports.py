@@ -97,3 +97,55 @@ def list_command(app: LazyApp, run_id: int) -> None:
         return
     for row in rows:
         click.echo(f"{row.kind.value:<16} {row.size_bytes:>9,} B  {row.sha256[:16]}  {row.path}")
+
+
+def _every_tenth(done: int, total: int, _message: str) -> None:
+    if done and (done == total or done % max(1, total // 10) == 0):
+        click.echo(f"      {done}/{total} reports")
+
+
+def demo_step(app: LazyApp, _seed: int) -> None:
+    """The demo's "Rendering reports" step: every report of the demo's newest run."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from qicollab.benchmarking.models import BenchmarkRun, RunStatus  # noqa: PLC0415
+    from qicollab.demo.loader import DEMO_SLUG  # noqa: PLC0415
+    from qicollab.jobs.services import JobService  # noqa: PLC0415
+    from qicollab.members.models import Collaborative  # noqa: PLC0415
+    from qicollab.reporting.models import Report  # noqa: PLC0415
+    from qicollab.reporting.rendering import (  # noqa: PLC0415
+        ReportRenderer,
+        cpu_workers,
+        render_run_as_job,
+    )
+
+    with app.session_factory() as session:
+        run = session.execute(
+            sa.select(BenchmarkRun.id, BenchmarkRun.collaborative_id)
+            .join(Collaborative, Collaborative.id == BenchmarkRun.collaborative_id)
+            .where(Collaborative.slug == DEMO_SLUG, BenchmarkRun.status == RunStatus.SUCCEEDED)
+            .order_by(BenchmarkRun.id.desc())
+            .limit(1)
+        ).first()
+        if run is None:
+            click.echo("      no finished benchmark run to report on")
+            return
+        rendered = session.scalar(
+            sa.select(sa.func.count()).select_from(Report).where(Report.run_id == run.id)
+        )
+    if rendered:
+        click.echo(f"      already rendered ({rendered} reports of run {run.id}); keeping them")
+        return
+    jobs = JobService(app.session_factory)
+    renderer = ReportRenderer(app.session_factory, app.settings, workers=cpu_workers(), jobs=jobs)
+    job_id, summary = render_run_as_job(
+        renderer,
+        jobs,
+        run.id,
+        collaborative_id=run.collaborative_id,
+        progress=_every_tenth,
+    )
+    click.echo(
+        f"      {len(summary.rendered)} reports of run {run.id} in {summary.seconds:.0f} s "
+        f"(job {job_id}); failed: {len(summary.failed)}"
+    )

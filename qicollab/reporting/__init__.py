@@ -27,4 +27,5 @@ def includeme(config: Configurator) -> None:
         "/reports/{report_id}/download",
         factory="qicollab.reporting.views.report_factory",
     )
+    config.add_static_view("reporting-static", "qicollab.reporting:static", cache_max_age=3600)
     config.scan("qicollab.reporting.views")

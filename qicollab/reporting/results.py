@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -299,15 +299,16 @@ class RunData:
     summaries: dict[tuple[int, int | None], Summary]
     fits: dict[int, FitView]
 
-    _suppressed: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
+    #: measure id -> members whose numbers peers may not see (shared with the run's cache).
+    suppression_cache: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
 
     def suppressed(self, measure: MeasureView) -> frozenset[int]:
         """Members whose numbers of this measure peers may not see (small-cell rule),
         decided once per measure by the stats core's suppressor."""
-        cached = self._suppressed.get(measure.id)
+        cached = self.suppression_cache.get(measure.id)
         if cached is None:
             rows = [(r.member_id, r.observed, r.denominator) for r in self.results_for(measure.id)]
-            cached = self._suppressed[measure.id] = suppressed_members(
+            cached = self.suppression_cache[measure.id] = suppressed_members(
                 rows, min_cell_size=self.run.min_cell_size, complement=measure.binary
             )
         return cached
@@ -491,14 +492,23 @@ def natural_target(measure: Measure) -> float | None:
     return float(measure.target) / measure.multiplier
 
 
-def load_run(session: Session, run_id: int) -> RunData:
-    """Read a run's measures, members, whole-cycle results, summaries and fitted models."""
-    run = session.get(BenchmarkRun, run_id)
-    if run is None or run.status is not RunStatus.SUCCEEDED:
-        msg = f"no succeeded benchmark run {run_id}"
-        raise ResultsNotFoundError(msg)
-    info = _run_info(session, run)
+@dataclass
+class _RunCore:
+    """What a succeeded run stored: it never changes, so one process reads it once."""
 
+    results: dict[tuple[int, int], Result]
+    summaries: dict[tuple[int, int | None], Summary]
+    fits: dict[int, FitView]
+    #: min_cell_size -> measure id -> suppressed members (see RunData.suppressed).
+    suppressed: dict[int, dict[int, frozenset[int]]] = field(default_factory=dict)
+
+
+#: Recently read runs, keyed by database, run and its finishing stamp (newest last).
+_CORES: OrderedDict[tuple[str, int, str], _RunCore] = OrderedDict()
+CACHED_RUNS = 4
+
+
+def _read_core(session: Session, run_id: int) -> _RunCore:
     results: dict[tuple[int, int], Result] = {}
     for row in session.execute(
         sa.select(*_RESULT_COLUMNS).where(
@@ -522,6 +532,54 @@ def load_run(session: Session, run_id: int) -> RunData:
             abc=_f(summary.abc),
             payload=dict(summary.payload or {}),
         )
+
+    fits = {
+        fit.measure_id: FitView(
+            fit.measure_id,
+            fit.family,
+            fit.n,
+            fit.events,
+            dict(fit.specification or {}),
+            list(fit.coefficients or []),
+            dict(fit.diagnostics or {}),
+        )
+        for fit in session.scalars(
+            sa.select(RiskModelFitRecord).where(RiskModelFitRecord.run_id == run_id)
+        )
+    }
+    return _RunCore(results, summaries, fits)
+
+
+def _core(session: Session, run: BenchmarkRun) -> _RunCore:
+    """The run's stored results, from this process's cache when it read them before.
+
+    A succeeded run's rows are written once in one transaction and never updated, so caching
+    them is safe; the key holds the database URL and the run's finishing time, so another
+    database (or a run id reused after a rebuild) never hits a stale entry.
+    """
+    bind = session.get_bind()
+    key = (str(bind.url), run.id, str(run.finished_at))
+    core = _CORES.get(key)
+    if core is None:
+        core = _read_core(session, run.id)
+        _CORES[key] = core
+        while len(_CORES) > CACHED_RUNS:
+            _CORES.popitem(last=False)
+    else:
+        _CORES.move_to_end(key)
+    return core
+
+
+def load_run(session: Session, run_id: int) -> RunData:
+    """A run's measures, members and peer groups (read fresh: names may change) with its
+    whole-cycle results, summaries and fitted models (read once per process)."""
+    run = session.get(BenchmarkRun, run_id)
+    if run is None or run.status is not RunStatus.SUCCEEDED:
+        msg = f"no succeeded benchmark run {run_id}"
+        raise ResultsNotFoundError(msg)
+    info = _run_info(session, run)
+    core = _core(session, run)
+    results, summaries, fits = core.results, core.summaries, core.fits
 
     measure_ids = {m for _, m in results} | {m for m, _ in summaries}
     measures = []
@@ -576,21 +634,16 @@ def load_run(session: Session, run_id: int) -> RunData:
         )
     ]
 
-    fits = {
-        fit.measure_id: FitView(
-            fit.measure_id,
-            fit.family,
-            fit.n,
-            fit.events,
-            dict(fit.specification or {}),
-            list(fit.coefficients or []),
-            dict(fit.diagnostics or {}),
-        )
-        for fit in session.scalars(
-            sa.select(RiskModelFitRecord).where(RiskModelFitRecord.run_id == run_id)
-        )
-    }
-    return RunData(info, measures, members, groups, results, summaries, fits)
+    return RunData(
+        info,
+        measures,
+        members,
+        groups,
+        results,
+        summaries,
+        fits,
+        suppression_cache=core.suppressed.setdefault(info.min_cell_size, {}),
+    )
 
 
 def load_member(session: Session, run: RunData, member_id: int) -> MemberData:

@@ -33,7 +33,7 @@ from qicollab.reporting.results import (
 )
 
 #: Best-practice tables list at most this many peers (the count of all is given).
-BEST_PRACTICE_ROWS = 8
+BEST_PRACTICE_ROWS = 5
 #: Chart text alternatives list at most this many rows on a page; the CSV export has all.
 ALT_ROWS = 60
 

@@ -162,7 +162,7 @@ def test_coordinator_starts_a_render_job_and_sees_its_status(
     portal, world, db_session, immediate_queue
 ):
     browser = portal.as_user("coordinator")
-    result = browser.get(f"/runs/{world.run_id}/reports").forms[0].submit().follow()
+    result = browser.get(f"/runs/{world.run_id}/reports").forms["render-form"].submit().follow()
     job = db_session.scalars(sa.select(Job).where(Job.kind == "reports-render")).one()
     db_session.commit()
     assert job.status is JobStatus.SUCCEEDED
@@ -171,7 +171,7 @@ def test_coordinator_starts_a_render_job_and_sees_its_status(
 
 def test_a_render_job_records_the_reports(portal, world, db_session, immediate_queue):
     browser = portal.as_user("coordinator")
-    browser.get(f"/runs/{world.run_id}/reports").forms[0].submit()
+    browser.get(f"/runs/{world.run_id}/reports").forms["render-form"].submit()
     rows = db_session.scalars(sa.select(Report)).all()
     db_session.commit()
     assert {(r.kind, r.member_id) for r in rows} == {
@@ -182,7 +182,7 @@ def test_a_render_job_records_the_reports(portal, world, db_session, immediate_q
 
 def test_a_render_request_is_audited(portal, world, db_session, immediate_queue):
     browser = portal.as_user("coordinator")
-    browser.get(f"/runs/{world.run_id}/reports").forms[0].submit()
+    browser.get(f"/runs/{world.run_id}/reports").forms["render-form"].submit()
     actions = db_session.scalars(sa.select(AuditEvent.action)).all()
     db_session.commit()
     assert "reports.render_requested" in actions

@@ -144,8 +144,8 @@ def test_other_members_appear_under_blinded_codes(rendered):
     assert any(code in rendered.member.html for code in codes)
 
 
-def _peer_tables(html: str) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Every table about other members: (measure code, header, body rows)."""
+def _peer_tables(html: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every table about other members (a "Member" column): (header, body rows)."""
     soup = BeautifulSoup(html, "html.parser")
     tables = []
     for table in soup.find_all("table"):
@@ -156,7 +156,7 @@ def _peer_tables(html: str) -> list[tuple[str, list[str], list[list[str]]]]:
             [cell.get_text(" ", strip=True) for cell in row.find_all(["td", "th"])]
             for row in table.find("tbody").find_all("tr")
         ]
-        tables.append((table.get("data-measure", ""), header, rows))
+        tables.append((header, rows))
     return tables
 
 
@@ -166,7 +166,7 @@ SMALL = re.compile(r"^(?:[1-9]|10)$")
 def _small_counts(html: str) -> list[str]:
     """Cells that read as a count from 1 to 10, outside rank columns (deciles are ranks)."""
     found = []
-    for _measure, header, rows in _peer_tables(html):
+    for header, rows in _peer_tables(html):
         for row in rows:
             for column, cell in zip(header, row, strict=True):
                 if column != "Decile" and SMALL.match(cell.replace(",", "")):
@@ -184,13 +184,15 @@ def test_member_report_peer_tables_hold_no_small_counts(rendered):
 
 def test_members_with_small_counts_are_left_out_of_peer_tables(rendered):
     world = rendered.world
-    leaked = [
-        (measure, row[0])
-        for measure, _header, rows in _peer_tables(rendered.member.html)
-        for row in rows
-        for member_id, code in world.blinded.items()
-        if row[0] == code and (member_id, measure) in world.small
-    ]
+    leaked = []
+    for header, rows in _peer_tables(rendered.member.html):
+        for row in rows:
+            measure, members = row[header.index("Measure")], row[header.index("Member")]
+            leaked += [
+                (measure, code)
+                for member_id, code in world.blinded.items()
+                if code in members and (member_id, measure) in world.small
+            ]
     assert leaked == []
 
 

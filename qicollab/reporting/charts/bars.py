@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qicollab.reporting.charts.common import (
+    DENSE,
     GREY,
     HIGHLIGHT,
     INK,
     LIGHT,
     Chart,
     LinearScale,
+    dot_d,
     fmt,
+    marks,
     nice_ticks,
     padded_range,
     svg_document,
@@ -98,6 +101,7 @@ def distribution_chart(
         )
     lanes = 7
     own_parts: list[str] = []
+    dots: list[str] = []
     for index, point in enumerate(finite):
         cx = x(point.value)
         if point.own:
@@ -120,10 +124,8 @@ def distribution_chart(
             )
             continue
         cy = top + 8 + (index % lanes) * ((bottom - top - 16) / (lanes - 1))
-        body.append(
-            f'<circle cx="{fmt(cx)}" cy="{fmt(cy)}" r="2.6" fill="white" stroke="{GREY}" '
-            f'stroke-width="0.9"/>'
-        )
+        dots.append(dot_d(cx, cy, 2.6, dense=len(finite) > DENSE))
+    body += marks(dots, f'fill="white" stroke="{GREY}" stroke-width="0.9"')
     for value, label, dash in (
         (benchmark, "benchmark (ABC)", "6 3"),
         (target, "target", "1.5 2.5"),

@@ -13,13 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qicollab.reporting.charts.common import (
+    DENSE,
     GREY,
     HIGHLIGHT,
     INK,
     LIGHT,
     Chart,
     LinearScale,
+    dot_d,
     fmt,
+    marks,
     nice_ticks,
     padded_range,
     reference_line,
@@ -85,6 +88,9 @@ def caterpillar_chart(
     body.append(text(RIGHT, 12, worse_word, size=8.5, anchor="end", fill=GREY))
     own_parts: list[str] = []
     counts = {"above": 0, "below": 0, "within": 0}
+    intervals: list[str] = []
+    open_points: list[str] = []
+    filled_points: list[str] = []
     for x, point in zip(x_of, shown, strict=True):
         flag = _flag(point, reference)
         counts[flag] += 1
@@ -92,15 +98,12 @@ def caterpillar_chart(
             own_parts += _own_marker(x, point, y)
             continue
         if point.low is not None and point.high is not None:
-            body.append(
-                f'<line x1="{fmt(x)}" x2="{fmt(x)}" y1="{fmt(y(point.low))}" '
-                f'y2="{fmt(y(point.high))}" stroke="{LIGHT}" stroke-width="{line_width}"/>'
-            )
-        fill = GREY if flag != "within" else "white"
-        body.append(
-            f'<circle cx="{fmt(x)}" cy="{fmt(y(point.estimate))}" r="{fmt(radius)}" '
-            f'fill="{fill}" stroke="{GREY}" stroke-width="0.8"/>'
-        )
+            intervals.append(f"M{fmt(x)} {fmt(y(point.low))}V{fmt(y(point.high))}")
+        target = open_points if flag == "within" else filled_points
+        target.append(dot_d(x, y(point.estimate), radius, dense=len(shown) > DENSE))
+    body += marks(intervals, f'fill="none" stroke="{LIGHT}" stroke-width="{line_width}"')
+    body += marks(open_points, f'fill="white" stroke="{GREY}" stroke-width="0.8"')
+    body += marks(filled_points, f'fill="{GREY}" stroke="{GREY}" stroke-width="0.8"')
     body += own_parts
     body.append(text(LEFT, HEIGHT - 10, f"{len(shown)} members, ranked", size=9, fill=GREY))
     if hidden:

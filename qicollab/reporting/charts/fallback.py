@@ -14,13 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qicollab.reporting.charts.common import (
+    DENSE,
     GREY,
     HIGHLIGHT,
     INK,
     LIGHT,
     Chart,
     LinearScale,
+    circle_d,
+    dot_d,
     fmt,
+    marks,
     nice_ticks,
     padded_range,
     svg_document,
@@ -131,6 +135,7 @@ def funnel_chart(
     )
     body.append(text(right - 2, y(target) - 3, target_label, size=8.5, anchor="end"))
     own_parts: list[str] = []
+    peer_marks: list[str] = []
     outside = 0
     for point in points:
         if not (math.isfinite(point.x) and math.isfinite(point.y)):
@@ -156,10 +161,8 @@ def funnel_chart(
             continue
         if not y_lo <= point.y <= y_hi:
             outside += 1
-        body.append(
-            f'<circle cx="{fmt(px)}" cy="{fmt(py)}" r="2.7" fill="{LIGHT}" stroke="{GREY}" '
-            f'stroke-width="0.8"/>'
-        )
+        peer_marks.append(dot_d(px, py, 2.7, dense=len(points) > DENSE))
+    body += marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
     body += own_parts
     body.append(
         text(left, height - 18, "dashed: 95% limits; dotted: 99.8% limits", size=8.5, fill=GREY)
@@ -277,28 +280,25 @@ def control_chart(
     if len(line) > 1:
         body.append(_polyline(line))
     signalled = 0
+    crosses: list[str] = []
+    triangles: list[str] = []
+    circles: list[str] = []
     for px, point in zip(xs, points, strict=True):
         if point.value is None or not math.isfinite(point.value):
             continue
         py = y(point.value)
         if point.excluded:
-            body.append(
-                f'<path d="M{fmt(px - 3.5)} {fmt(py - 3.5)} L{fmt(px + 3.5)} {fmt(py + 3.5)} '
-                f'M{fmt(px - 3.5)} {fmt(py + 3.5)} L{fmt(px + 3.5)} {fmt(py - 3.5)}" '
-                f'stroke="{INK}" stroke-width="1.5"/>'
+            crosses.append(
+                f"M{fmt(px - 3.5)} {fmt(py - 3.5)}l7 7M{fmt(px - 3.5)} {fmt(py + 3.5)}l7 -7"
             )
         elif point.signals:
             signalled += 1
-            body.append(
-                f'<path d="M{fmt(px)} {fmt(py - 5)} L{fmt(px + 4.5)} {fmt(py + 3.5)} '
-                f'L{fmt(px - 4.5)} {fmt(py + 3.5)} Z" fill="{HIGHLIGHT}" stroke="{INK}" '
-                f'stroke-width="0.7"/>'
-            )
+            triangles.append(f"M{fmt(px)} {fmt(py - 5)}l4.5 8.5h-9Z")
         else:
-            body.append(
-                f'<circle cx="{fmt(px)}" cy="{fmt(py)}" r="2.4" fill="white" '
-                f'stroke="{INK}" stroke-width="1"/>'
-            )
+            circles.append(circle_d(px, py, 2.4))
+    body += marks(crosses, f'fill="none" stroke="{INK}" stroke-width="1.5"')
+    body += marks(triangles, f'fill="{HIGHLIGHT}" stroke="{INK}" stroke-width="0.7"')
+    body += marks(circles, f'fill="white" stroke="{INK}" stroke-width="1"')
     labels = [p.label for p in points]
     for number, note in enumerate(notes, start=1):
         if note.at not in labels:

@@ -1,0 +1,234 @@
+"""Report and results-page speed at collaborative scale (issue 6, items 10).
+
+One command, printing medians and ratios against the targets:
+
+* one member benchmark report (about 10 pages, 18 charts: 6 measures x funnel, caterpillar and
+  control chart, with 1,000 members on the peer charts) rendered warm: target < 3 s;
+* reports for 1,000 members with 2 long-lived workers, extrapolated from a timed sample:
+  target < 25 minutes; the same sample rendered one process per report shows what the warm
+  pool saves;
+* a member's results page, server time through the WSGI app (WebTest, no network): target
+  < 300 ms.
+
+The collaborative (1,000 members, 6 measures, 36 months) is written straight into the result
+tables by the reporting tests' builder and kept in ``--folder`` for later runs.
+
+    .venv/bin/python benchmarks/bench_reports.py [--members 1000] [--measures 6] [--sample 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the reporting tests' world builder lives in tests/
+
+import webtest  # noqa: E402
+from pypdf import PdfReader  # noqa: E402
+
+from qicollab import make_config  # noqa: E402
+from qicollab.accounts.models import User  # noqa: E402
+from qicollab.db import create_engine_from_settings, get_session_factory  # noqa: E402
+from qicollab.migrations import upgrade  # noqa: E402
+from qicollab.reporting.models import ReportKind  # noqa: E402
+from qicollab.reporting.pdf import PdfRenderer, warm_up  # noqa: E402
+from qicollab.reporting.rendering import ReportRenderer  # noqa: E402
+from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context  # noqa: E402
+from qicollab.reporting.results import load_run  # noqa: E402
+from qicollab.security import IDENTITY_LOADER_KEY  # noqa: E402
+from tests.reporting.world import build_world  # noqa: E402
+
+
+def build(folder: Path, members: int, measures: int) -> tuple[dict, object]:
+
+    database = folder / f"bench-{members}x{measures}.sqlite"
+    settings = {
+        "sqlalchemy.url": f"sqlite:///{database}",
+        "qicollab.storage": str(folder / "storage"),
+        "qicollab.secret": "bench",
+    }
+    marker = database.with_suffix(".ready")
+    engine = create_engine_from_settings(settings)
+    if not marker.exists():
+        for stale in folder.glob(f"{database.name}*"):
+            stale.unlink()
+        engine.dispose()
+        engine = create_engine_from_settings(settings)
+        upgrade(engine)
+        started = time.perf_counter()
+        with get_session_factory(engine)() as session:
+            world = build_world(session, n_members=members, n_measures=measures, months=36)
+        marker.write_text(f"{world.run_id} {world.member} {world.users['officer']}")
+        seconds = time.perf_counter() - started
+        print(f"built {members} members x {measures} measures in {seconds:.0f} s")
+    engine.dispose()
+    run_id, member_id, officer_id = (int(v) for v in marker.read_text().split())
+    return settings, (run_id, member_id, officer_id)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def single_report(settings: dict, run_id: int, member_id: int, repeats: int) -> dict:
+    """Warm render of one member report in this process (context + HTML + PDF)."""
+
+    warm_up()
+    renderer = PdfRenderer()
+    engine = create_engine_from_settings(settings)
+    times, contexts, layouts, cpu = [], [], [], []
+    with get_session_factory(engine)() as session:
+        run = load_run(session, run_id)
+        pages = charts = 0
+        for i in range(repeats + 1):
+            spec = ReportSpec(ReportKind.MEMBER, member_id + i)
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            context = report_context(session, run, spec)
+            html = renderer.html(TEMPLATES[spec.kind], context)
+            built = time.perf_counter()
+            pdf = renderer.pdf_from_html(html)
+            done = time.perf_counter()
+            if i == 0:  # the first report of a run also reads the run (cached after)
+                pages = len(PdfReader(io.BytesIO(pdf)).pages)
+                charts = html.count("<figure>")
+                continue
+            times.append(done - started)
+            cpu.append(time.process_time() - cpu_started)
+            contexts.append(built - started)
+            layouts.append(done - built)
+    engine.dispose()
+    return {
+        "total": median(times),
+        "cpu": median(cpu),
+        "context": median(contexts),
+        "pdf": median(layouts),
+        "pages": pages,
+        "charts": charts,
+    }
+
+
+def pool_throughput(
+    settings: dict, run_id: int, member_ids: list[int], workers: int
+) -> tuple[float, float]:
+    """Wall seconds per report with ``workers`` long-lived workers (pool start-up included),
+    and the workers' CPU seconds per report (what a machine with free cores would need)."""
+
+    engine = create_engine_from_settings(settings)
+    renderer = ReportRenderer(get_session_factory(engine), settings, workers=workers)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    summary = renderer.render_run(run_id, member_ids=member_ids, kinds=[ReportKind.MEMBER])
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    engine.dispose()
+    assert not summary.failed, summary.failed
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return elapsed / len(member_ids), cpu / len(member_ids)
+
+
+def _one_process_report(args: tuple[dict, int, int]) -> None:
+    settings, run_id, member_id = args
+
+    engine = create_engine_from_settings(settings)
+    ReportRenderer(get_session_factory(engine), settings, workers=0).render_run(
+        run_id, member_ids=[member_id], kinds=[ReportKind.MEMBER]
+    )
+    engine.dispose()
+
+
+def process_per_report(settings: dict, run_id: int, member_ids: list[int]) -> float:
+    """Seconds per report when each report gets a fresh process (2 at a time)."""
+    context = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
+    with context.Pool(2, maxtasksperchild=1) as pool:
+        pool.map(_one_process_report, [(settings, run_id, m) for m in member_ids], chunksize=1)
+    return (time.perf_counter() - started) / len(member_ids)
+
+
+def results_page(settings: dict, member_id: int, officer_id: int, repeats: int) -> dict:
+    """Server time of the member results page (median of ``repeats``, after one warm-up)."""
+
+    def loader(request):
+        return request.db.get(User, officer_id)
+
+    config = make_config(dict(settings))
+    config.registry[IDENTITY_LOADER_KEY] = loader
+    app = webtest.TestApp(config.make_wsgi_app(), extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    url = f"/members/{member_id}/results"
+    first_started = time.perf_counter()
+    response = app.get(url)
+    first = time.perf_counter() - first_started
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        app.get(url)
+        times.append(time.perf_counter() - started)
+    return {"median": median(times), "first": first, "bytes": len(response.body)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--measures", type=int, default=6)
+    parser.add_argument("--sample", type=int, default=16, help="reports timed in the pool")
+    parser.add_argument("--repeats", type=int, default=5, help="warm single-report repeats")
+    parser.add_argument("--folder", type=Path, default=ROOT / "var" / "bench-reports")
+    parser.add_argument("--fresh", action="store_true", help="rebuild the collaborative")
+    args = parser.parse_args()
+    if args.fresh and args.folder.exists():
+        shutil.rmtree(args.folder)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    settings, (run_id, first_member, officer_id) = build(args.folder, args.members, args.measures)
+
+    load = os.getloadavg()[0]
+    print(
+        f"\n{args.members} members x {args.measures} measures x 36 months (SQLite); "
+        f"{os.cpu_count()} cores, load average {load:.1f} at the start (other work on the "
+        "machine inflates wall times; CPU times do not depend on it)"
+    )
+    single = single_report(settings, run_id, first_member, args.repeats)
+    print(
+        f"one member report, warm (median of {args.repeats}): {single['total']:.2f} s wall, "
+        f"{single['cpu']:.2f} s CPU (context + HTML {single['context']:.2f} s, PDF "
+        f"{single['pdf']:.2f} s); {single['pages']} pages, {single['charts']} charts; "
+        f"target < 3 s: ratio {single['total'] / 3:.2f} (wall), {single['cpu'] / 3:.2f} (CPU)"
+    )
+
+    sample = list(range(first_member + 10, first_member + 10 + args.sample))
+    pooled, pooled_cpu = pool_throughput(settings, run_id, sample, workers=2)
+    serial, _ = pool_throughput(settings, run_id, sample[: max(4, args.sample // 4)], workers=1)
+    minutes = pooled * 1000 / 60
+    cpu_minutes = pooled_cpu * 1000 / 2 / 60
+    print(
+        f"pool of 2 warm workers: {pooled:.2f} s wall per report over {len(sample)} reports "
+        f"(start-up included) -> 1,000 member reports in {minutes:.1f} min (target < 25 min: "
+        f"ratio {minutes / 25:.2f}); workers' CPU {pooled_cpu:.2f} s per report -> "
+        f"{cpu_minutes:.1f} min on 2 free cores (ratio {cpu_minutes / 25:.2f}); "
+        f"1 worker {serial:.2f} s wall per report, speed-up {serial / pooled:.2f}x"
+    )
+    fresh = process_per_report(settings, run_id, sample[:4])
+    print(
+        f"one fresh process per report (2 at a time): {fresh:.2f} s wall per report; "
+        f"the warm pool takes {pooled / fresh:.2f}x that"
+    )
+
+    page = results_page(settings, first_member, officer_id, repeats=20)
+    print(
+        f"member results page (median of 20, after a first request of {page['first'] * 1000:.0f}"
+        f" ms): {page['median'] * 1000:.0f} ms, {page['bytes'] / 1024:.0f} KB; "
+        f"target < 300 ms: ratio {page['median'] / 0.3:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
