@@ -10,6 +10,7 @@ import click
 from qicollab.cli import cli
 from qicollab.cli.compute import demo_step
 from qicollab.cli.context import LazyApp
+from qicollab.cli.reports import demo_step as reports_step
 from qicollab.config import storage_path
 from qicollab.db import session_scope
 
@@ -44,6 +45,7 @@ STEPS: list[Step] = [
     ("Creating and migrating the database", _migrate),
     ("Loading the demo collaborative (40 hospitals, 8 measures, 36 months)", _load),
     ("Computing benchmarks (cycle C2023-25: every measure, member and chart)", demo_step),
+    ("Rendering reports (each member, the collaborative report, the summary)", reports_step),
 ]
 
 
