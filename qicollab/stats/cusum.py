@@ -492,7 +492,7 @@ def ra_cusum(
         y=outcome,
         p=risk,
         upper=upper,
-        lower=-lower,
+        lower=0.0 - lower,  # no negative zeros
         h_up=float(h_up),
         h_down=float(down),
         odds_up=float(odds_up),
@@ -552,7 +552,7 @@ def eo_cusum(
     step = eocusum_increment(odds_ratio, kk)(risk, outcome.astype(bool))
     path, signals = _cusum_path(step, h, reset=reset)
     sign = -1.0 if odds_ratio > 1 else 1.0
-    return EoCusum(sign * path, kk, float(h), float(odds_ratio), signals)
+    return EoCusum(sign * path + 0.0, kk, float(h), float(odds_ratio), signals)
 
 
 # --- Bernoulli CUSUM (qicharts2 bchart) ------------------------------------------------------
@@ -599,7 +599,8 @@ def bernoulli_cusum(
     s1 = outcome * math.log(p1 / p0) + (1 - outcome) * math.log((1 - p1) / (1 - p0))
     s2 = outcome * math.log(p2 / p0) + (1 - outcome) * math.log((1 - p2) / (1 - p0))
     upper, sig_up = _cusum_path(s1, limit, reset=True, reset_above=True)
-    lower, sig_down = _cusum_path(-s2, limit, reset=True, reset_above=True)
+    # min(0, z - s2) is minus max(0, u + s2): the mirror chart accumulates s2
+    lower, sig_down = _cusum_path(s2, limit, reset=True, reset_above=True)
     return BernoulliCusum(
         y=outcome,
         p0=p0,
@@ -608,7 +609,7 @@ def bernoulli_cusum(
         odds_ratio=float(odds_ratio),
         limit=float(limit),
         upper=upper,
-        lower=-lower,
+        lower=0.0 - lower,  # no negative zeros
         signals_up=sig_up,
         signals_down=sig_down,
         baseline_cases=baseline,
