@@ -271,11 +271,21 @@ class PhaseRuns:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PhaseRuns:
-        """Inverse of :meth:`to_dict`."""
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["cl"] = _f(data.get("cl"))
-        return cls(**kwargs)
+        """Inverse of :meth:`to_dict`; tolerant of older payloads that lack some keys."""
+        return cls(
+            phase=int(data.get("phase", 1)),
+            start=data.get("start", ""),
+            end=data.get("end", ""),
+            n_obs=int(data.get("n_obs") or data.get("n_useful") or 0),
+            n_useful=int(data.get("n_useful") or 0),
+            longest_run=data.get("longest_run"),
+            longest_run_max=data.get("longest_run_max"),
+            crossings=data.get("crossings"),
+            crossings_min=data.get("crossings_min"),
+            signal=bool(data.get("signal", False)),
+            trial_limits=bool(data.get("trial_limits", False)),
+            cl=_f(data.get("cl")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
