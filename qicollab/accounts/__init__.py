@@ -1,75 +1,46 @@
-"""Accounts: users, roles, sign-in with server-side sessions, API tokens, security headers."""
+"""Accounts: users and roles, sign-in with server-side sessions, API tokens, CSRF, headers.
+
+``includeme`` wires the domain into the app: the identity loader the security policy calls
+(session cookie or bearer token -> :class:`~qicollab.accounts.models.User`), the CSRF policy
+(required on every state-changing request), the security-headers tween, the mailer, and the
+routes and views.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyramid.csrf import CookieCSRFStoragePolicy
-from pyramid_mailer import mailer_factory_from_settings
-from pyramid_mailer.mailer import DebugMailer, DummyMailer
-
+from qicollab.accounts.csrf import SessionCSRFStoragePolicy, csrf_check_needed
 from qicollab.accounts.sessions import load_identity
-from qicollab.config import as_bool, storage_path
 from qicollab.security import IDENTITY_LOADER_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pyramid.config import Configurator
-    from pyramid.registry import Registry
     from pyramid.request import Request
-    from pyramid.response import Response
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-)
+    from qicollab.accounts.models import User
 
 
-def security_headers_tween_factory(
-    handler: Callable[[Request], Response], registry: Registry
-) -> Callable[[Request], Response]:
-    """Every response gets the headers that stop framing, sniffing and leaking referrers."""
-
-    def tween(request: Request) -> Response:
-        response = handler(request)
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if request.scheme == "https":
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        if "qicollab_session" in request.cookies or "Authorization" in request.headers:
-            headers["Cache-Control"] = "no-store"
-        return response
-
-    return tween
-
-
-def _mailer(settings: dict[str, str]) -> object:
-    kind = settings.get("mail.mailer", "console")
-    if kind == "dummy":
-        return DummyMailer()
-    if kind in {"file", "console"}:
-        # DebugMailer writes each message as a file; "console" keeps them under storage too.
-        return DebugMailer(str(storage_path(settings) / "mail"))
-    return mailer_factory_from_settings(settings)
+def _request_user(request: Request) -> User | None:
+    """``request.user``: the signed-in (active) user, the same as ``request.identity``."""
+    return request.identity
 
 
 def includeme(config: Configurator) -> None:
-    """Identity, CSRF, mail, headers, routes and views of the accounts domain."""
+    """Identity, CSRF, security headers, mail, routes and views of the accounts domain."""
     settings = config.get_settings()
+    # Who is asking: the security policy calls this loader (see qicollab.security).
     config.registry[IDENTITY_LOADER_KEY] = load_identity
-    config.registry["qicollab.mailer"] = _mailer(settings)
-    # Double-submit CSRF cookie (Pyramid's own policy); bearer-token API views opt out.
-    config.set_csrf_storage_policy(
-        CookieCSRFStoragePolicy(
-            httponly=True, samesite="Lax", secure=as_bool(settings.get("qicollab.secure_cookies"))
-        )
-    )
-    config.set_default_csrf_options(require_csrf=True)
-    config.add_tween("qicollab.accounts.security_headers_tween_factory")
+    config.add_request_method(_request_user, "user", property=True)
+    # CSRF tokens bound to the session; checked on every unsafe method unless the request
+    # authenticates with a bearer token (the API), which a browser never sends by itself.
+    config.set_csrf_storage_policy(SessionCSRFStoragePolicy(settings["qicollab.secret"]))
+    config.set_default_csrf_options(require_csrf=True, callback=csrf_check_needed)
+    # CSP, nosniff, framing, referrer and no-store on signed-in pages, for every response.
+    config.add_tween("qicollab.accounts.headers.security_headers_tween_factory")
+    # Password-reset and invitation mail.
+    config.include(".mail")
+
     config.add_route("login", "/login")
     config.add_route("logout", "/logout")
     config.add_route("account.password", "/account/password")
@@ -77,7 +48,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("password.reset", "/password/reset/{token}")
     config.add_route("users.list", "/users")
     config.add_route("users.new", "/users/new")
-    config.add_route("users.edit", "/users/{user_id:\\d+}/edit")
+    config.add_route("users.edit", r"/users/{user_id:\d+}/edit")
     config.add_route("tokens", "/account/tokens")
-    config.add_route("tokens.revoke", "/account/tokens/{token_id:\\d+}/revoke")
+    config.add_route("tokens.revoke", r"/account/tokens/{token_id:\d+}/revoke")
     config.scan(".views")

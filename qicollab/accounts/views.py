@@ -1,160 +1,173 @@
-"""Sign in and out, passwords, user administration and API tokens in the portal."""
+"""Portal pages: sign in and out, passwords, user administration and API tokens.
+
+Views stay thin: read the form, call a service from :mod:`qicollab.accounts.services`, render
+or redirect. Every state-changing request passes Pyramid's CSRF check (the app default);
+failed checks are answered 403 by :func:`bad_csrf`.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from pyramid.httpexceptions import HTTPFound, HTTPNotFound, HTTPSeeOther, HTTPTooManyRequests
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
+from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.security import NO_PERMISSION_REQUIRED
-from pyramid.view import view_config
-from pyramid_mailer.message import Message
+from pyramid.view import exception_view_config, view_config
 
+from qicollab.accounts.mail import send_after_commit
 from qicollab.accounts.models import ApiToken, Role, User
-from qicollab.accounts.services import AccountError, AccountService, Throttle, ThrottledError
+from qicollab.accounts.passwords import MIN_PASSWORD_LENGTH
+from qicollab.accounts.services import (
+    INVITATION_VALID_FOR,
+    AccountError,
+    AccountService,
+    Throttle,
+    ThrottledError,
+    TokenService,
+    UserAdminService,
+)
 from qicollab.accounts.sessions import (
+    current_session_id,
     end_session,
-    new_api_token,
     revoke_user_sessions,
     start_session,
 )
 from qicollab.audit.services import record
-from qicollab.db import utcnow
-from qicollab.members.models import Member
 from qicollab.permissions import Permission
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
 
-def _service(request: Request) -> AccountService:
-    settings = request.registry.settings
-    from datetime import timedelta  # noqa: PLC0415
-
-    return AccountService(
-        request.db,
-        Throttle(
-            int(settings["qicollab.login_max_failures"]),
-            timedelta(minutes=float(settings["qicollab.login_window_minutes"])),
-        ),
-    )
+def _accounts(request: Request) -> AccountService:
+    return AccountService(request.db, Throttle.from_settings(request.registry.settings))
 
 
-def _safe_next(request: Request) -> str:
-    target = request.params.get("next", "")
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+def _errors(error: AccountError) -> dict[str, str]:
+    """Form errors keyed by field; ``_form`` for errors about the whole form."""
+    return {error.field or "_form": str(error)}
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after signing in; anything else (other hosts, schemes) is ``/``."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    return target
+
+
+@exception_view_config(BadCSRFToken, renderer="errors/403.jinja2")
+@exception_view_config(BadCSRFOrigin, renderer="errors/403.jinja2")
+def bad_csrf(exc: Exception, request: Request) -> dict[str, Any]:
+    """A missing or wrong CSRF token (or a foreign Origin) is refused like any other 403."""
+    request.response.status = 403
+    return {"signed_in": request.identity is not None, "csrf_failed": True}
+
+
+# --- signing in and out ---------------------------------------------------------------------
 
 
 @view_config(
-    route_name="login",
-    renderer="accounts/login.jinja2",
-    permission=NO_PERMISSION_REQUIRED,
-    require_csrf=True,
+    route_name="login", renderer="accounts/login.jinja2", permission=NO_PERMISSION_REQUIRED
 )
 def login(request: Request) -> Any:
-    """Sign in with e-mail and password; a new session id is issued every time."""
-    context = {"email": "", "error": None, "next": _safe_next(request)}
+    """Sign in with e-mail and password; every successful sign-in gets a new session id."""
+    context: dict[str, Any] = {
+        "email": "",
+        "errors": {},
+        "next": safe_next(request.params.get("next")),
+    }
     if request.method != "POST":
         return context
     email = request.POST.get("email", "")
+    context["email"] = email
     try:
-        user = _service(request).authenticate(
+        user = _accounts(request).authenticate(
             email, request.POST.get("password", ""), request.client_addr or "unknown"
         )
     except ThrottledError as error:
-        record(
-            request.db,
-            "login.throttled",
-            actor=email[:254] or "anonymous",
-            ip_address=request.client_addr,
-        )
-        response = HTTPTooManyRequests(str(error))
-        response.headers["Retry-After"] = str(error.retry_after)
-        return response
+        request.response.status = 429
+        request.response.headers["Retry-After"] = str(error.retry_after)
+        return {**context, "errors": _errors(error)}
     except AccountError as error:
-        record(
-            request.db,
-            "login.failed",
-            actor=email.strip().lower()[:254] or "anonymous",
-            ip_address=request.client_addr,
-        )
         request.response.status = 401
-        return {**context, "email": email, "error": str(error)}
-    start_session(request, request.db, user)
-    record(
-        request.db,
-        "login.succeeded",
-        actor=user,
-        member_id=user.member_id,
-        ip_address=request.client_addr,
-    )
+        return {**context, "errors": _errors(error)}
+    start_session(request, user)
     return HTTPSeeOther(context["next"])
 
 
-@view_config(
-    route_name="logout", request_method="POST", permission=NO_PERMISSION_REQUIRED, require_csrf=True
-)
+@view_config(route_name="logout", request_method="POST", permission=NO_PERMISSION_REQUIRED)
 def logout(request: Request) -> HTTPSeeOther:
-    """Sign out: the session row is revoked, the cookie cleared."""
-    if request.identity is not None:
-        record(request.db, "logout", actor=request.identity, ip_address=request.client_addr)
-    end_session(request, request.db)
-    return HTTPSeeOther(request.route_url("home"))
+    """Sign out: the session row is revoked and the cookie cleared (POST, CSRF-checked)."""
+    user = request.identity
+    if user is not None:
+        record(
+            request.db,
+            "logout",
+            actor=user,
+            object_type="user",
+            object_id=user.id,
+            member_id=user.member_id,
+            ip_address=request.client_addr,
+        )
+    end_session(request)
+    return HTTPSeeOther(request.route_url("login"))
+
+
+# --- passwords ------------------------------------------------------------------------------
 
 
 @view_config(
     route_name="account.password",
     renderer="accounts/password.jinja2",
     permission=Permission.ACCOUNT,
-    require_csrf=True,
 )
 def change_password(request: Request) -> Any:
-    """Change one's own password; other sessions of the account are ended."""
+    """Change one's own password; every other session of the account is signed out."""
+    context: dict[str, Any] = {"errors": {}, "done": False, "min_length": MIN_PASSWORD_LENGTH}
     if request.method != "POST":
-        return {"error": None, "done": False}
-    user = request.identity
-    if request.POST.get("new_password") != request.POST.get("confirm_password"):
-        request.response.status = 422
-        return {"error": "The two new passwords differ.", "done": False}
+        return context
+    user: User = request.identity
+    post = request.POST
     try:
-        _service(request).change_password(
-            user, request.POST.get("current_password", ""), request.POST.get("new_password", "")
+        _accounts(request).change_password(
+            user,
+            post.get("current_password", ""),
+            post.get("new_password", ""),
+            post.get("confirm_password", ""),
+            ip_address=request.client_addr,
         )
     except AccountError as error:
         request.response.status = 422
-        return {"error": str(error), "done": False}
-    revoke_user_sessions(request.db, user.id, keep=request.cookies.get("qicollab_session"))
-    record(request.db, "password.changed", actor=user, ip_address=request.client_addr)
-    return {"error": None, "done": True}
+        return {**context, "errors": _errors(error)}
+    revoke_user_sessions(request.db, user.id, keep=current_session_id(request))
+    return {**context, "done": True}
 
 
 @view_config(
     route_name="password.forgot",
     renderer="accounts/forgot.jinja2",
     permission=NO_PERMISSION_REQUIRED,
-    require_csrf=True,
 )
 def forgot_password(request: Request) -> Any:
-    """Send a one-time reset link; the answer is the same whether the address exists or not."""
+    """Mail a one-time reset link. The answer is the same whether the address exists or not."""
     if request.method != "POST":
         return {"sent": False}
-    started = _service(request).start_reset(request.POST.get("email", ""))
+    started = _accounts(request).request_reset(
+        request.POST.get("email", ""), ip_address=request.client_addr
+    )
     if started is not None:
         user, secret = started
-        link = request.route_url("password.reset", token=secret)
-        request.registry["qicollab.mailer"].send_immediately(
-            Message(
-                subject="Reset your qicollab password",
-                sender=request.registry.settings.get("mail.default_sender", "qicollab@localhost"),
-                recipients=[user.email],
-                body=(
-                    "Someone asked to reset the password of this qicollab account.\n\n"
-                    f"Open this link within an hour to choose a new password:\n{link}\n\n"
-                    "If it was not you, ignore this message; nothing has changed."
-                ),
-            )
+        send_after_commit(
+            request,
+            to=user.email,
+            subject="Reset your qicollab password",
+            body=(
+                "Someone asked to reset the password of your qicollab account.\n\n"
+                "Open this link within an hour to choose a new password (it works once):\n"
+                f"{request.route_url('password.reset', token=secret)}\n\n"
+                "If it was not you, ignore this message: nothing has changed.\n"
+            ),
         )
-        record(request.db, "password.reset_requested", actor=user, ip_address=request.client_addr)
     return {"sent": True}
 
 
@@ -162,149 +175,185 @@ def forgot_password(request: Request) -> Any:
     route_name="password.reset",
     renderer="accounts/reset.jinja2",
     permission=NO_PERMISSION_REQUIRED,
-    require_csrf=True,
 )
 def reset_password(request: Request) -> Any:
-    """Choose a new password with a reset link; it works once, within an hour."""
+    """Choose a new password from a reset link; it works once, within its validity."""
+    service = _accounts(request)
+    secret = request.matchdict["token"]
+    context: dict[str, Any] = {"errors": {}, "link_works": True, "min_length": MIN_PASSWORD_LENGTH}
     if request.method != "POST":
-        return {"error": None}
+        if not service.reset_link_works(secret):
+            request.response.status = 404
+            return {**context, "link_works": False}
+        return context
     try:
-        user = _service(request).finish_reset(
-            request.matchdict["token"], request.POST.get("new_password", "")
+        user = service.reset_password(
+            secret,
+            request.POST.get("new_password", ""),
+            request.POST.get("confirm_password", ""),
+            ip_address=request.client_addr,
         )
     except AccountError as error:
         request.response.status = 422
-        return {"error": str(error)}
+        return {**context, "errors": _errors(error), "link_works": error.field is not None}
     revoke_user_sessions(request.db, user.id)
-    record(request.db, "password.reset", actor=user, ip_address=request.client_addr)
-    return HTTPSeeOther(request.route_url("login"))
+    return HTTPSeeOther(request.route_url("login", _query={"reset": "1"}))
+
+
+# --- user administration --------------------------------------------------------------------
 
 
 @view_config(
-    route_name="users.list", renderer="accounts/users.jinja2", permission=Permission.USERS_MANAGE
+    route_name="users.list",
+    renderer="accounts/users.jinja2",
+    permission=Permission.USERS_MANAGE,
+    request_method="GET",
 )
 def user_list(request: Request) -> dict[str, Any]:
-    """Every user of the collaborative."""
-    users = request.db.scalars(
-        sa.select(User)
-        .where(User.collaborative_id == request.identity.collaborative_id)
-        .order_by(User.email)
-    ).all()
-    return {"users": users}
+    """Every user of the collaborative, with role, member and status."""
+    return {"users": UserAdminService(request.db).users(request.identity.collaborative_id)}
+
+
+def _user_form_context(request: Request, user: User | None) -> dict[str, Any]:
+    actor: User = request.identity
+    service = UserAdminService(request.db)
+    post = request.POST
+    return {
+        "user": user,
+        "roles": service.grantable_roles(actor),
+        "members": service.members(actor.collaborative_id),
+        "errors": {},
+        "values": {
+            "email": post.get("email", user.email if user else ""),
+            "display_name": post.get("display_name", user.display_name if user else ""),
+            "role": post.get("role", user.role.value if user else Role.QUALITY_OFFICER.value),
+            "member": post.get("member", user.member.code if user and user.member else ""),
+            "is_active": (post.get("is_active") == "on")
+            if request.method == "POST"
+            else (user.is_active if user else True),
+        },
+        "can_edit": user is None or user.role is not Role.ADMIN or actor.role is Role.ADMIN,
+    }
 
 
 @view_config(
     route_name="users.new",
     renderer="accounts/user_form.jinja2",
     permission=Permission.USERS_MANAGE,
-    require_csrf=True,
 )
+def user_new(request: Request) -> Any:
+    """Create a user with a role (and member); they get a link to set their password."""
+    context = _user_form_context(request, None)
+    if request.method != "POST":
+        return context
+    actor: User = request.identity
+    values = context["values"]
+    try:
+        user = UserAdminService(request.db).create_user(
+            actor,
+            collaborative_id=actor.collaborative_id,
+            email=values["email"],
+            role=values["role"],
+            member_code=values["member"] or None,
+            display_name=values["display_name"],
+            ip_address=request.client_addr,
+        )
+    except AccountError as error:
+        request.response.status = 422
+        return {**context, "errors": _errors(error)}
+    secret = _accounts(request).issue_reset(user, INVITATION_VALID_FOR)
+    send_after_commit(
+        request,
+        to=user.email,
+        subject="Your qicollab account",
+        body=(
+            f"{actor.display_name or actor.email} created a qicollab account for you.\n\n"
+            "Open this link within three days to choose your password (it works once):\n"
+            f"{request.route_url('password.reset', token=secret)}\n\n"
+            "Later, use 'Forgot your password?' on the sign-in page.\n"
+        ),
+    )
+    return HTTPSeeOther(request.route_url("users.list", _query={"created": user.email}))
+
+
 @view_config(
     route_name="users.edit",
     renderer="accounts/user_form.jinja2",
     permission=Permission.USERS_MANAGE,
-    require_csrf=True,
 )
-def user_form(request: Request) -> Any:
-    """Create a user or change role, member and status; every change is audited."""
+def user_edit(request: Request) -> Any:
+    """Change a user's role, member, name, address or status; deactivation signs them out."""
     actor: User = request.identity
-    user = None
-    if "user_id" in request.matchdict:
-        user = request.db.get(User, int(request.matchdict["user_id"]))
-        if user is None or user.collaborative_id != actor.collaborative_id:
-            raise HTTPNotFound
-    roles = [r.value for r in Role if r is not Role.ADMIN or actor.role is Role.ADMIN]
-    members = request.db.scalars(
-        sa.select(Member)
-        .where(Member.collaborative_id == actor.collaborative_id)
-        .order_by(Member.code)
-    ).all()
-    context = {"user": user, "roles": roles, "members": members, "error": None}
+    user = request.db.get(User, int(request.matchdict["user_id"]))
+    if user is None or user.collaborative_id != actor.collaborative_id:
+        raise HTTPNotFound
+    context = _user_form_context(request, user)
     if request.method != "POST":
         return context
-    post = request.POST
+    values = context["values"]
     try:
-        saved = _service(request).save_user(
+        changes = UserAdminService(request.db).update_user(
             actor,
-            email=post.get("email", ""),
-            role=post.get("role", ""),
-            member_code=post.get("member") or None,
-            display_name=post.get("display_name", ""),
-            is_active=post.get("is_active", "on" if user is None else "") == "on",
-            user=user,
+            user,
+            email=values["email"],
+            role=values["role"],
+            member_code=values["member"] or None,
+            display_name=values["display_name"],
+            is_active=values["is_active"],
+            ip_address=request.client_addr,
         )
     except AccountError as error:
         request.response.status = 422
-        return {**context, "error": str(error)}
-    if not saved.is_active:
-        revoke_user_sessions(request.db, saved.id)
-    record(
-        request.db,
-        "user.changed" if user else "user.created",
-        actor=actor,
-        object_type="user",
-        object_id=saved.id,
-        member_id=saved.member_id,
-        ip_address=request.client_addr,
-        details={"role": saved.role.value, "active": saved.is_active},
-    )
-    return HTTPFound(request.route_url("users.list"))
+        return {**context, "errors": _errors(error)}
+    if {"is_active", "role", "member_id", "email"} & changes.keys():
+        revoke_user_sessions(request.db, user.id)
+    return HTTPSeeOther(request.route_url("users.list"))
 
 
-def _tokens_for(request: Request) -> list[ApiToken]:
-    query = (
-        sa.select(ApiToken)
-        .join(User)
-        .where(User.collaborative_id == request.identity.collaborative_id)
-    )
-    if not request.has_permission(Permission.USERS_MANAGE):
-        query = query.where(ApiToken.user_id == request.identity.id)
-    return list(request.db.scalars(query.order_by(ApiToken.created_at.desc())))
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def _tokens_context(request: Request, created: str | None = None) -> dict[str, Any]:
+    everyone = request.has_permission(Permission.USERS_MANAGE)
+    tokens = TokenService(request.db).visible_to(request.identity, everyone=bool(everyone))
+    return {"tokens": tokens, "created": created, "everyone": bool(everyone), "errors": {}}
 
 
 @view_config(
     route_name="tokens",
     renderer="accounts/tokens.jinja2",
     permission=Permission.ACCOUNT,
-    require_csrf=True,
 )
 def tokens(request: Request) -> dict[str, Any]:
-    """One's API tokens (coordinators: everyone's); a new token is shown once."""
-    created = None
-    if request.method == "POST":
-        token, created = new_api_token(
-            request.db, request.identity, request.POST.get("description", "")[:200]
-        )
-        record(
-            request.db,
-            "token.created",
-            actor=request.identity,
-            object_type="api_token",
-            object_id=token.prefix,
-            ip_address=request.client_addr,
-        )
-    return {"tokens": _tokens_for(request), "created": created}
+    """One's API tokens (coordinators see the collaborative's); a new token is shown once."""
+    if request.method != "POST":
+        return _tokens_context(request)
+    _, secret = TokenService(request.db).create(
+        request.identity,
+        request.POST.get("description", ""),
+        ip_address=request.client_addr,
+    )
+    return _tokens_context(request, created=secret)
 
 
 @view_config(
     route_name="tokens.revoke",
     request_method="POST",
     permission=Permission.ACCOUNT,
-    require_csrf=True,
 )
 def revoke_token(request: Request) -> HTTPSeeOther:
-    """Revoke a token: one's own, or any in the collaborative for coordinators."""
-    wanted = int(request.matchdict["token_id"])
-    token = next((t for t in _tokens_for(request) if t.id == wanted), None)
-    if token is None:
-        raise HTTPNotFound
-    token.revoked_at = token.revoked_at or utcnow()
-    record(
-        request.db,
-        "token.revoked",
-        actor=request.identity,
-        object_type="api_token",
-        object_id=token.prefix,
-        ip_address=request.client_addr,
+    """Revoke a token: one's own, or (coordinators) any in the collaborative; others are 404."""
+    actor: User = request.identity
+    token = request.db.get(ApiToken, int(request.matchdict["token_id"]))
+    owner = None if token is None else request.db.get(User, token.user_id)
+    allowed = owner is not None and (
+        owner.id == actor.id
+        or (
+            owner.collaborative_id == actor.collaborative_id
+            and bool(request.has_permission(Permission.USERS_MANAGE))
+        )
     )
+    if token is None or not allowed:
+        raise HTTPNotFound
+    TokenService(request.db).revoke(token, actor=actor, ip_address=request.client_addr)
     return HTTPSeeOther(request.route_url("tokens"))
