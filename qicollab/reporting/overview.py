@@ -271,6 +271,7 @@ def build_overview(
                     benchmark=measure.scaled(abc),
                     target=measure.scaled(measure.target),
                     digits=measure.digits,
+                    width=400.0,
                 )
             if audience.identified:
                 overview.funnel = funnel_for(run, measure, audience, None)
@@ -284,6 +285,7 @@ def build_overview(
                         title=f"{measure.code}: largest improvements, first to last year",
                         x_label=f"Improvement ({measure.unit or 'value'})",
                         digits=measure.digits,
+                        width=400.0,
                     )
         measures.append(overview)
 

@@ -106,7 +106,7 @@ def collaborative_report_context(
         "title": f"{kind}: {run.run.collaborative_name}, run {run.run.id}",
         "description": f"{kind} of {run.run.collaborative_name}",
         "running_title": f"{run.run.collaborative_name} · {run.run.cycle_title}",
-        "running_subject": kind if blinded else f"{kind} · identified: coordinators only",
+        "running_subject": kind if blinded else "Identified: coordinators only",
         "blinded": blinded,
         "heading": kind,
         "overview": overview,

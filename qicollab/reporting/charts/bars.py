@@ -173,6 +173,7 @@ def bar_chart(
     benchmark: float | None = None,
     target: float | None = None,
     digits: int = 1,
+    width: float = WIDTH,
 ) -> Chart:
     """One bar per category (periods), with optional benchmark and target lines."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -180,7 +181,7 @@ def bar_chart(
     lo, hi = padded_range([*finite, 0.0], include=extras)
     lo = min(lo, 0.0)
     height = 200.0
-    left, right, top, bottom = 52.0, WIDTH - 16, 18.0, 168.0
+    left, right, top, bottom = 52.0, width - 16, 18.0, 168.0
     y = LinearScale(lo, hi, bottom, top)
     ticks = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
     body = y_axis(y, ticks, left=left, right=right, label=y_label)
@@ -219,7 +220,7 @@ def bar_chart(
         (label, f"{value:.{digits}f}" if value is not None else "–")
         for label, value in zip(labels, values, strict=True)
     )
-    svg = svg_document(WIDTH, height, title, description, body)
+    svg = svg_document(width, height, title, description, body)
     return Chart(svg, title, description, ("Period", y_label), rows)
 
 
@@ -230,11 +231,12 @@ def change_chart(
     x_label: str,
     digits: int = 1,
     own_label: str | None = None,
+    width: float = WIDTH,
 ) -> Chart:
     """Horizontal bars of improvement per member; positive means better, whatever the measure."""
     rows_shown = list(items)
     bar_height, gap = 14.0, 5.0
-    left, right, top = 150.0, WIDTH - 50, 14.0
+    left, right, top = 150.0, width - 50, 14.0
     height = top + len(rows_shown) * (bar_height + gap) + 34
     values = [v for _, v in rows_shown]
     lo, hi = padded_range([*values, 0.0])
@@ -281,5 +283,5 @@ def change_chart(
         + "."
     )
     rows = tuple((label, f"{value:+.{digits}f}") for label, value in rows_shown)
-    svg = svg_document(WIDTH, height, title, description, body)
+    svg = svg_document(width, height, title, description, body)
     return Chart(svg, title, description, ("Member", x_label), rows)
