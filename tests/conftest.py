@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,15 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+def postgres_cluster() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL cluster on loopback, with a migrated template database."""
     reason = postgres_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    cluster = PostgresCluster(tmp_path_factory.mktemp("pg"))
+    # Its own folder, not under pytest's basetemp: pytest prunes old basetemp folders, which
+    # would delete the data directory of a cluster another concurrent run is still using.
+    folder = Path(tempfile.mkdtemp(prefix="qicollab-pg-"))
+    cluster = PostgresCluster(folder)
     cluster.start()
     try:
         cluster.create_database("qicollab_template")
@@ -58,6 +62,7 @@ def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=BACKENDS)
