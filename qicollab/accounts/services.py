@@ -506,15 +506,18 @@ class TokenService:
         user: User,
         description: str = "",
         *,
-        actor: User | None = None,
+        actor: User | str | None = None,
         ip_address: str | None = None,
     ) -> tuple[ApiToken, str]:
-        """A new token for ``user``; the secret is returned once, only its hash is kept."""
+        """A new token for ``user`` (``actor``: who asked, default the user; "cli" from the shell).
+
+        The secret is returned once; only its hash is kept.
+        """
         token, secret = new_api_token(self.db, user, description)
         record(
             self.db,
             "token.created",
-            actor=actor or user,
+            actor=actor if actor is not None else user,
             object_type="api_token",
             object_id=token.prefix,
             collaborative_id=user.collaborative_id,

@@ -1,17 +1,16 @@
-"""``qicollab tokens``: API tokens for a member's systems."""
+"""``qicollab tokens``: API tokens for a member's systems, from the shell."""
 
 from __future__ import annotations
 
 import click
-import sqlalchemy as sa
 
-from qicollab.accounts.models import ApiToken, User
-from qicollab.accounts.services import normalise_email
-from qicollab.accounts.sessions import new_api_token
-from qicollab.audit.services import record
+from qicollab.accounts.services import TokenService, find_user
 from qicollab.cli import cli
 from qicollab.cli.context import LazyApp
-from qicollab.db import session_scope, utcnow
+from qicollab.db import session_scope
+
+#: Shortest prefix accepted by ``tokens revoke`` (the 4-character marker plus 4 more).
+MIN_PREFIX = 8
 
 
 @cli.group()
@@ -21,24 +20,19 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("email")
-@click.option("--description", default="", help="What the token is for.")
+@click.option("--description", default="", help="What the token is for (shown in the portal).")
 @click.pass_obj
 def create_token(app: LazyApp, email: str, description: str) -> None:
-    """Print a new token for EMAIL; it is shown once and stored only as a hash."""
+    """Print a new token for the user EMAIL.
+
+    The token is printed once and stored only as a SHA-256 hash: keep it somewhere safe.
+    """
     with session_scope(app.session_factory) as session:
-        user = session.scalar(sa.select(User).where(User.email == normalise_email(email)))
+        user = find_user(session, email)
         if user is None or not user.is_active:
-            raise click.ClickException(f"no active user {email}")
-        token, secret = new_api_token(session, user, description)
-        record(
-            session,
-            "token.created",
-            actor="cli",
-            object_type="api_token",
-            object_id=token.prefix,
-            member_id=user.member_id,
-            collaborative_id=user.collaborative_id,
-        )
+            msg = f"no active user {email}"
+            raise click.ClickException(msg)
+        _, secret = TokenService(session).create(user, description, actor="cli")
     click.echo(secret)
 
 
@@ -46,11 +40,20 @@ def create_token(app: LazyApp, email: str, description: str) -> None:
 @click.argument("prefix")
 @click.pass_obj
 def revoke_token(app: LazyApp, prefix: str) -> None:
-    """Revoke the token that starts with PREFIX."""
+    """Revoke the live token starting with PREFIX (as the portal shows it, or the whole token)."""
+    if len(prefix.strip()) < MIN_PREFIX:
+        msg = f"give at least {MIN_PREFIX} characters of the token"
+        raise click.ClickException(msg)
     with session_scope(app.session_factory) as session:
-        matches = session.scalars(sa.select(ApiToken).where(ApiToken.prefix == prefix[:12])).all()
-        if len(matches) != 1:
-            raise click.ClickException("no single token starts with that prefix")
-        matches[0].revoked_at = matches[0].revoked_at or utcnow()
-        record(session, "token.revoked", actor="cli", object_type="api_token", object_id=prefix)
-    click.echo("revoked")
+        service = TokenService(session)
+        matches = service.find_by_prefix(prefix)
+        if not matches:
+            msg = "no live token starts with that prefix"
+            raise click.ClickException(msg)
+        if len(matches) > 1:
+            msg = f"{len(matches)} live tokens start with that prefix; give more characters"
+            raise click.ClickException(msg)
+        token = matches[0]
+        service.revoke(token, actor="cli")
+        shown = token.prefix
+    click.echo(f"revoked {shown}…")

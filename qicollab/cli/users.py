@@ -1,4 +1,4 @@
-"""``qicollab users``: add and list users from the shell."""
+"""``qicollab users``: add and list users from the shell (the first coordinator, scripted setup)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import click
 import sqlalchemy as sa
 
 from qicollab.accounts.models import Role, User
-from qicollab.accounts.passwords import hash_password
-from qicollab.accounts.services import AccountError, check_password_strength, normalise_email
+from qicollab.accounts.services import AccountError, UserAdminService
 from qicollab.cli import cli
 from qicollab.cli.context import LazyApp
 from qicollab.db import session_scope
@@ -21,15 +20,47 @@ def users() -> None:
     """Users and their roles."""
 
 
+def _collaborative(session: sa.orm.Session, slug: str | None) -> Collaborative:
+    """The collaborative named by ``--collaborative``, or the only one there is."""
+    query = sa.select(Collaborative).order_by(Collaborative.slug)
+    if slug:
+        query = query.where(Collaborative.slug == slug)
+    found = session.scalars(query).all()
+    if not found:
+        msg = f"no collaborative {slug!r}" if slug else "no collaborative yet (load one first)"
+        raise click.ClickException(msg)
+    if len(found) > 1:
+        slugs = ", ".join(c.slug for c in found)
+        msg = f"several collaboratives ({slugs}): choose one with --collaborative"
+        raise click.ClickException(msg)
+    return found[0]
+
+
 @users.command("add")
 @click.argument("email")
-@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
-@click.option("--member", "member_code", default=None, help="Member code (officers, viewers).")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice([role.value for role in Role]),
+    help="What the user may do.",
+)
+@click.option(
+    "--member",
+    "member_code",
+    default=None,
+    help="Code of the member (required for quality_officer and member_viewer, refused otherwise).",
+)
 @click.option("--name", default="", help="Display name.")
-@click.option("--collaborative", "slug", default=None, help="Collaborative slug (if several).")
-@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
+@click.option(
+    "--collaborative", "slug", default=None, help="Collaborative slug (when there are several)."
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (never from the command line).",
+)
 @click.pass_obj
-def add_user(  # noqa: PLR0917 - click passes options positionally
+def add_user(  # noqa: PLR0917 - one parameter per option, as click passes them
     app: LazyApp,
     email: str,
     role: str,
@@ -38,63 +69,50 @@ def add_user(  # noqa: PLR0917 - click passes options positionally
     slug: str | None,
     password_stdin: bool,
 ) -> None:
-    """Create a user with a role, and a member for quality officers and member viewers."""
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else ""
-    chosen = Role(role)
-    try:
-        check_password_strength(password, email)
-    except AccountError as error:
-        raise click.ClickException(str(error)) from error
+    """Create a user with a role (and a member for officers and viewers).
+
+    Without --password-stdin the user has no password yet and sets one with the "Forgot your
+    password?" link.
+    """
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    if password_stdin and not password:
+        msg = "--password-stdin: standard input held no password"
+        raise click.ClickException(msg)
     with session_scope(app.session_factory) as session:
-        query = sa.select(Collaborative)
-        if slug:
-            query = query.where(Collaborative.slug == slug)
-        collaboratives = session.scalars(query).all()
-        if len(collaboratives) != 1:
-            raise click.ClickException(
-                "no collaborative found"
-                if not collaboratives
-                else "several collaboratives: choose one with --collaborative"
-            )
-        collaborative = collaboratives[0]
-        member = None
-        if chosen.is_member_scoped:
-            if not member_code:
-                raise click.ClickException(f"--member is required for the {role} role")
-            member = session.scalar(
-                sa.select(Member).where(
-                    Member.collaborative_id == collaborative.id, Member.code == member_code
-                )
-            )
-            if member is None:
-                raise click.ClickException(f"no member with code {member_code}")
-        elif member_code:
-            raise click.ClickException(f"the {role} role belongs to no member; drop --member")
-        address = normalise_email(email)
-        if session.scalar(sa.select(User.id).where(User.email == address)):
-            raise click.ClickException(f"a user {address} exists already")
-        session.add(
-            User(
+        collaborative = _collaborative(session, slug)
+        try:
+            user = UserAdminService(session).create_user(
+                None,
                 collaborative_id=collaborative.id,
-                email=address,
+                email=email,
+                role=role,
+                member_code=member_code,
                 display_name=name,
-                password_hash=hash_password(password),
-                role=chosen,
-                member_id=member.id if member else None,
+                password=password,
             )
-        )
-    click.echo(f"added {address} ({role}{', ' + member_code if member_code else ''})")
+        except AccountError as error:
+            option = {"member": "--member", "role": "--role", "password": "password"}.get(
+                error.field or "", ""
+            )
+            raise click.ClickException(f"{option}: {error}" if option else str(error)) from error
+        address, member = user.email, member_code or "-"
+    click.echo(f"added {address} ({role}, member {member})")
 
 
 @users.command("list")
+@click.option("--collaborative", "slug", default=None, help="Only this collaborative's users.")
 @click.pass_obj
-def list_users(app: LazyApp) -> None:
-    """One user a line: email, role, member code (or -)."""
+def list_users(app: LazyApp, slug: str | None) -> None:
+    """One user a line, tab-separated: email, role, member code (or -)."""
     with session_scope(app.session_factory) as session:
-        rows = session.execute(
-            sa.select(User.email, User.role, Member.code)
+        query = (
+            sa.select(User.email, User.role, Member.code, User.is_active)
             .outerjoin(Member, Member.id == User.member_id)
             .order_by(User.email)
-        ).all()
-    for email, role, code in rows:
-        click.echo(f"{email}\t{role.value}\t{code or '-'}")
+        )
+        if slug:
+            query = query.where(User.collaborative_id == _collaborative(session, slug).id)
+        rows = session.execute(query).all()
+    for email, role, code, active in rows:
+        suffix = "" if active else "\tinactive"
+        click.echo(f"{email}\t{role.value}\t{code or '-'}{suffix}")
