@@ -480,6 +480,22 @@ class ControlChartBatch:
             )
             for j in range(len(self.x))
         )
+        return ControlChart(
+            chart=self.chart,
+            mode=self.settings.mode,
+            points=points,
+            runs=self._runs_at(i),
+            variation_icon=self.variation_icon[i],
+            assurance_icon=self.assurance_icon[i],
+            trial_limits=bool(self.trial_limits[i]),
+            warnings=self.warnings[i],
+            settings=self.settings,
+            direction=self.direction[i],
+            target=self.target[i],
+            multiply=self.multiply,
+        )
+
+    def _runs_at(self, i: int) -> tuple[PhaseRuns, ...]:
         runs = []
         for k in (
             self._phase_rows[i] if self._phase_rows else np.flatnonzero(self.phase_series == i)
@@ -501,20 +517,61 @@ class ControlChartBatch:
                     cl=float(self.phase_cl[k]),
                 )
             )
-        return ControlChart(
-            chart=self.chart,
-            mode=self.settings.mode,
-            points=points,
-            runs=tuple(runs),
-            variation_icon=self.variation_icon[i],
-            assurance_icon=self.assurance_icon[i],
-            trial_limits=bool(self.trial_limits[i]),
-            warnings=self.warnings[i],
-            settings=self.settings,
-            direction=self.direction[i],
-            target=self.target[i],
-            multiply=self.multiply,
-        )
+        return tuple(runs)
+
+    def dict_at(self, i: int) -> dict[str, Any]:
+        """``chart_at(i).to_dict()`` built straight from the arrays (about twice as fast, for
+        storing a bulk run)."""
+
+        def column(a: npt.NDArray[np.float64]) -> list[float | None]:
+            return np.where(np.isfinite(a), a, None).tolist()
+
+        names = {int(b): list(signal_names(int(b))) for b in np.unique(self.signals[i])}
+        keys = ("value", "n", "cl", "ucl", "lcl", "ucl_2sigma", "lcl_2sigma")
+        values = [column(getattr(self, key)[i]) for key in keys]
+        points = [
+            {
+                "x": x,
+                "value": v,
+                "n": n,
+                "cl": cl,
+                "ucl": ucl,
+                "lcl": lcl,
+                "ucl_2sigma": ucl2,
+                "lcl_2sigma": lcl2,
+                "phase": phase,
+                "excluded": excluded,
+                "baseline": baseline,
+                "signals": list(names[bits]),
+                "point_type": POINT_TYPES[kind],
+            }
+            for x, v, n, cl, ucl, lcl, ucl2, lcl2, phase, excluded, baseline, bits, kind in zip(
+                self.x,
+                *values,
+                self.phase[i].tolist(),
+                self.excluded[i].tolist(),
+                self.baseline[i].tolist(),
+                self.signals[i].tolist(),
+                self.point_type[i].tolist(),
+                strict=True,
+            )
+        ]
+        target = self.target[i]
+        return {
+            "engine": "qicollab.stats.spc",
+            "chart": self.chart,
+            "mode": self.settings.mode,
+            "direction": self.direction[i],
+            "target": None if target is None else _json(float(target)),
+            "multiply": self.multiply,
+            "points": points,
+            "runs": [r.to_dict() for r in self._runs_at(i)],
+            "variation_icon": self.variation_icon[i],
+            "assurance_icon": self.assurance_icon[i],
+            "trial_limits": bool(self.trial_limits[i]),
+            "warnings": list(self.warnings[i]),
+            "settings": self.settings.to_dict(),
+        }
 
 
 @dataclass(frozen=True, slots=True)

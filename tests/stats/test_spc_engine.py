@@ -227,6 +227,7 @@ def test_batch_equals_one_series_at_a_time() -> None:
                 rules=("outside_limits", "anhoej", "trend", "two_of_three", "shift", "nelson"),
             )
             assert batch.chart_at(r).to_dict() == single.to_dict()
+            assert batch.dict_at(r) == single.to_dict()
 
 
 # --- semantics ---------------------------------------------------------------------------------
