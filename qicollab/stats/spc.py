@@ -45,8 +45,10 @@ Semantics shared by both modes, following qicharts2:
   is ignored by the Anhøj rules and breaks a shift.
 
 Bulk runs use :func:`control_charts` (a 2-D array of series, one vectorised pass for all of
-them, about 0.1 s for 20,000 series of 36 points); :func:`control_chart` is the same engine on
-one series and :func:`chart_from_frame` builds one from a pandas frame of periods.
+them: 1-2 s for 20,000 series of 36 points with every rule family, ``benchmarks/bench_spc.py``;
+``ControlChartBatch.dict_at`` gives each series' stored JSON); :func:`control_chart` is the same
+engine on one series (1-3 ms) and :func:`chart_from_frame` builds one from a pandas frame of
+periods.
 
 References: Anhøj J, Olesen AV (2014) PLoS ONE 9(11):e113825; Anhøj J (2015) PLoS ONE
 10(3):e0121349; Montgomery DC, Introduction to Statistical Quality Control (6th ed.); Laney DB
@@ -95,6 +97,7 @@ __all__ = [
     "LARGE_DENOMINATOR",
     "MODES",
     "POINT_TYPES",
+    "RULE_BITS",
     "RULE_FAMILIES",
     "RULE_NAMES",
     "ChartChoice",
