@@ -455,7 +455,8 @@ def _apply_rules(
     side_c = np.where(ok, rules_.sides(crv, ccl), 0)
     side = pack.put(side_c)
     runs = rules_.anhoej(crv, ccl, ok)
-    if chart == "mr":
+    if chart == "mr" or "anhoej" not in chosen:
+        # the statistics are reported; only a rule in use (and never on an MR chart) signals
         runs = replace(runs, signal=np.zeros_like(runs.signal))
     if "anhoej" in chosen and chart != "mr":
         long_run = pack.put(runs.in_long_run, fill=False)

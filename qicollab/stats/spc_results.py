@@ -247,7 +247,8 @@ class PhaseRuns:
 
     ``n_obs`` counts the phase's included points (missing values too), ``n_useful`` those not
     missing and not on the centre line. Without useful points the run statistics are None.
-    For MR charts the statistics are reported but never signal (qicharts2).
+    The statistics are reported in every mode; ``signal`` is set only when the Anhøj rules are
+    in use (``qic`` mode, or ``"anhoej"`` in the rules) and never on MR charts (qicharts2).
     """
 
     phase: int

@@ -493,3 +493,15 @@ def test_chart_from_frame_aggregates_phases_and_exclusions() -> None:
     )
     assert means.chart == "xbar"
     assert means.points[0].n == 4
+
+
+def test_runs_statistics_in_every_mode_signal_only_when_anhoej_is_used() -> None:
+    y = [10, 11, 9, 10, 11, 9, 10, 11, 9, 10, 11, 9, 15, 16, 15, 16, 15, 16, 15, 16]
+    qic = control_chart(y, chart="i", freeze=12)
+    mdc = control_chart(y, chart="i", freeze=12, mode="mdc")
+    assert qic.runs[0].signal
+    assert not mdc.runs[0].signal
+    assert mdc.runs[0].longest_run == qic.runs[0].longest_run > qic.runs[0].longest_run_max
+    assert all(not s.startswith("anhoej") for p in mdc.points for s in p.signals)
+    both = control_chart(y, chart="i", freeze=12, mode="mdc", rules=("outside_limits", "anhoej"))
+    assert both.runs[0].signal
