@@ -505,3 +505,22 @@ def test_runs_statistics_in_every_mode_signal_only_when_anhoej_is_used() -> None
     assert all(not s.startswith("anhoej") for p in mdc.points for s in p.signals)
     both = control_chart(y, chart="i", freeze=12, mode="mdc", rules=("outside_limits", "anhoej"))
     assert both.runs[0].signal
+
+
+def test_chart_from_frame_freeze_by_period_and_exclude_column() -> None:
+    frame = pd.DataFrame(
+        {
+            "week": np.arange(1, 25),
+            "minutes": np.r_[np.tile([30.0, 32.0, 31.0], 5), np.full(9, 40.0)],
+            "outage": [False] * 3 + [True] + [False] * 20,
+        }
+    )
+    chart = chart_from_frame(
+        frame, x="week", value="minutes", chart="i", freeze=15, exclude="outage"
+    )
+    assert [p.baseline for p in chart.points] == [True] * 15 + [False] * 9
+    assert chart.points[3].excluded
+    assert chart.points[-1].cl == pytest.approx(np.mean(np.delete(frame["minutes"][:15], 3)))
+    assert "outside_limits" in chart.points[-1].signals
+    numeric = chart_from_frame(frame, x="week", value="minutes", chart="i", phase_starts=[16])
+    assert [r.start for r in numeric.runs] == [1, 16]
