@@ -84,15 +84,20 @@ def create_api_token(db_session: Session, user: User, description: str = "tests"
     return secret
 
 
+def _fresh(statement: Executable) -> Executable:
+    """Refresh objects already in the session (the app changed them behind its back)."""
+    return statement.execution_options(populate_existing=True)
+
+
 def fetch_all(session: Session, statement: Executable) -> list[Any]:
-    """``session.scalars(statement).all()``, then commit so the app is not kept waiting."""
-    rows = list(session.scalars(statement).all())
+    """``session.scalars(statement).all()`` with fresh objects, then commit (see above)."""
+    rows = list(session.scalars(_fresh(statement)).all())
     session.commit()
     return rows
 
 
 def fetch_one(session: Session, statement: Executable) -> Any:
-    """``session.scalar(statement)``, then commit so the app is not kept waiting."""
-    value = session.scalar(statement)
+    """``session.scalar(statement)`` with fresh objects, then commit (see above)."""
+    value = session.scalar(_fresh(statement))
     session.commit()
     return value
