@@ -41,8 +41,9 @@ def browser() -> Iterator[Any]:
     # The driver must not try to download browsers; Debian's Chromium is used instead.
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as playwright:
+        # Generous timeouts: on two shared cores a busy CI machine starts Chromium slowly.
         chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=120_000
         )
         try:
             yield chromium
@@ -70,6 +71,7 @@ def test_officer_submits_through_the_browser(portal: LivePortal, browser: Any, t
     world = portal.world
     year = world.this_year
     context = browser.new_context(accept_downloads=True)
+    context.set_default_timeout(60_000)
     page = context.new_page()
     portal.sign_in(context, page, "officer")
     member = world.h01.id
@@ -123,6 +125,7 @@ def test_officer_submits_through_the_browser(portal: LivePortal, browser: Any, t
 def test_viewer_cannot_reach_another_members_pages(portal: LivePortal, browser: Any):
     world = portal.world
     context = browser.new_context()
+    context.set_default_timeout(60_000)
     page = context.new_page()
     portal.sign_in(context, page, "viewer")
     own = page.goto(f"{portal.url}/members/{world.h01.id}/completeness")
