@@ -116,6 +116,18 @@ class MeasureSection:
     improvement_detail: str = ""
 
     @property
+    def signals_text(self) -> str:
+        """Where the control chart signalled, short enough for one line."""
+        if not self.signals:
+            return "no special-cause signals"
+        if len(self.signals) <= 4:
+            return "signals in " + ", ".join(self.signals)
+        return (
+            f"signals in {len(self.signals)} periods between {self.signals[0]} "
+            f"and {self.signals[-1]}"
+        )
+
+    @property
     def charts(self) -> list[Chart]:
         """The charts present, in page order."""
         return [c for c in (self.funnel, self.caterpillar, self.control) if c is not None]

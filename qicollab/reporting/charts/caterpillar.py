@@ -32,8 +32,8 @@ from qicollab.reporting.charts.common import (
 )
 
 #: Half a page wide, so it sits beside the funnel plot in the report and on the page.
-WIDTH, HEIGHT = 400.0, 270.0
-LEFT, RIGHT, TOP, BOTTOM = 48.0, 390.0, 24.0, 240.0
+WIDTH, HEIGHT = 400.0, 240.0
+LEFT, RIGHT, TOP, BOTTOM = 48.0, 390.0, 22.0, 212.0
 
 
 @dataclass(frozen=True, slots=True)

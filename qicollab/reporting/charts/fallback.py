@@ -72,8 +72,8 @@ def funnel_chart(
 ) -> Chart:
     """Members' values against their volume with limits at 95% and 99.8% (half a page wide,
     to sit beside the caterpillar plot)."""
-    width, height = 400.0, 270.0
-    left, right, top, bottom = 52.0, width - 10, 24.0, 214.0
+    width, height = 400.0, 240.0
+    left, right, top, bottom = 52.0, width - 10, 18.0, 186.0
     xs = [p.x for p in points if math.isfinite(p.x)]
     ys = [p.y for p in points if math.isfinite(p.y)]
     x_lo, x_hi = padded_range(xs, include=(0.0,))

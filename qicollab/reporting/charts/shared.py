@@ -9,6 +9,7 @@ installed or does not take the stored data, so a page never fails for want of a 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     )
 
 log = logging.getLogger(__name__)
+
+#: Height of the control chart in pixels of a 720-wide drawing: short enough that a measure's
+#: section (figures, funnel and caterpillar, control chart, period table) fits one A4 page.
+CONTROL_HEIGHT = 240.0
 
 CHART_NAMES = {
     "run": "Run chart",
@@ -196,8 +201,22 @@ def _shared_control(
     render = getattr(shared_control, "render_stored", None)
     if render is None:
         return None
+    stored = dict(payload)
+    if stored.get("target") is not None and stored.get("unit") != "O/E":
+        # The catalogue keeps rate targets on the display scale (0.8 per 1,000 line-days);
+        # the chart's values are on the data scale, so hand over the data-scale target.
+        stored["target"] = measure.target
+    options: dict[str, Any] = {}
+    if "height" in inspect.signature(render).parameters:
+        options["height"] = CONTROL_HEIGHT  # one measure per printed page
     try:
-        svg = render(payload, title=title, annotations=annotations, multiplier=measure.multiplier)
+        svg = render(
+            stored,
+            title=title,
+            annotations=annotations,
+            multiplier=measure.multiplier,
+            **options,
+        )
     except (TypeError, ValueError, KeyError):
         log.warning("shared control-chart renderer refused a stored chart", exc_info=True)
         return None
