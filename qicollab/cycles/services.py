@@ -155,6 +155,11 @@ class WindowCalendar:
 
     cycles: tuple[CycleWindow, ...]
     reopenings: tuple[Reopening, ...]
+    #: Answers already given. Members no reopening names share theirs, so a grid of 40 members
+    #: decides each measure x period once instead of forty times.
+    _memo: dict[tuple[int | None, int, int, dt.datetime], SubmissionWindow] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def load(cls, db: Session, collaborative_id: int) -> WindowCalendar:
@@ -166,6 +171,15 @@ class WindowCalendar:
         self, member_id: int, measure_id: int, period: ReportingPeriod, now: dt.datetime
     ) -> SubmissionWindow:
         """The window of one member x measure x period at ``now``."""
+        named = any(r.member_id == member_id for r in self.reopenings)
+        key = (member_id if named else None, measure_id, period.id, now)
+        if key not in self._memo:
+            self._memo[key] = self._decide(member_id, measure_id, period, now)
+        return self._memo[key]
+
+    def _decide(
+        self, member_id: int, measure_id: int, period: ReportingPeriod, now: dt.datetime
+    ) -> SubmissionWindow:
         decided = window_status(
             period.id,
             period.start_date,
@@ -288,6 +302,15 @@ class Completeness:
     measures: tuple[Measure, ...]
     periods: dict[int, tuple[ReportingPeriod, ...]]
     cells: dict[tuple[int, int, int], Cell] = field(repr=False)
+    #: Status counts per (member, measure), built once: the coordinators' page asks for
+    #: every pair, and scanning all cells for each would be quadratic.
+    _pairs: dict[tuple[int, int], Counter[CellStatus]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        for (member, measure, _), cell in self.cells.items():
+            self._pairs.setdefault((member, measure), Counter())[cell.status] += 1
 
     @property
     def due(self) -> str:
@@ -309,12 +332,12 @@ class Completeness:
         self, *, member_id: int | None = None, measure_id: int | None = None
     ) -> dict[CellStatus, int]:
         """How many cells have each status (every status present, zero included)."""
-        found = Counter(
-            cell.status
-            for (member, measure, _), cell in self.cells.items()
-            if (member_id is None or member == member_id)
-            and (measure_id is None or measure == measure_id)
-        )
+        found: Counter[CellStatus] = Counter()
+        for (member, measure), counter in self._pairs.items():
+            if (member_id is None or member == member_id) and (
+                measure_id is None or measure == measure_id
+            ):
+                found.update(counter)
         return {status: found.get(status, 0) for status in CELL_ORDER}
 
     @property
