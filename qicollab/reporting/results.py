@@ -301,6 +301,8 @@ class RunData:
 
     #: measure id -> members whose numbers peers may not see (shared with the run's cache).
     suppression_cache: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
+    #: measure id -> its results, in member order (filled on first use; shared likewise).
+    by_measure: dict[int, list[Result]] = field(default_factory=dict, repr=False)
 
     def suppressed(self, measure: MeasureView) -> frozenset[int]:
         """Members whose numbers of this measure peers may not see (small-cell rule),
@@ -325,11 +327,14 @@ class RunData:
         self, measure_id: int, member_ids: frozenset[int] | None = None
     ) -> list[Result]:
         """Every member's whole-cycle result of a measure (optionally within a peer group)."""
-        return [
-            result
-            for (member_id, m_id), result in self.results.items()
-            if m_id == measure_id and (member_ids is None or member_id in member_ids)
-        ]
+        by_measure = self.by_measure
+        if not by_measure and self.results:
+            for result in self.results.values():
+                by_measure.setdefault(result.measure_id, []).append(result)
+        everyone = by_measure.get(measure_id, [])
+        if member_ids is None:
+            return list(everyone)
+        return [result for result in everyone if result.member_id in member_ids]
 
     def peer_group(self, code: str | None) -> PeerGroupView | None:
         """A peer group by code."""
@@ -501,6 +506,7 @@ class _RunCore:
     fits: dict[int, FitView]
     #: min_cell_size -> measure id -> suppressed members (see RunData.suppressed).
     suppressed: dict[int, dict[int, frozenset[int]]] = field(default_factory=dict)
+    by_measure: dict[int, list[Result]] = field(default_factory=dict)
 
 
 #: Recently read runs, keyed by database, run and its finishing stamp (newest last).
@@ -643,6 +649,7 @@ def load_run(session: Session, run_id: int) -> RunData:
         summaries,
         fits,
         suppression_cache=core.suppressed.setdefault(info.min_cell_size, {}),
+        by_measure=core.by_measure,
     )
 
 

@@ -112,7 +112,10 @@ def tick_label(value: float, step: float) -> str:
 
 def fmt(value: float) -> str:
     """Compact coordinates keep the SVG small (and the PDF render fast)."""
-    return f"{value:.1f}".rstrip("0").rstrip(".")
+    text = f"{value:.1f}"
+    if text.endswith(".0"):
+        text = text[:-2]
+    return "0" if text == "-0" else text
 
 
 def unique_id(prefix: str = "qc") -> str:
@@ -249,7 +252,8 @@ def dot_d(x: float, y: float, r: float, *, dense: bool) -> str:
     """Path data for one point mark: a circle, or a diamond when the chart is dense."""
     if not dense:
         return circle_d(x, y, r)
-    return f"M{fmt(x)} {fmt(y - r)}l{fmt(r)} {fmt(r)}l{fmt(-r)} {fmt(r)}l{fmt(-r)} {fmt(-r)}Z"
+    step = fmt(r)
+    return f"M{fmt(x)} {fmt(y - r)}l{step} {step}l-{step} {step}l-{step} -{step}Z"
 
 
 def marks(d_parts: list[str], attributes: str) -> list[str]:
