@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
 TEST_COOKIE = "qicollab_test_user"
 
 
-class TestUserCookie:
+class CookieIdentity:
     """WSGI wrapper: the ``qicollab_test_user`` cookie becomes the test identity."""
 
     def __init__(self, app: Any) -> None:
@@ -89,7 +89,7 @@ def live_portal(folder: Path) -> Iterator[LivePortal]:
     app = make_app(settings, engine)
     test_login = bool(app.registry.get("qicollab.test_loader"))
     server = waitress.create_server(
-        TestUserCookie(app) if test_login else app, host="127.0.0.1", port=0, threads=4
+        CookieIdentity(app) if test_login else app, host="127.0.0.1", port=0, threads=4
     )
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
