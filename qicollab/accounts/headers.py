@@ -39,8 +39,9 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 
-#: Sent over HTTPS only (browsers ignore it over HTTP); one year, as the HSTS preload list asks.
-STRICT_TRANSPORT_SECURITY = "max-age=31536000; includeSubDomains"
+#: Sent over HTTPS only (browsers ignore it over HTTP): one year. Not ``includeSubDomains``: other
+#: hosts under the same domain are not ours to pin.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
 
 
 def _is_static(request: Request) -> bool:

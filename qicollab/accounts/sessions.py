@@ -97,6 +97,7 @@ def start_session(request: Request, user: User) -> str:
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         revoke_session(request.db, old)
+    purge_sessions(request.db, request.registry.settings, utcnow())
     secret = create_session(
         request.db, user, ip_address=request.client_addr, user_agent=request.user_agent
     )
@@ -155,15 +156,19 @@ def revoke_user_sessions(db: Session, user_id: int, *, keep: str | None = None) 
     db.execute(statement.values(revoked_at=utcnow()))
 
 
-def purge_sessions(db: Session, settings: dict[str, object], now: dt.datetime) -> int:
-    """Delete sessions that can no longer be used (housekeeping); returns how many."""
+#: Dead sessions are kept this long after they could last have been used (for investigations).
+KEEP_DEAD_SESSIONS = dt.timedelta(days=1)
+
+
+def purge_sessions(db: Session, settings: dict[str, object], now: dt.datetime) -> None:
+    """Delete sessions that died more than :data:`KEEP_DEAD_SESSIONS` ago (housekeeping)."""
     _, absolute = session_timeouts(settings)
-    result = db.execute(
+    cutoff = now - KEEP_DEAD_SESSIONS
+    db.execute(
         sa.delete(WebSession).where(
-            sa.or_(WebSession.revoked_at.is_not(None), WebSession.created_at < now - absolute)
+            sa.or_(WebSession.revoked_at < cutoff, WebSession.created_at < cutoff - absolute)
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- API tokens -----------------------------------------------------------------------------

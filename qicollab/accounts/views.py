@@ -262,17 +262,18 @@ def user_new(request: Request) -> Any:
         request.response.status = 422
         return {**context, "errors": _errors(error)}
     secret = _accounts(request).issue_reset(user, INVITATION_VALID_FOR)
-    send_after_commit(
-        request,
-        to=user.email,
-        subject="Your qicollab account",
-        body=(
-            f"{actor.display_name or actor.email} created a qicollab account for you.\n\n"
-            "Open this link within three days to choose your password (it works once):\n"
-            f"{request.route_url('password.reset', token=secret)}\n\n"
-            "Later, use 'Forgot your password?' on the sign-in page.\n"
-        ),
-    )
+    if secret is not None:
+        send_after_commit(
+            request,
+            to=user.email,
+            subject="Your qicollab account",
+            body=(
+                f"{actor.display_name or actor.email} created a qicollab account for you.\n\n"
+                "Open this link within three days to choose your password (it works once):\n"
+                f"{request.route_url('password.reset', token=secret)}\n\n"
+                "Later, use 'Forgot your password?' on the sign-in page.\n"
+            ),
+        )
     return HTTPSeeOther(request.route_url("users.list", _query={"created": user.email}))
 
 
@@ -351,6 +352,7 @@ def revoke_token(request: Request) -> HTTPSeeOther:
         or (
             owner.collaborative_id == actor.collaborative_id
             and bool(request.has_permission(Permission.USERS_MANAGE))
+            and (owner.role is not Role.ADMIN or actor.role is Role.ADMIN)
         )
     )
     if token is None or not allowed:

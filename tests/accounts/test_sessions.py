@@ -274,3 +274,23 @@ def test_signed_in_pages_are_never_cached(browser, https_browser, people, db_ses
     login_page = https_browser.get("/login")
     assert login_page.headers["Cache-Control"] == "no-store"  # it carries a per-visitor token
     assert login_page.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_long_dead_sessions_are_deleted_at_the_next_login(browser, people, db_session, engine):
+    stale = sign_in(client(browser.app), db_session, people.viewer)
+    recent = sign_in(client(browser.app), db_session, people.viewer)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(WebSession)
+            .where(WebSession.id == digest(stale))
+            .values(revoked_at=utcnow() - dt.timedelta(days=2))
+        )
+        connection.execute(
+            sa.update(WebSession)
+            .where(WebSession.id == digest(recent))
+            .values(revoked_at=utcnow() - dt.timedelta(hours=1))
+        )
+    login(browser, "officer@example.test", TEST_PASSWORD)
+    ids = set(fetch_all(db_session, sa.select(WebSession.id)))
+    assert digest(stale) not in ids
+    assert digest(recent) in ids  # kept a day for investigations

@@ -128,3 +128,14 @@ def test_the_new_token_is_labelled_for_screen_readers(browser, people, db_sessio
     page = browser.get("/account/tokens")
     created = post_form(browser, page, "/account/tokens", {"description": "x"})
     assert re.search(r'<label for="new-token">', created.text)
+
+
+def test_coordinators_cannot_revoke_an_administrators_token(app, people, db_session):
+    create_api_token(db_session, people.admin)
+    db_session.commit()
+    token_id = fetch_one(db_session, sa.select(ApiToken.id))
+    coordinator = client(app)
+    sign_in(coordinator, db_session, people.coordinator)
+    page = coordinator.get("/account/tokens")
+    post_form(coordinator, page, f"/account/tokens/{token_id}/revoke", status=404)
+    assert fetch_one(db_session, sa.select(ApiToken.revoked_at)) is None
