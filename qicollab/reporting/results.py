@@ -202,11 +202,6 @@ class Result:
         decile = entry.get("decile") if isinstance(entry, dict) else None
         return int(decile) if isinstance(decile, int | float) and decile else None
 
-    @property
-    def counts(self) -> tuple[float | None, float | None]:
-        """The counts small-cell suppression looks at: events and cases."""
-        return self.observed, self.denominator
-
 
 @dataclass(frozen=True, slots=True)
 class Summary:

@@ -29,7 +29,6 @@ from qicollab.reporting.results import (
     PeriodPoint,
     Result,
     RunData,
-    Summary,
 )
 
 #: Best-practice tables list at most this many peers (the count of all is given).
@@ -796,8 +795,3 @@ def period_text(run: RunData) -> str:
 def today() -> dt.date:
     """The report date (UTC)."""
     return dt.datetime.now(dt.UTC).date()
-
-
-def summary_for(run: RunData, measure_id: int) -> Summary | None:
-    """Convenience for templates."""
-    return run.summary(measure_id)

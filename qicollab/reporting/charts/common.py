@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 _ids = itertools.count(1)
 
@@ -260,8 +260,3 @@ def marks(d_parts: list[str], attributes: str) -> list[str]:
     """One ``<path>`` for many marks of one style: the PDF renderer draws one node instead of
     hundreds (a 1,000-member caterpillar is 3 nodes, not 2,000)."""
     return [f'<path d="{"".join(d_parts)}" {attributes}/>'] if d_parts else []
-
-
-def markup(chart: Chart) -> Markup:
-    """The chart's SVG marked safe for Jinja2 (it is built from escaped parts)."""
-    return Markup(chart.svg)  # noqa: S704 - every text inside was escaped by text()/svg_document()
