@@ -56,7 +56,7 @@ PG_SCHEMA = "qicollab_queue"
 TASK_NAME = "run_job"
 
 #: Modules that register job handlers; imported before a job is dispatched.
-HANDLER_MODULES: tuple[str, ...] = ("qicollab.benchmarking.tasks",)
+HANDLER_MODULES: tuple[str, ...] = ("qicollab.benchmarking.tasks", "qicollab.reporting.tasks")
 
 
 @dataclass(frozen=True, slots=True)
