@@ -287,7 +287,7 @@ def test_form_validation_draft_and_submit(portal, db_session):
     browser.post_json(
         f"/members/{world.member.id}/measures/HH/validate",
         {"period": "2026-04"},
-        status=400,
+        status=403,
     )
     form = page.forms["values-form"]
     form["numerator"] = "4"
@@ -315,5 +315,5 @@ def test_post_without_csrf_token_is_refused(portal):
         f"/members/{world.member.id}/uploads",
         {"measure": "HH"},
         upload_files=[("file", "a.csv", aggregate_csv("2026-01,1,2,,"))],
-        status=400,
+        status=403,
     )
