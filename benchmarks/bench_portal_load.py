@@ -1,6 +1,7 @@
 """Portal load benchmark: 50 simulated members on the member pages (issue 5, section 12).
 
-    .venv/bin/python benchmarks/bench_portal_load.py [--users 50] [--duration 60] [--small]
+    .venv/bin/python benchmarks/bench_portal_load.py [--users 50] [--duration 60] [--threads 8]
+                                                     [--small]
 
 Builds the demo collaborative (40 hospitals, 36 months, with the history cycle computed; or,
 with ``--small``, the two-member test collaborative) in a temporary SQLite file, serves it with
@@ -10,8 +11,10 @@ the member pages (submission portal, versions, completeness, learning cycles, me
 member's results page when that route exists) with 0.5-1.5 s of think time.
 
 Prints the page p95 (target < 250 ms), the error count (target 0), per-page medians and p95s,
-and the results page median. Traffic goes to 127.0.0.1 only; the run stops by itself after
-``--duration`` seconds (the child processes are killed if they overstay).
+the server's CPU per page, and the results page median. The pages are CPU-bound Python, so
+waitress threads beyond a few only queue for the GIL: ``--threads`` compares settings (the
+default is what ``qicollab serve`` uses). Traffic goes to 127.0.0.1 only; the run stops by
+itself after ``--duration`` seconds (the child processes are killed if they overstay).
 
 Until the accounts domain serves a login form, the benchmark's server reads the signed-in user
 from a plain cookie (this server only; it listens on loopback and lives for one run).
@@ -64,6 +67,8 @@ P95_TARGET_MS = 250.0
 BENCH_COOKIE = "qicollab_bench_user"
 USER_KEY = "qicollab.bench_user_id"
 RESULTS_ROUTE = "reporting.member_results"
+#: The thread count ``qicollab serve`` gives waitress (qicollab/cli/serve.py).
+SERVE_THREADS = 8
 
 
 # --- building the database ------------------------------------------------------------------------
@@ -122,7 +127,7 @@ def _member_accounts(factory: Any, password: str) -> list[dict[str, Any]]:
 # --- the server (child process) ------------------------------------------------------------------
 
 
-def serve(folder: Path, port: int) -> None:
+def serve(folder: Path, port: int, threads: int) -> None:
     """Serve the portal on 127.0.0.1:port; print one JSON line when ready."""
     settings = _settings(folder)
     config = make_config(settings)
@@ -148,7 +153,9 @@ def serve(folder: Path, port: int) -> None:
 
     # Queue-depth warnings are expected at the peak; the benchmark reports latency instead.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    server = waitress.create_server(wsgi, host="127.0.0.1", port=port, threads=8, ident="qicollab")
+    server = waitress.create_server(
+        wsgi, host="127.0.0.1", port=port, threads=threads, ident="qicollab"
+    )
     print(
         json.dumps({"login": "form" if login else "cookie", "results": RESULTS_ROUTE in routes}),
         flush=True,
@@ -287,7 +294,16 @@ def run(args: argparse.Namespace) -> int:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(folder), "--port", str(port)],
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(folder),
+                "--port",
+                str(port),
+                "--threads",
+                str(args.threads),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             cwd=folder,
@@ -308,7 +324,8 @@ def run(args: argparse.Namespace) -> int:
         locust = shutil.which("locust", path=str(Path(sys.executable).parent)) or "locust"
         print(
             f"locust: {args.users} users, {args.warmup} s warm-up (spawn and sign-in) + "
-            f"{args.duration} s measured, think time 0.5-1.5 s, {url} "
+            f"{args.duration} s measured, think time 0.5-1.5 s, {url}, "
+            f"waitress threads {args.threads} "
             f"(sign-in by {env['QICOLLAB_BENCH_LOGIN']})"
         )
         command = [locust, "-f", str(locustfile), "--headless", "--host", url]
@@ -421,13 +438,21 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=15, help="seconds of spawning and sign-in not timed"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=SERVE_THREADS,
+        help=f"waitress threads (default {SERVE_THREADS}, as 'qicollab serve' uses)",
+    )
     parser.add_argument("--small", action="store_true", help="the 2-member test collaborative")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.threads)
         return 0
+    if not 1 <= args.threads <= 64:
+        parser.error("--threads: 1 to 64")
     if not 1 <= args.users <= 500 or not 5 <= args.duration <= 600 or not 0 <= args.warmup <= 120:
         parser.error("keep it bounded: 1-500 users, 5-600 seconds, warm-up up to 120 s")
     return run(args)
