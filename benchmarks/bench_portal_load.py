@@ -8,7 +8,7 @@ with ``--small``, the two-member test collaborative) in a temporary SQLite file,
 waitress on a free loopback port in a child process, and runs locust headless in another child
 process: each simulated user signs in as one of the demo members' officers or viewers and walks
 the member pages (submission portal, versions, completeness, learning cycles, measures, and the
-member's results page when that route exists) with 0.5-1.5 s of think time.
+member's results page) with 0.5-1.5 s of think time.
 
 Prints the page p95 (target < 250 ms), the error count (target 0), per-page medians and p95s,
 the server's CPU per page, and the results page median. The pages are CPU-bound Python, so
@@ -16,8 +16,7 @@ waitress threads beyond a few only queue for the GIL: ``--threads`` compares set
 default is what ``qicollab serve`` uses). Traffic goes to 127.0.0.1 only; the run stops by
 itself after ``--duration`` seconds (the child processes are killed if they overstay).
 
-Until the accounts domain serves a login form, the benchmark's server reads the signed-in user
-from a plain cookie (this server only; it listens on loopback and lives for one run).
+Each simulated user signs in through the login form, as a person would.
 """
 
 from __future__ import annotations
@@ -60,13 +59,9 @@ from qicollab.db import (  # noqa: E402
 from qicollab.demo.generator import DEFAULT_SEED, generate  # noqa: E402
 from qicollab.demo.loader import DEMO_PASSWORD, load  # noqa: E402
 from qicollab.migrations import upgrade  # noqa: E402
-from qicollab.security import IDENTITY_LOADER_KEY  # noqa: E402
 from tests.cycles.world import PASSWORD, build_world  # noqa: E402
 
 P95_TARGET_MS = 250.0
-BENCH_COOKIE = "qicollab_bench_user"
-USER_KEY = "qicollab.bench_user_id"
-RESULTS_ROUTE = "reporting.member_results"
 #: The thread count ``qicollab serve`` gives waitress (qicollab/cli/serve.py).
 SERVE_THREADS = 8
 
@@ -131,35 +126,14 @@ def serve(folder: Path, port: int, threads: int) -> None:
     """Serve the portal on 127.0.0.1:port; print one JSON line when ready."""
     settings = _settings(folder)
     config = make_config(settings)
-    config.commit()
-    routes = {route.name: route.pattern for route in config.get_routes_mapper().get_routes()}
-    login = "/login" in routes.values() and config.registry.get(IDENTITY_LOADER_KEY) is not None
-    if not login:
-
-        def bench_loader(request: Any) -> User | None:
-            raw = request.environ.get(USER_KEY)
-            return None if raw is None else request.db.get(User, int(raw))
-
-        config.registry[IDENTITY_LOADER_KEY] = bench_loader
     app = config.make_wsgi_app()
-
-    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-        if not login:
-            for part in environ.get("HTTP_COOKIE", "").split(";"):
-                name, _, value = part.strip().partition("=")
-                if name == BENCH_COOKIE and value.isdigit():
-                    environ[USER_KEY] = value
-        return app(environ, start_response)
 
     # Queue-depth warnings are expected at the peak; the benchmark reports latency instead.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = waitress.create_server(
-        wsgi, host="127.0.0.1", port=port, threads=threads, ident="qicollab"
+        app, host="127.0.0.1", port=port, threads=threads, ident="qicollab"
     )
-    print(
-        json.dumps({"login": "form" if login else "cookie", "results": RESULTS_ROUTE in routes}),
-        flush=True,
-    )
+    print(json.dumps({"ready": True}), flush=True)
     server.run()
 
 
@@ -178,10 +152,7 @@ LOCUSTFILE = textwrap.dedent(
     from locust import HttpUser, between, events, task
 
     ACCOUNTS = json.loads(os.environ["QICOLLAB_BENCH_ACCOUNTS"])
-    LOGIN = os.environ["QICOLLAB_BENCH_LOGIN"]
-    RESULTS = os.environ.get("QICOLLAB_BENCH_RESULTS") == "1"
     SAMPLES = os.environ["QICOLLAB_BENCH_SAMPLES"]
-    COOKIE = os.environ["QICOLLAB_BENCH_COOKIE"]
     samples = []
 
 
@@ -202,9 +173,6 @@ LOCUSTFILE = textwrap.dedent(
         def on_start(self):
             account = random.choice(ACCOUNTS)
             self.member = account["member_id"]
-            if LOGIN == "cookie":
-                self.client.cookies.set(COOKIE, str(account["id"]))
-                return
             page = self.client.get("/login", name="(login)")
             found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
             self.client.post(
@@ -244,8 +212,7 @@ LOCUSTFILE = textwrap.dedent(
 
         @task(2)
         def results(self):
-            if RESULTS:
-                self.page(f"/members/{self.member}/results", "/members/[id]/results")
+            self.page(f"/members/{self.member}/results", "/members/[id]/results")
     '''
 )
 
@@ -308,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
             text=True,
             cwd=folder,
         )
-        ready = json.loads(server.stdout.readline() or "{}")
+        server.stdout.readline()  # the child's "ready" line
         _wait_healthy(url, 60)
         locustfile = folder / "locustfile.py"
         locustfile.write_text(LOCUSTFILE)
@@ -316,17 +283,13 @@ def run(args: argparse.Namespace) -> int:
         env = {
             **os.environ,
             "QICOLLAB_BENCH_ACCOUNTS": json.dumps(accounts),
-            "QICOLLAB_BENCH_LOGIN": ready.get("login", "cookie"),
-            "QICOLLAB_BENCH_RESULTS": "1" if ready.get("results") else "0",
             "QICOLLAB_BENCH_SAMPLES": str(samples_path),
-            "QICOLLAB_BENCH_COOKIE": BENCH_COOKIE,
         }
         locust = shutil.which("locust", path=str(Path(sys.executable).parent)) or "locust"
         print(
             f"locust: {args.users} users, {args.warmup} s warm-up (spawn and sign-in) + "
             f"{args.duration} s measured, think time 0.5-1.5 s, {url}, "
-            f"waitress threads {args.threads} "
-            f"(sign-in by {env['QICOLLAB_BENCH_LOGIN']})"
+            f"waitress threads {args.threads}"
         )
         command = [locust, "-f", str(locustfile), "--headless", "--host", url]
         command += ["-u", str(args.users), "-r", str(max(1, args.users // 5))]
@@ -364,7 +327,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"machine load after: {os.getloadavg()[0]:.2f}")
         return report(
             json.loads(samples_path.read_text()),
-            results=bool(ready.get("results")),
             since=started + args.warmup,
             until=started + args.warmup + args.duration,
             server_cpu=cpu.get("end", 0.0) - cpu.get("start", 0.0) if len(cpu) == 2 else None,
@@ -388,7 +350,6 @@ def _cpu_seconds(pid: int) -> float:
 def report(
     samples: list[list[Any]],
     *,
-    results: bool,
     since: float,
     until: float,
     server_cpu: float | None,
@@ -423,10 +384,8 @@ def report(
             f"({len(window) / max(until - since, 1):.1f} pages/s)"
         )
     result_times = [float(s[1]) for s in pages if s[0] == "/members/[id]/results" and not s[2]]
-    if results and result_times:
+    if result_times:
         print(f"member results page median: {statistics.median(result_times):.1f} ms")
-    else:
-        print("member results page: route absent, skipped")
     return 0 if p95 < P95_TARGET_MS and errors == 0 else 1
 
 
