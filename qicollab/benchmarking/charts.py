@@ -7,7 +7,8 @@ carry event months (limited data set with a data use agreement), yearly otherwis
 O with E as exposure for event counts, XmR of O/E for other outcomes). Months without data are
 gaps, never zeros. Phases start at the period that contains an annotation flagged
 ``starts_phase``; the chart mode (``qic`` or ``mdc``) comes from the run settings (the
-collaborative's ``spc_mode``), the improvement direction and target from the measure.
+collaborative's ``spc_mode``), the improvement direction and the (data-scale) target from the
+measure.
 
 All members of a measure on the same periods are charted in one vectorised call of
 :func:`qicollab.stats.spc.control_charts`; each chart is stored as the engine's JSON
@@ -119,7 +120,13 @@ def _batch(  # noqa: PLR0917 - private; the series arrive as aligned arrays
     extra: list[dict[str, Any]],
     target: float | None,
 ) -> list[dict[str, Any]]:
-    """One engine call for every member on these periods; one stored row per member."""
+    """One engine call for every member on these periods; one stored row per member.
+
+    Values stay on the data scale (the engine's ``multiply`` is left at 1; pages scale by the
+    stored ``multiplier``), so ``target`` must be on the data scale too: the engine compares it
+    with the limits for the assurance icon, and a display-scale target (0.8 per 1,000 against
+    0.0012 per line-day) would make every chart pass.
+    """
     notes = [inputs.annotations_for(member, measure.id) for member in member_ids]
     phase = np.vstack([_phases(member_notes, periods) for member_notes in notes])
     batch = spc.control_charts(

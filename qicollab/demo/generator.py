@@ -69,6 +69,7 @@ class MeasureSpec:
     denominator_definition: str
     description: str = ""
     exclusion_definition: str = ""
+    #: On the data scale, like ``baseline`` (0.0008 events per line-day shows as 0.8 per 1,000).
     target: float | None = None
     minimum_volume: int = 0
     risk_model: RiskModelSpec | None = None
@@ -377,7 +378,7 @@ def _measures() -> tuple[MeasureSpec, ...]:
             multiplier=1000.0,
             numerator_definition="CLABSI events meeting NHSN surveillance definitions",
             denominator_definition="Central line-days",
-            target=0.8,
+            target=0.0008,
             minimum_volume=100,
             baseline=0.0012,
             sigma=0.25,
@@ -393,7 +394,7 @@ def _measures() -> tuple[MeasureSpec, ...]:
             multiplier=1000.0,
             numerator_definition="Inpatient falls reported",
             denominator_definition="Occupied bed-days (patient-days)",
-            target=2.5,
+            target=0.0025,
             minimum_volume=500,
             baseline=0.0032,
             sigma=0.2,

@@ -57,6 +57,8 @@ class Measure(CreatedAtMixin, Base):
     unit: Mapped[str] = mapped_column(sa.String(64), default="")
     #: Rates are shown multiplied by this (100 for percentages, 1000 per 1,000 days).
     multiplier: Mapped[float] = mapped_column(default=1.0)
+    #: On the data scale, like submitted values and stored results (a proportion 0.9, a rate
+    #: 0.0008 events per line-day); every page shows it x ``multiplier`` (:attr:`shown_target`).
     target: Mapped[float | None]
     #: Members below this denominator (or case count) are reported as "too few cases".
     minimum_volume: Mapped[int] = mapped_column(default=0)
@@ -75,3 +77,11 @@ class Measure(CreatedAtMixin, Base):
             name="patient_level_has_risk_model",
         ),
     )
+
+    @property
+    def shown_target(self) -> str | None:
+        """The target as pages show it: on the display scale with the unit ("0.8 per 1,000
+        line-days", "90 %"), so the catalogue reads like the results and reports."""
+        if self.target is None:
+            return None
+        return f"{self.target * self.multiplier:g} {self.unit}".strip()

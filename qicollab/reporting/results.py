@@ -77,6 +77,7 @@ class MeasureView:
     direction: str
     unit: str
     multiplier: float
+    #: On the data scale, like every stored value (:meth:`show` and :meth:`scaled` display it).
     target: float | None
     minimum_volume: int
     numerator_definition: str
@@ -481,17 +482,6 @@ def _run_info(session: Session, run: BenchmarkRun) -> RunInfo:
     )
 
 
-def natural_target(measure: Measure) -> float | None:
-    """The target on the data scale. The catalogue keeps proportion targets as fractions
-    (0.9) but rate targets on the display scale (0.8 per 1,000 line-days), as its list page
-    shows them; charts and comparisons need one scale."""
-    if measure.target is None:
-        return None
-    if measure.measure_type.value == "proportion" or not measure.multiplier:
-        return float(measure.target)
-    return float(measure.target) / measure.multiplier
-
-
 @dataclass
 class _RunCore:
     """What a succeeded run stored: it never changes, so one process reads it once."""
@@ -599,7 +589,7 @@ def load_run(session: Session, run_id: int) -> RunData:
                 direction=measure.direction.value,
                 unit=measure.unit or "",
                 multiplier=measure.multiplier or 1.0,
-                target=natural_target(measure),
+                target=measure.target,
                 minimum_volume=measure.minimum_volume,
                 numerator_definition=measure.numerator_definition or "",
                 denominator_definition=measure.denominator_definition or "",

@@ -418,6 +418,19 @@ def test_control_charts_follow_annotations_and_the_deid_profile(service, factory
         assert stored_chart(session, run.id, dua.id, measures["LOS"].id, "racusum") is None
         d2p = stored_chart(session, run.id, dua.id, measures["D2P"].id)
         assert d2p["chart"] == "i"
+        # Rate targets reach the engine on the data scale, so assurance compares like with like.
+        for member in members.values():
+            clabsi = stored_chart(session, run.id, member.id, measures["CLABSI"].id)
+            assert clabsi["target"] == pytest.approx(0.0008)
+            last = next(p for p in reversed(clabsi["points"]) if p["value"] is not None)
+            expected = (
+                "consistent_pass"
+                if last["ucl"] < 0.0008
+                else "consistent_fail"
+                if last["lcl"] > 0.0008
+                else "inconsistent"
+            )
+            assert clabsi["assurance_icon"] == expected
 
 
 def test_safe_harbor_collaboratives_get_no_sequential_charts(service, factory):

@@ -317,3 +317,16 @@ def test_fhir_reports_are_summary_reports_of_the_member(portal, world):
 
 def test_fhir_is_forbidden_for_another_member(portal, world):
     portal.as_user("officer").get(f"/api/members/{world.other}/measure-reports", status=403)
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def test_targets_are_shown_on_the_display_scale(portal, world):
+    # The catalogue stores 0.0008 events per line-day and 0.9 for 90 %.
+    member = _text(portal.as_user("officer").get(results_url(world)))
+    assert "target 0.80 per 1,000 line-days" in member
+    assert "target 90.0 %" in member
+    overview = _text(portal.as_user("coordinator").get("/results"))
+    assert "0.80 per 1,000 line-days" in overview
+    assert "0.0008" not in member + overview

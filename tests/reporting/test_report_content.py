@@ -233,3 +233,11 @@ def test_collaborative_report_lists_missing_data(rendered):
     last = rendered.world.names[rendered.world.member_ids[-1]]
     assert "Missing data" in text
     assert re.search(rf"{re.escape(last)}.*HH: \d+ of \d+ periods", text)
+
+
+def test_reports_show_targets_on_the_display_scale(rendered):
+    # The catalogue stores the CLABSI target as 0.0008 events per line-day.
+    member, collaborative = _flat(rendered.member.text), _flat(rendered.collaborative.text)
+    assert "target 0.80 per 1,000 line-days" in member
+    assert "0.80 per 1,000 line-days" in collaborative
+    assert "0.0008" not in member + collaborative

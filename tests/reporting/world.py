@@ -119,7 +119,7 @@ TEMPLATES = (
         1000.0,
         0.0012,
         400,
-        0.8,
+        0.0008,
     ),
     MeasureTemplate(
         "D2P",

@@ -201,17 +201,12 @@ def _shared_control(
     render = getattr(shared_control, "render_stored", None)
     if render is None:
         return None
-    stored = dict(payload)
-    if stored.get("target") is not None and stored.get("unit") != "O/E":
-        # The catalogue keeps rate targets on the display scale (0.8 per 1,000 line-days);
-        # the chart's values are on the data scale, so hand over the data-scale target.
-        stored["target"] = measure.target
     options: dict[str, Any] = {}
     if "height" in inspect.signature(render).parameters:
         options["height"] = CONTROL_HEIGHT  # one measure per printed page
     try:
         svg = render(
-            stored,
+            payload,
             title=title,
             annotations=annotations,
             multiplier=measure.multiplier,
