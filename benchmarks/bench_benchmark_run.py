@@ -354,16 +354,21 @@ def main() -> None:
         child(args.child, args.workers, not args.no_charts)
         return
 
+    # A folder given with --workdir keeps the built databases for the next run; a temporary one
+    # (tens of GB with the twenty-measure database) is removed at the end.
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-run-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"work folder {workdir}")
-
-    if not args.skip_sqlite:
-        bench_sqlite_one(args, workdir)
-    if not args.skip_pg:
-        bench_postgres(args, workdir)
-    if not args.skip_many:
-        bench_many(args, workdir)
+    try:
+        if not args.skip_sqlite:
+            bench_sqlite_one(args, workdir)
+        if not args.skip_pg:
+            bench_postgres(args, workdir)
+        if not args.skip_many:
+            bench_many(args, workdir)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def bench_sqlite_one(args: argparse.Namespace, workdir: Path) -> None:
