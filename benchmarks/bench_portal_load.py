@@ -49,6 +49,7 @@ from qicollab.accounts.models import User  # noqa: E402
 from qicollab.accounts.passwords import hash_password  # noqa: E402
 from qicollab.cli.compute import demo_step  # noqa: E402
 from qicollab.cli.context import LazyApp  # noqa: E402
+from qicollab.cli.demo import publish_step  # noqa: E402
 from qicollab.config import apply_defaults  # noqa: E402
 from qicollab.db import (  # noqa: E402
     create_engine_from_settings,
@@ -82,13 +83,15 @@ def _settings(folder: Path) -> dict[str, Any]:
 
 
 def build_demo(folder: Path) -> list[dict[str, Any]]:
-    """The demo collaborative with its history cycle computed; returns the member accounts."""
+    """The demo collaborative with its history cycle computed and published (members see only
+    published results); returns the member accounts."""
     app = LazyApp(None)
     app.__dict__["settings"] = _settings(folder)  # no ini file: everything in the temp folder
     upgrade(app.engine)
     with session_scope(app.session_factory) as session:
         load(session, generate(DEFAULT_SEED), storage=folder / "storage")
     demo_step(app, DEFAULT_SEED)
+    publish_step(app, DEFAULT_SEED)
     accounts = _member_accounts(app.session_factory, DEMO_PASSWORD)
     app.close()
     return accounts

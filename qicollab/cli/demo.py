@@ -41,11 +41,39 @@ def _load(app: LazyApp, seed: int) -> None:
         click.echo("      already loaded; keeping the existing data")
 
 
+def publish_step(app: LazyApp, _seed: int) -> None:
+    """Release the history cycle's results to members, through the coordinators' audited
+    publish transition: members see only published cycles, and the demo's member logins
+    should find results."""
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from qicollab.cycles.models import CycleStatus, LearningCycle  # noqa: PLC0415
+    from qicollab.cycles.services import CycleService  # noqa: PLC0415
+    from qicollab.demo.loader import DEMO_SLUG, HISTORY_CYCLE  # noqa: PLC0415
+    from qicollab.members.models import Collaborative  # noqa: PLC0415
+
+    with session_scope(app.session_factory) as session:
+        cycle = session.scalar(
+            sa.select(LearningCycle)
+            .join(Collaborative, Collaborative.id == LearningCycle.collaborative_id)
+            .where(Collaborative.slug == DEMO_SLUG, LearningCycle.code == HISTORY_CYCLE)
+        )
+        if cycle is None:
+            msg = f"the demo has no cycle {HISTORY_CYCLE}"
+            raise click.ClickException(msg)
+        if cycle.status is CycleStatus.PUBLISHED:
+            click.echo("      already published")
+            return
+        CycleService(session, cycle.collaborative_id).transition(cycle, "publish", actor="cli")
+    click.echo(f"      cycle {HISTORY_CYCLE} published: members see its results")
+
+
 STEPS: list[Step] = [
     ("Creating and migrating the database", _migrate),
     ("Loading the demo collaborative (40 hospitals, 8 measures, 36 months)", _load),
     ("Computing benchmarks (cycle C2023-25: every measure, member and chart)", demo_step),
     ("Rendering reports (each member, the collaborative report, the summary)", reports_step),
+    ("Publishing the results of cycle C2023-25 to the members", publish_step),
 ]
 
 

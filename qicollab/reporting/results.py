@@ -30,7 +30,7 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
-from qicollab.cycles.models import Annotation, LearningCycle, ReportingPeriod
+from qicollab.cycles.models import Annotation, CycleStatus, LearningCycle, ReportingPeriod
 from qicollab.measures.models import Measure
 from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
 from qicollab.reporting import formatting
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 
 class ResultsNotFoundError(LookupError):
-    """No such run (or not a succeeded run of this collaborative)."""
+    """No such run (or not a succeeded run of this collaborative, or not published to members)."""
 
 
 def _f(value: object) -> float | None:
@@ -281,6 +281,8 @@ class RunInfo:
     finished_at: dt.datetime | None
     snapshot_hash: str | None
     settings: dict[str, Any]
+    #: Its cycle's results are released to members (coordinators see a run before that).
+    published: bool = False
 
 
 @dataclass
@@ -431,34 +433,66 @@ _RESULT_COLUMNS = (
 )
 
 
-def succeeded_runs(session: Session, collaborative_id: int, limit: int = 20) -> list[BenchmarkRun]:
-    """The collaborative's succeeded runs, newest first (the run selector)."""
-    return list(
-        session.scalars(
-            sa.select(BenchmarkRun)
-            .where(
-                BenchmarkRun.collaborative_id == collaborative_id,
-                BenchmarkRun.status == RunStatus.SUCCEEDED,
-            )
-            .order_by(BenchmarkRun.id.desc())
-            .limit(limit)
+@dataclass(frozen=True, slots=True)
+class RunChoice:
+    """A run in the run selector."""
+
+    id: int
+    finished_at: dt.datetime | None
+    published: bool
+
+
+def _succeeded(collaborative_id: int, *, published_only: bool) -> sa.Select[Any]:
+    """The collaborative's succeeded runs with their cycle's status; with ``published_only``
+    only runs of published cycles, the ones members may see (publishing a cycle is how the
+    coordinators release its results; a run of an explicit snapshot has no cycle to publish)."""
+    query = (
+        sa.select(BenchmarkRun, LearningCycle.status)
+        .outerjoin(LearningCycle, LearningCycle.id == BenchmarkRun.cycle_id)
+        .where(
+            BenchmarkRun.collaborative_id == collaborative_id,
+            BenchmarkRun.status == RunStatus.SUCCEEDED,
         )
     )
+    if published_only:
+        query = query.where(LearningCycle.status == CycleStatus.PUBLISHED)
+    return query.order_by(BenchmarkRun.id.desc())
 
 
-def find_run(session: Session, collaborative_id: int, run_id: int | None) -> BenchmarkRun:
-    """The asked-for succeeded run of this collaborative, or the newest; raises if none."""
-    query = sa.select(BenchmarkRun).where(
-        BenchmarkRun.collaborative_id == collaborative_id,
-        BenchmarkRun.status == RunStatus.SUCCEEDED,
-    )
+def succeeded_runs(
+    session: Session, collaborative_id: int, *, published_only: bool, limit: int = 20
+) -> list[RunChoice]:
+    """The runs the reader may choose from, newest first (the run selector)."""
+    return [
+        RunChoice(run.id, run.finished_at, status is CycleStatus.PUBLISHED)
+        for run, status in session.execute(
+            _succeeded(collaborative_id, published_only=published_only).limit(limit)
+        )
+    ]
+
+
+def find_run(
+    session: Session, collaborative_id: int, run_id: int | None, *, published_only: bool
+) -> BenchmarkRun:
+    """The asked-for succeeded run of this collaborative, or the newest; raises if none.
+
+    Members pass ``published_only``: a run of a cycle not yet published is then no run at all
+    for them (as if it did not exist), however its id was learnt.
+    """
+    query = _succeeded(collaborative_id, published_only=published_only)
     if run_id is not None:
         query = query.where(BenchmarkRun.id == run_id)
-    run = session.scalar(query.order_by(BenchmarkRun.id.desc()).limit(1))
+    run = session.scalar(query.limit(1))
     if run is None:
         msg = "no such benchmark run" if run_id is not None else "no benchmark run yet"
         raise ResultsNotFoundError(msg)
     return run
+
+
+def run_is_published(session: Session, run: BenchmarkRun) -> bool:
+    """Its cycle's results are released to members."""
+    cycle = session.get(LearningCycle, run.cycle_id) if run.cycle_id is not None else None
+    return cycle is not None and cycle.status is CycleStatus.PUBLISHED
 
 
 def _run_info(session: Session, run: BenchmarkRun) -> RunInfo:
@@ -479,6 +513,7 @@ def _run_info(session: Session, run: BenchmarkRun) -> RunInfo:
         finished_at=run.finished_at,
         snapshot_hash=run.snapshot_hash,
         settings=dict(run.settings or {}),
+        published=run_is_published(session, run),
     )
 
 

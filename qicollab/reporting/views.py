@@ -37,6 +37,7 @@ from qicollab.reporting.results import (
     find_run,
     load_member,
     load_run,
+    run_is_published,
     succeeded_runs,
     yearly_values,
 )
@@ -71,9 +72,14 @@ def _member(request: Request, member_id: int) -> Member:
     return member
 
 
+def _coordinates(request: Request) -> bool:
+    """Coordinators (and admins): identified results, and runs before their cycle is published."""
+    return bool(request.has_permission(Permission.COLLABORATIVE_VIEW, Root(request)))
+
+
 def _audience_for(request: Request, member: Member, collaborative: Collaborative) -> Audience:
     """Coordinators (and admins) see identities; everyone else sees its own member only."""
-    if request.has_permission(Permission.COLLABORATIVE_VIEW, Root(request)):
+    if _coordinates(request):
         return Audience.coordinator(collaborative.min_cell_size)
     return Audience.member(member.id, collaborative.min_cell_size)
 
@@ -88,9 +94,13 @@ def _run_id(request: Request) -> int | None:
 
 
 def _load(request: Request, collaborative: Collaborative) -> RunData | None:
+    """The ``?run=`` (else the newest) run the user may see; None when there is none yet, 404
+    for an asked-for run they may not see (members: only runs of published cycles)."""
     run_id = _run_id(request)
     try:
-        run = find_run(request.db, collaborative.id, run_id)
+        run = find_run(
+            request.db, collaborative.id, run_id, published_only=not _coordinates(request)
+        )
     except ResultsNotFoundError:
         if run_id is not None:
             raise HTTPNotFound from None
@@ -119,7 +129,14 @@ def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
     audience = _audience_for(request, member, collaborative)
     run = _load(request, collaborative)
     if run is None:
-        return _page(request, member=member, run=None, runs=[], audience=audience)
+        return _page(
+            request,
+            member=member,
+            run=None,
+            runs=[],
+            audience=audience,
+            unpublished_hidden=not audience.identified,
+        )
     group = run.peer_group(request.params.get("peer_group"))
     if request.params.get("peer_group") and group is None:
         raise HTTPNotFound
@@ -130,7 +147,7 @@ def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
         request,
         member=member,
         run=run,
-        runs=succeeded_runs(request.db, collaborative.id),
+        runs=succeeded_runs(request.db, collaborative.id, published_only=not audience.identified),
         group=group,
         audience=audience,
         sections=sections,
@@ -232,7 +249,7 @@ def overview(request: Request) -> dict[str, Any]:
     return _page(
         request,
         run=run,
-        runs=succeeded_runs(request.db, collaborative.id),
+        runs=succeeded_runs(request.db, collaborative.id, published_only=False),
         collaborative=collaborative,
         overview=built,
     )
@@ -282,7 +299,7 @@ def _latest_render_job(request: Request, run_id: int, collaborative_id: int) -> 
 
 def _visible_reports(request: Request, reports: list[Report]) -> list[Report]:
     """Coordinators see every report; members their own report and the blinded summary."""
-    if request.has_permission(Permission.COLLABORATIVE_VIEW, Root(request)):
+    if _coordinates(request):
         return reports
     member_id = _user(request).member_id
     return [
@@ -304,7 +321,9 @@ def run_reports(request: Request) -> dict[str, Any]:
     collaborative = _collaborative(request)
     run_id = _path_id(request, "run_id")
     try:
-        run = find_run(request.db, collaborative.id, run_id)
+        run = find_run(
+            request.db, collaborative.id, run_id, published_only=not _coordinates(request)
+        )
     except ResultsNotFoundError:
         raise HTTPNotFound from None
     reports = list(
@@ -322,6 +341,7 @@ def run_reports(request: Request) -> dict[str, Any]:
     return _page(
         request,
         run=run,
+        published=run_is_published(request.db, run),
         reports=visible,
         names=names,
         job=job,
@@ -345,7 +365,7 @@ def start_render(request: Request) -> HTTPSeeOther:
     collaborative = _collaborative(request)
     run_id = _path_id(request, "run_id")
     try:
-        run = find_run(request.db, collaborative.id, run_id)
+        run = find_run(request.db, collaborative.id, run_id, published_only=False)
     except ResultsNotFoundError:
         raise HTTPNotFound from None
     factory = request.registry["db.session_factory"]
@@ -408,16 +428,22 @@ class ReportResource:
 
 
 def report_factory(request: Request) -> ReportResource:
-    """The report of ``/reports/{report_id}/download``; other collaboratives' reports are 404."""
+    """The report of ``/reports/{report_id}/download``; other collaboratives' reports, and for
+    members the reports of runs whose cycle is not published yet, are 404."""
     report = request.db.get(Report, _path_id(request, "report_id"))
     if report is None:
         raise HTTPNotFound
-    from qicollab.benchmarking.models import BenchmarkRun  # noqa: PLC0415
-
-    run = request.db.get(BenchmarkRun, report.run_id)
     user = request.identity
-    if run is None or (user is not None and run.collaborative_id != user.collaborative_id):
-        raise HTTPNotFound
+    if user is not None:  # anonymous readers are refused by the ACL
+        try:
+            find_run(
+                request.db,
+                user.collaborative_id,
+                report.run_id,
+                published_only=not _coordinates(request),
+            )
+        except ResultsNotFoundError:
+            raise HTTPNotFound from None
     return ReportResource(request, report)
 
 

@@ -63,7 +63,15 @@ def test_demo_builds_a_populated_database(database_url, tmp_path):
         assert count("patient_records") > 100_000
         assert count("submissions") > 7_000
         roles = {row[0] for row in connection.execute(sa.text("SELECT role FROM users"))}
+        # The computed history cycle is published (members see only published results), by
+        # the audited transition rather than a raw status write.
+        cycles = dict(connection.execute(sa.text("SELECT code, status FROM learning_cycles")).all())
+        published = connection.execute(
+            sa.text("SELECT count(*) FROM audit_events WHERE action = 'cycle.published'")
+        ).scalar_one()
     engine.dispose()
+    assert cycles == {"C2023-25": "published", "C2026": "open"}
+    assert published == 1
     assert roles == {"admin", "coordinator", "quality_officer", "member_viewer"}
     truth = json.loads((tmp_path / "storage" / "demo" / "truth.json").read_text())
     assert set(truth["effects"]) == {
@@ -80,3 +88,4 @@ def test_demo_builds_a_populated_database(database_url, tmp_path):
     again = _run(["demo", "--no-serve"], database_url, tmp_path)
     assert again.exit_code == 0
     assert "already loaded" in again.output
+    assert "already published" in again.output

@@ -21,7 +21,8 @@ from pyramid.csrf import CookieCSRFStoragePolicy
 from qicollab import make_config
 from qicollab.accounts.models import User
 from qicollab.db import create_engine_from_settings, get_session_factory
-from qicollab.reporting.models import ReportKind
+from qicollab.reporting.models import Report, ReportKind
+from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
 from qicollab.reporting.results import load_run
 from qicollab.security import IDENTITY_LOADER_KEY
@@ -62,6 +63,36 @@ def portal(settings, engine, world) -> Portal:
     config.registry[IDENTITY_LOADER_KEY] = _loader
     config.set_csrf_storage_policy(CookieCSRFStoragePolicy())
     return Portal(config.make_wsgi_app(), world)
+
+
+@pytest.fixture
+def reports(world, settings, db_session) -> dict[tuple[str, int | None], int]:
+    """Member A's and B's reports, the collaborative report and the blinded summary, as
+    stored files and rows (rendering itself is tested in test_rendering)."""
+    storage = Path(settings["qicollab.storage"])
+    specs = [
+        ReportSpec(ReportKind.MEMBER, world.member),
+        ReportSpec(ReportKind.MEMBER, world.other),
+        ReportSpec(ReportKind.COLLABORATIVE),
+        ReportSpec(ReportKind.BLINDED_SUMMARY),
+    ]
+    out = {}
+    for spec in specs:
+        relative = f"reports/run-{world.run_id}/{spec.filename}"
+        written = write_atomically(storage / relative, b"%PDF-1.7 " + spec.filename.encode())
+        row = Report(
+            run_id=world.run_id,
+            kind=spec.kind,
+            member_id=spec.member_id,
+            path=relative,
+            sha256=written.sha256,
+            size_bytes=written.size_bytes,
+        )
+        db_session.add(row)
+        db_session.flush()
+        out[(spec.kind.value, spec.member_id)] = row.id
+    db_session.commit()
+    return out
 
 
 @dataclass

@@ -10,38 +10,6 @@ import sqlalchemy as sa
 from qicollab.audit.models import AuditEvent
 from qicollab.jobs.models import Job, JobStatus
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.pdf import write_atomically
-from qicollab.reporting.reports import ReportSpec
-
-
-@pytest.fixture
-def reports(world, settings, db_session) -> dict[tuple[str, int | None], int]:
-    """Member A's and B's reports, the collaborative report and the blinded summary, as
-    stored files and rows (rendering itself is tested in test_rendering)."""
-    storage = Path(settings["qicollab.storage"])
-    specs = [
-        ReportSpec(ReportKind.MEMBER, world.member),
-        ReportSpec(ReportKind.MEMBER, world.other),
-        ReportSpec(ReportKind.COLLABORATIVE),
-        ReportSpec(ReportKind.BLINDED_SUMMARY),
-    ]
-    out = {}
-    for spec in specs:
-        relative = f"reports/run-{world.run_id}/{spec.filename}"
-        written = write_atomically(storage / relative, b"%PDF-1.7 " + spec.filename.encode())
-        row = Report(
-            run_id=world.run_id,
-            kind=spec.kind,
-            member_id=spec.member_id,
-            path=relative,
-            sha256=written.sha256,
-            size_bytes=written.size_bytes,
-        )
-        db_session.add(row)
-        db_session.flush()
-        out[(spec.kind.value, spec.member_id)] = row.id
-    db_session.commit()
-    return out
 
 
 def url(report_id: int) -> str:

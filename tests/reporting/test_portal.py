@@ -157,10 +157,10 @@ def test_unknown_run_is_404(portal, world):
 def test_page_without_runs_says_so(portal, world, db_session):
     db_session.execute(sa.text("UPDATE benchmark_runs SET status = 'failed'"))
     db_session.commit()
-    assert (
-        "No benchmark run has finished yet"
-        in portal.as_user("officer").get(results_url(world)).text
-    )
+    page = portal.as_user("coordinator").get(results_url(world))
+    assert "No benchmark run has finished yet" in page.text
+    # Members see published results only, so that is what they are told they lack.
+    assert "Results not yet published" in portal.as_user("officer").get(results_url(world)).text
 
 
 # --- overview ------------------------------------------------------------------------------------

@@ -195,8 +195,10 @@ def build_world(
     seed: int = 7,
     hostile: bool = False,
     min_cell_size: int = 11,
+    published: bool = True,
 ) -> World:
-    """Write a collaborative, a locked cycle and a succeeded run with every kind of result."""
+    """Write a collaborative, a published (else locked) cycle and a succeeded run with every
+    kind of result."""
     rng = np.random.default_rng(seed)
     collaborative = Collaborative(
         slug=f"rep-{seed}", name="Reporting Test Collaborative", min_cell_size=min_cell_size
@@ -304,7 +306,7 @@ def build_world(
         collaborative_id=cid,
         code="C1",
         title="Cycle 2023-2025",
-        status=CycleStatus.LOCKED,
+        status=CycleStatus.PUBLISHED if published else CycleStatus.LOCKED,
         first_period_start=first,
         last_period_end=last,
         window_opens_at=dt.datetime(2023, 1, 1, tzinfo=dt.UTC),
