@@ -490,9 +490,12 @@ def build_world(
                         "chart": "p" if template.measure_type is MeasureType.PROPORTION else "i",
                         "mode": "mdc",
                         "points": chart_points,
-                        "variation_icon": "special_cause_improvement"
+                        # The engine's icon names: improvement on the better side.
+                        "variation_icon": (
+                            "improvement_high" if higher_better else "improvement_low"
+                        )
                         if j % 2 == 0
-                        else ("special_cause_concern" if j == 2 else "common_cause"),
+                        else "common_cause",
                         "assurance_icon": "inconsistent" if template.target else None,
                         "multiplier": 1.0 if patient else template.multiplier,
                         "unit": "O/E" if patient else template.unit,

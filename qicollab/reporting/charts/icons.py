@@ -45,6 +45,8 @@ _IMPROVE = ("#1f4e9c", "#0d2a5c", "white")
 _CONCERN = ("white", "#b34700", "#7a3000")
 _NEITHER = ("#ece6f3", "#5b3b8a", "#3d2260")
 
+#: Keyed by the SPC engine's variation icon names (NHSRplotthedots'), every one it can emit
+#: (``qicollab.stats.spc``): the last point's type, with the side it fell on.
 VARIATION: dict[str, Icon] = {
     "common_cause": Icon(
         "common_cause", "Common cause variation", "~", "#e4e4e4", "#6b6b6b", "#333"
@@ -57,21 +59,27 @@ VARIATION: dict[str, Icon] = {
     ),
     "concern_high": Icon("concern_high", "Special cause: concern (higher)", "C↑", *_CONCERN),
     "concern_low": Icon("concern_low", "Special cause: concern (lower)", "C↓", *_CONCERN),
-    "neither_high": Icon(
-        "neither_high", "Special cause: neither (higher)", "N↑", *_NEITHER, dash="3 2"
+    "neutral_high": Icon(
+        "neutral_high",
+        "Special cause: neither improvement nor concern (higher)",
+        "N↑",
+        *_NEITHER,
+        dash="3 2",
     ),
-    "neither_low": Icon(
-        "neither_low", "Special cause: neither (lower)", "N↓", *_NEITHER, dash="3 2"
+    "neutral_low": Icon(
+        "neutral_low",
+        "Special cause: neither improvement nor concern (lower)",
+        "N↓",
+        *_NEITHER,
+        dash="3 2",
     ),
-    "improvement": Icon("improvement", "Special cause: improvement", "I", *_IMPROVE),
-    "concern": Icon("concern", "Special cause: concern", "C", *_CONCERN),
-    "neither": Icon("neither", "Special cause: neither", "N", *_NEITHER, dash="3 2"),
 }
+#: Keyed by the engine's assurance icon names: the target against the last point's limits.
 ASSURANCE: dict[str, Icon] = {
-    "pass": Icon("pass", "Consistently meets the target", "P", *_IMPROVE),
-    "fail": Icon("fail", "Consistently misses the target", "F", *_CONCERN),
-    "hit_or_miss": Icon(
-        "hit_or_miss",
+    "consistent_pass": Icon("consistent_pass", "Consistently meets the target", "P", *_IMPROVE),
+    "consistent_fail": Icon("consistent_fail", "Consistently misses the target", "F", *_CONCERN),
+    "inconsistent": Icon(
+        "inconsistent",
         "Hit and miss: may or may not meet the target",
         "?",
         "#e4e4e4",
@@ -92,53 +100,24 @@ NO_ASSURANCE = Icon(
     "none", "No target to assure against", "–", "white", "#9a9a9a", "#6b6b6b", dash="2 2"
 )
 
-_ALIASES = {
-    "common": "common_cause",
-    "commoncause": "common_cause",
-    "cc": "common_cause",
-    "improvement_up": "improvement_high",
-    "improvement_down": "improvement_low",
-    "concern_up": "concern_high",
-    "concern_down": "concern_low",
-    "neither_up": "neither_high",
-    "neither_down": "neither_low",
-    "neutral": "neither",
-    "consistent_pass": "pass",
-    "consistently_pass": "pass",
-    "consistent_fail": "fail",
-    "consistently_fail": "fail",
-    "hitmiss": "hit_or_miss",
-    "hit_and_miss": "hit_or_miss",
-    "hit_miss": "hit_or_miss",
-    "inconsistent": "hit_or_miss",
-    "random": "hit_or_miss",
-}
 
+def variation_icon(key: str | None, direction: str) -> Icon:
+    """The badge for a stored variation icon name (None: not assessed).
 
-def _normalise(key: object) -> str:
-    text = str(key or "").strip().lower().replace("-", "_").replace(" ", "_")
-    for prefix in ("special_cause_", "variation_", "assurance_"):
-        text = text.removeprefix(prefix)
-    return _ALIASES.get(text, text)
-
-
-def variation_icon(key: object, direction: str | None = None) -> Icon:
-    """The badge for a stored variation icon name (tolerant of spelling variants).
-
-    Engines that store only "improvement", "concern" or "neutral" (the point type of the last
-    point) get the arrow from the measure's direction: improvement on a measure where higher
-    is better is "improvement (higher)", a concern on it is "concern (lower)".
+    Runs stored before the SPC engine landed kept the last point's type instead
+    (``special_cause_improvement``, ``special_cause_concern``): the side comes from the
+    measure's direction, so improvement where higher is better is "improvement (higher)".
     """
-    name = _normalise(key)
-    if name in {"improvement", "concern", "neither"} and direction in {"increase", "decrease"}:
+    name = (key or "").removeprefix("special_cause_")
+    if name in {"improvement", "concern"}:
         up = (name == "improvement") == (direction == "increase")
         name = f"{name}_{'high' if up else 'low'}"
     return VARIATION.get(name, NO_VARIATION)
 
 
-def assurance_icon(key: object) -> Icon:
-    """The badge for a stored assurance icon name."""
-    return ASSURANCE.get(_normalise(key), NO_ASSURANCE)
+def assurance_icon(key: str | None) -> Icon:
+    """The badge for a stored assurance icon name (None: no target, or no limits to judge)."""
+    return ASSURANCE.get(key or "", NO_ASSURANCE)
 
 
 def status_badge(key: str | None, words: str, mark: str) -> Markup:
