@@ -57,6 +57,17 @@ def is_number(value: object) -> bool:
     )
 
 
+def finite(value: object) -> float | None:
+    """A finite float, or None (NaN and infinities never reach a page)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def decimals_for(magnitude: float) -> int:
     """Enough decimals to tell typical values apart, not so many they look precise."""
     magnitude = abs(magnitude)

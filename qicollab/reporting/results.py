@@ -13,7 +13,6 @@ by the builders in :mod:`qicollab.reporting.sections`.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from qicollab.cycles.models import Annotation, CycleStatus, LearningCycle, Repor
 from qicollab.measures.models import Measure
 from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
 from qicollab.reporting import formatting
+from qicollab.reporting.formatting import finite
 from qicollab.reporting.privacy import suppressed_members
 from qicollab.submissions.models import Submission
 
@@ -45,22 +45,12 @@ class ResultsNotFoundError(LookupError):
     """No such run (or not a succeeded run of this collaborative, or not published to members)."""
 
 
-def _f(value: object) -> float | None:
-    """A finite float, or None (NaN and infinities never reach a page)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _pair(value: object) -> tuple[float | None, float | None]:
     if isinstance(value, list | tuple) and len(value) == 2:
-        return _f(value[0]), _f(value[1])
+        return finite(value[0]), finite(value[1])
     if isinstance(value, dict):
-        return _f(value.get("low", value.get("lower"))), _f(value.get("high", value.get("upper")))
+        low, high = value.get("low", value.get("lower")), value.get("high", value.get("upper"))
+        return finite(low), finite(high)
     return None, None
 
 
@@ -176,7 +166,7 @@ class Result:
     def oe(self, collaborative_rate: float | None) -> float | None:
         """Observed / expected: stored, from O and E, or the value over the collaborative rate
         (risk-adjusted rates are O/E x the collaborative rate)."""
-        stored = _f(self.payload.get("oe"))
+        stored = finite(self.payload.get("oe"))
         if stored is not None:
             return stored
         if self.observed is not None and self.expected:
@@ -225,13 +215,13 @@ class Summary:
         distribution = self.payload.get("distribution")
         if isinstance(distribution, dict):
             for key, name in (("median", "p50"), ("q1", "p25"), ("q3", "p75")):
-                number = _f(distribution.get(key))
+                number = finite(distribution.get(key))
                 if number is not None:
                     out[name] = number
             deciles = distribution.get("deciles")
             if isinstance(deciles, list) and len(deciles) == 9:
                 for name, index in (("p10", 0), ("p90", 8)):
-                    number = _f(deciles[index])
+                    number = finite(deciles[index])
                     if number is not None:
                         out[name] = number
             if out:
@@ -245,7 +235,7 @@ class Summary:
                 except ValueError:
                     continue
                 level = level * 100 if level <= 1 else level
-                number = _f(value)
+                number = finite(value)
                 if number is not None:
                     out[f"p{round(level)}"] = number
         return out
@@ -384,11 +374,12 @@ class SubmissionUse:
 
 @dataclass
 class MemberData:
-    """One member's periods, charts, annotations and submissions in a run."""
+    """One member's periods, control charts, annotations and submissions in a run."""
 
     member: MemberView
     periods: dict[int, list[PeriodPoint]]
-    charts: dict[int, dict[str, dict[str, Any]]]
+    #: measure id -> the stored control chart (the SPC engine's JSON).
+    charts: dict[int, dict[str, Any]]
     annotations: list[AnnotationView]
     submissions: dict[int, SubmissionUse]
 
@@ -398,16 +389,16 @@ def _result(row: Any, period_id: int | None = None) -> Result:
     return Result(
         member_id=row.member_id,
         measure_id=row.measure_id,
-        observed=_f(row.observed),
-        expected=_f(row.expected),
-        denominator=_f(row.denominator),
-        value=_f(row.value),
-        ci95=(_f(row.ci95_low), _f(row.ci95_high)),
-        ci998=(_f(row.ci998_low), _f(row.ci998_high)),
-        shrunk_value=_f(row.shrunk_value),
+        observed=finite(row.observed),
+        expected=finite(row.expected),
+        denominator=finite(row.denominator),
+        value=finite(row.value),
+        ci95=(finite(row.ci95_low), finite(row.ci95_high)),
+        ci998=(finite(row.ci998_low), finite(row.ci998_high)),
+        shrunk_value=finite(row.shrunk_value),
         outlier_status=row.outlier_status,
         decile=int(decile) if decile is not None else None,
-        distance_to_abc=_f(row.distance_to_abc),
+        distance_to_abc=finite(row.distance_to_abc),
         payload=dict(row.payload or {}),
         period_id=period_id,
     )
@@ -551,11 +542,11 @@ def _read_core(session: Session, run_id: int) -> _RunCore:
             measure_id=summary.measure_id,
             peer_group_id=key_group,
             n_members=summary.n_members,
-            observed=_f(summary.observed),
-            expected=_f(summary.expected),
-            denominator=_f(summary.denominator),
-            rate=_f(summary.rate),
-            abc=_f(summary.abc),
+            observed=finite(summary.observed),
+            expected=finite(summary.expected),
+            denominator=finite(summary.denominator),
+            rate=finite(summary.rate),
+            abc=finite(summary.abc),
             payload=dict(summary.payload or {}),
         )
 
@@ -699,13 +690,17 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
             )
         )
 
-    charts: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for measure_id, kind, payload in session.execute(
-        sa.select(StoredChart.measure_id, StoredChart.kind, StoredChart.payload).where(
-            StoredChart.run_id == run_id, StoredChart.member_id == member_id
+    # RA-CUSUM and VLAD payloads (per-case arrays) are stored too, but no page draws them.
+    charts = {
+        measure_id: dict(payload or {})
+        for measure_id, payload in session.execute(
+            sa.select(StoredChart.measure_id, StoredChart.payload).where(
+                StoredChart.run_id == run_id,
+                StoredChart.member_id == member_id,
+                StoredChart.kind == "control",
+            )
         )
-    ):
-        charts[measure_id][kind] = dict(payload or {})
+    }
 
     annotations = [
         AnnotationView(
@@ -729,7 +724,7 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
     return MemberData(
         member,
         dict(periods),
-        dict(charts),
+        charts,
         annotations,
         _submission_use(session, run_id, member_id),
     )
@@ -834,11 +829,11 @@ def yearly_values(
         query = query.where(MemberResult.member_id == member_id)
     out: dict[tuple[int, int], list[YearValue]] = defaultdict(list)
     for row in session.execute(query):
-        weighted_value, weight_value = _f(row.weighted), _f(row.weight)
+        weighted_value, weight_value = finite(row.weighted), finite(row.weight)
         value = (
             weighted_value / weight_value
             if weighted_value is not None and weight_value
-            else _f(row.mean)
+            else finite(row.mean)
         )
         out[(row.member_id, row.measure_id)].append(YearValue(int(row.year), value, int(row.n)))
     return dict(out)

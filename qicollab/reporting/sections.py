@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qicollab.reporting import formatting
-from qicollab.reporting.charts import shared
 from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.common import Chart
+from qicollab.reporting.charts.control import render_stored, stored_info
 from qicollab.reporting.charts.icons import Icon, assurance_icon, status_badge, variation_icon
+from qicollab.reporting.charts.peer_funnel import funnel
 from qicollab.reporting.privacy import Audience
 from qicollab.reporting.results import (
     AnnotationView,
@@ -35,6 +36,9 @@ from qicollab.reporting.results import (
 BEST_PRACTICE_ROWS = 5
 #: Chart text alternatives list at most this many rows on a page; the CSV export has all.
 ALT_ROWS = 60
+#: Height of the control chart in pixels of a 720-wide drawing: short enough that a measure's
+#: section (figures, funnel and caterpillar, control chart, period table) fits one A4 page.
+CONTROL_HEIGHT = 240.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +353,7 @@ def funnel_for(
     member_id: int | None,
     group: PeerGroupView | None = None,
 ) -> Chart | None:
-    """The funnel plot of visible members (shared renderer when it fits the stored data)."""
+    """The funnel plot of the visible members against the run's limits."""
     member_ids = group.member_ids if group is not None else None
     shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     summary = run.summary(measure.id)
@@ -363,7 +367,7 @@ def funnel_for(
         )
         for r in shown
     ]
-    chart = shared.funnel(measure, summary, labelled, hidden=hidden)
+    chart = funnel(measure, summary, labelled, hidden=hidden)
     return _trim_rows(chart) if chart is not None else None
 
 
@@ -442,9 +446,8 @@ def member_sections(
             continue
         result = run.results.get((member_id, measure.id))
         summary = run.summary(measure.id, group.id if group else None) or run.summary(measure.id)
-        stored = member.charts.get(measure.id, {})
-        control_payload = stored.get("control") or next(iter(stored.values()), None)
-        chart_info = shared.control_info(control_payload)
+        control_payload = member.charts.get(measure.id)
+        chart_info = stored_info(control_payload)
         notes = _annotations_for(member, measure.id)
         words = formatting.status(result.outlier_status if result else None)
         abc = summary.abc if summary else None
@@ -489,13 +492,14 @@ def member_sections(
         if charts:
             section.funnel = funnel_for(run, measure, audience, member_id, group)
             section.caterpillar = caterpillar_for(run, measure, audience, member_id, group)
-            section.control = shared.control(
-                control_payload,
-                measure,
-                title=f"{measure.code}: control chart",
-                annotations=notes,
-                periods=member.periods.get(measure.id, []),
-            )
+            if control_payload:
+                section.control = render_stored(
+                    control_payload,
+                    title=f"{measure.code}: control chart",
+                    annotations=notes,
+                    multiplier=measure.multiplier,
+                    height=CONTROL_HEIGHT,
+                )
         sections.append(section)
     return sections
 

@@ -11,7 +11,7 @@ import pytest
 
 from qicollab.benchmarking.charts import measure_charts
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, PeriodInfo, RunInputs
-from qicollab.reporting.charts import shared
+from qicollab.reporting.charts.control import render_stored
 from qicollab.reporting.charts.icons import assurance_icon
 from qicollab.reporting.results import MeasureView
 
@@ -109,8 +109,7 @@ def test_a_rate_consistently_below_its_target_passes_and_one_around_it_is_hit_an
 
 def test_the_drawn_target_is_on_the_display_scale():
     payload = _stored(0.003, 0.0008)
-    chart = shared.control(payload, _view(0.0008), title="CLABSI")
-    assert chart is not None
+    chart = render_stored(payload, title="CLABSI", multiplier=1000.0)
     assert "Target 0.80" in chart.svg
     assert "Target 800" not in chart.svg
     assert _view(0.0008).show(0.0008) == "0.8 per 1,000 line-days"

@@ -27,7 +27,9 @@ from qicollab.reporting.charts.common import (
     fmt,
     marks,
     nice_ticks,
+    own_point,
     padded_range,
+    reference_line,
     svg_document,
     text,
     x_axis,
@@ -105,23 +107,7 @@ def distribution_chart(
     for index, point in enumerate(finite):
         cx = x(point.value)
         if point.own:
-            cy = mid
-            own_parts.append(
-                f'<path d="M{fmt(cx)} {fmt(cy - 8)} L{fmt(cx + 7)} {fmt(cy)} L{fmt(cx)} '
-                f'{fmt(cy + 8)} L{fmt(cx - 7)} {fmt(cy)} Z" fill="{HIGHLIGHT}" stroke="{INK}"/>'
-            )
-            anchor = "end" if cx > (left + right) / 2 else "start"
-            own_parts.append(
-                text(
-                    cx + (-9 if anchor == "end" else 9),
-                    cy - 10,
-                    point.label,
-                    size=10,
-                    anchor=anchor,
-                    weight="bold",
-                    fill=HIGHLIGHT,
-                )
-            )
+            own_parts += own_point(cx, mid, point.label, middle=(left + right) / 2)
             continue
         cy = top + 8 + (index % lanes) * ((bottom - top - 16) / (lanes - 1))
         dots.append(dot_d(cx, cy, 2.6, dense=len(finite) > DENSE))
@@ -204,13 +190,8 @@ def bar_chart(
         (benchmark, "benchmark (ABC)", "6 3"),
         (target, "target", "1.5 2.5"),
     ):
-        if value is None:
-            continue
-        body.append(
-            f'<line x1="{fmt(left)}" x2="{fmt(right)}" y1="{fmt(y(value))}" y2="{fmt(y(value))}" '
-            f'stroke="{INK}" stroke-width="1.3" stroke-dasharray="{dash}"/>'
-        )
-        body.append(text(right - 2, y(value) - 3, label, size=8.5, anchor="end"))
+        if value is not None:
+            body += reference_line(left, right, y(value), label, dash=dash, width=1.3)
     pairs = [
         f"{label} {value:.{digits}f}" if value is not None else f"{label} no data"
         for label, value in zip(labels, values, strict=True)

@@ -16,7 +16,6 @@ from qicollab.reporting.charts.common import (
     DENSE,
     GREY,
     HIGHLIGHT,
-    INK,
     LIGHT,
     Chart,
     LinearScale,
@@ -24,6 +23,7 @@ from qicollab.reporting.charts.common import (
     fmt,
     marks,
     nice_ticks,
+    own_point,
     padded_range,
     reference_line,
     svg_document,
@@ -160,16 +160,7 @@ def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale) -> list[str]:
         )
     cy = y(point.estimate)
     size = 6.0
-    parts.append(
-        f'<path d="M{fmt(x)} {fmt(cy - size)} L{fmt(x + size)} {fmt(cy)} L{fmt(x)} '
-        f'{fmt(cy + size)} L{fmt(x - size)} {fmt(cy)} Z" fill="{HIGHLIGHT}" stroke="{INK}" '
-        f'stroke-width="0.8"/>'
-    )
     top = y(point.high) if point.high is not None else cy - size
-    label_y = max(top - 6, 20)
-    anchor = "end" if x > (LEFT + RIGHT) / 2 else "start"
-    dx = -8 if anchor == "end" else 8
-    parts.append(
-        text(x + dx, label_y, point.label, size=10, anchor=anchor, weight="bold", fill=HIGHLIGHT)
+    return parts + own_point(
+        x, cy, point.label, middle=(LEFT + RIGHT) / 2, size=size, label_y=max(top - 6, 20)
     )
-    return parts

@@ -236,6 +236,36 @@ def reference_line(
     return parts
 
 
+def own_point(
+    x: float,
+    y: float,
+    label: str,
+    *,
+    middle: float,
+    size: float = 7.0,
+    label_y: float | None = None,
+) -> list[str]:
+    """The member's own point, the same on every chart: a dark diamond, and its label in bold
+    beside it on the side towards ``middle`` (so it stays inside the plot), above ``label_y``
+    (default: just above the diamond)."""
+    anchor = "end" if x > middle else "start"
+    dx = -(size + 2) if anchor == "end" else size + 2
+    return [
+        f'<path d="M{fmt(x)} {fmt(y - size)} L{fmt(x + size)} {fmt(y)} L{fmt(x)} '
+        f'{fmt(y + size)} L{fmt(x - size)} {fmt(y)} Z" fill="{HIGHLIGHT}" stroke="{INK}" '
+        f'stroke-width="0.8"/>',
+        text(
+            x + dx,
+            y - size - 2 if label_y is None else label_y,
+            label,
+            size=10,
+            anchor=anchor,
+            weight="bold",
+            fill=HIGHLIGHT,
+        ),
+    ]
+
+
 def circle_d(x: float, y: float, r: float) -> str:
     """Path data for one circle (two arcs), so many circles can share one ``<path>``."""
     arc = f"a{fmt(r)} {fmt(r)} 0 1 0"

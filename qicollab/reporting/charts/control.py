@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qicollab.reporting.charts import base
@@ -50,10 +50,6 @@ RULE_MARKERS: dict[str, tuple[str, str]] = {
 _OTHER_RULE = ("star", "Western Electric / Nelson rule")
 
 WIDTH, HEIGHT = 720.0, 300.0
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
 
 
 def _label(x: object) -> str:
@@ -421,12 +417,14 @@ def render_stored(
     title: str,
     annotations: Sequence[Any] = (),
     multiplier: float = 1.0,
+    height: float = HEIGHT,
 ) -> base.Chart:
     """Draw a stored chart payload (``ControlChart.to_dict()`` or the interim engine's JSON).
 
     Values already on the display scale (``multiply`` != 1) are drawn as they are; otherwise
-    they are scaled by the payload's ``multiplier`` or ``multiplier``. Without annotations the
-    payload's own ``annotations`` rows (``x``, ``label``) are used.
+    they (and the target, stored on the same data scale) are scaled by the payload's
+    ``multiplier`` or ``multiplier``. Without annotations the payload's own ``annotations``
+    rows (``x``, ``label``) are used.
     """
     chart = ControlChart.from_dict(payload)
     already = float(payload.get("multiply") or 1.0) != 1.0
@@ -434,5 +432,32 @@ def render_stored(
     notes = list(annotations) or list(payload.get("annotations") or ())
     unit = str(payload.get("unit") or "")
     return render_control_chart(
-        _rescaled(chart, scale), title=title, annotations=notes, y_label=unit
+        _rescaled(chart, scale), title=title, annotations=notes, y_label=unit, height=height
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInfo:
+    """What pages say about a stored control chart besides drawing it."""
+
+    name: str = "No control chart"
+    variation: str | None = None
+    assurance: str | None = None
+    signal_labels: list[str] = field(default_factory=list)
+
+
+def stored_info(payload: Mapping[str, Any] | None) -> StoredInfo:
+    """Chart name, icon names and the periods that signalled, from a stored chart payload."""
+    if not payload:
+        return StoredInfo()
+    chart = str(payload.get("chart", ""))
+    return StoredInfo(
+        name=CHART_NAMES.get(chart, chart.upper() or "Control chart"),
+        variation=payload.get("variation_icon"),
+        assurance=payload.get("assurance_icon"),
+        signal_labels=[
+            _label(point.get("x", ""))
+            for point in payload.get("points") or ()
+            if point.get("signals")
+        ],
     )
