@@ -311,6 +311,31 @@ def _add_users(
     return demo_logins()
 
 
+def _insert_accepted(session: Session, submissions: list[tuple[int, int, int, str]]) -> list[int]:
+    """First versions, accepted, of (member id, measure id, period id, content hash), in one
+    insert; their ids in the same order."""
+    when = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)  # before the history cycle's deadline
+    return list(
+        session.scalars(
+            sa.insert(Submission).returning(Submission.id, sort_by_parameter_order=True),
+            [
+                {
+                    "member_id": member_id,
+                    "measure_id": measure_id,
+                    "period_id": period_id,
+                    "version": 1,
+                    "status": SubmissionStatus.ACCEPTED,
+                    "content_hash": digest,
+                    "submitted_at": when,
+                    "reviewed_at": when,
+                    "created_at": when,
+                }
+                for member_id, measure_id, period_id, digest in submissions
+            ],
+        )
+    )
+
+
 def _load_aggregate(
     session: Session,
     aggregate: pd.DataFrame,
@@ -318,28 +343,19 @@ def _load_aggregate(
     measures: dict[str, Measure],
     periods: dict[str, ReportingPeriod],
 ) -> int:
-    now = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
     rows = aggregate.astype(object).where(aggregate.notna(), None).to_dict("records")
-    submissions = []
-    for row in rows:
-        values = {k: row[k] for k in ("numerator", "denominator", "value")}
-        submissions.append(
-            {
-                "member_id": members[row["member"]].id,
-                "measure_id": measures[row["measure"]].id,
-                "period_id": periods[row["period"].strftime("%Y-%m")].id,
-                "version": 1,
-                "status": SubmissionStatus.ACCEPTED,
-                "content_hash": content_hash(values),
-                "submitted_at": now,
-                "reviewed_at": now,
-                "created_at": now,
-            }
-        )
-    ids = session.scalars(
-        sa.insert(Submission).returning(Submission.id, sort_by_parameter_order=True),
-        submissions,
-    ).all()
+    ids = _insert_accepted(
+        session,
+        [
+            (
+                members[row["member"]].id,
+                measures[row["measure"]].id,
+                periods[row["period"].strftime("%Y-%m")].id,
+                content_hash({k: row[k] for k in ("numerator", "denominator", "value")}),
+            )
+            for row in rows
+        ],
+    )
     session.execute(
         sa.insert(AggregateValue),
         [
@@ -362,7 +378,6 @@ def _load_patients(
     measures: dict[str, Measure],
     periods: dict[str, ReportingPeriod],
 ) -> int:
-    now = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
     patients = demo.patients
     covariates = {
         spec.code: list(spec.risk_model.covariate_names)
@@ -370,29 +385,25 @@ def _load_patients(
         if spec.risk_model is not None
     }
     keys = patients[["member", "measure", "year"]].drop_duplicates().to_dict("records")
-    submissions: list[dict[str, Any]] = []
     groups = dict(tuple(patients.groupby(["member", "measure", "year"], sort=False)))
-    for key in keys:
-        frame = groups[(key["member"], key["measure"], key["year"])]
-        submissions.append(
-            {
-                "member_id": members[key["member"]].id,
-                "measure_id": measures[key["measure"]].id,
-                "period_id": periods[str(key["year"])].id,
-                "version": 1,
-                "status": SubmissionStatus.ACCEPTED,
-                "content_hash": hashlib.sha256(
-                    pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    ids = _insert_accepted(
+        session,
+        [
+            (
+                members[key["member"]].id,
+                measures[key["measure"]].id,
+                periods[str(key["year"])].id,
+                hashlib.sha256(
+                    pd.util.hash_pandas_object(
+                        groups[(key["member"], key["measure"], key["year"])], index=False
+                    )
+                    .to_numpy()
+                    .tobytes()
                 ).hexdigest(),
-                "submitted_at": now,
-                "reviewed_at": now,
-                "created_at": now,
-            }
-        )
-    ids = session.scalars(
-        sa.insert(Submission).returning(Submission.id, sort_by_parameter_order=True),
-        submissions,
-    ).all()
+            )
+            for key in keys
+        ],
+    )
 
     def rows() -> Any:
         for submission_id, key in zip(ids, keys, strict=True):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from qicollab.reporting.formatting import is_number
+
 
 class Reader(StrEnum):
     """Who reads: decides names versus codes and whether peer numbers are suppressed."""
@@ -95,23 +97,15 @@ class Audience:
         taken away, so the check is on ``total - own``."""
         if self.identified:
             return False
-        if not _finite(total):
+        if not is_number(total):
             return False
-        remainder = float(total) - (float(own) if _finite(own) else 0.0)  # type: ignore[arg-type]
+        remainder = float(total) - (float(own) if is_number(own) else 0.0)  # type: ignore[arg-type]
         return is_small(remainder, self.min_cell_size)
-
-
-def _finite(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def is_small(value: object, min_cell_size: int) -> bool:
     """A count in 1..min_cell_size-1 (zero is not disclosive and is shown)."""
-    if not _finite(value):
+    if not is_number(value):
         return False
     rounded = round(float(value))  # type: ignore[arg-type]
     return 1 <= rounded < min_cell_size

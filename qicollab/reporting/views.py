@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.accounts.models import User
+    from qicollab.benchmarking.models import BenchmarkRun
 
 
 def _user(request: Request) -> User:
@@ -319,13 +320,7 @@ def _visible_reports(request: Request, reports: list[Report]) -> list[Report]:
 def run_reports(request: Request) -> dict[str, Any]:
     """The run's reports the user may download, and the render job's status."""
     collaborative = _collaborative(request)
-    run_id = _path_id(request, "run_id")
-    try:
-        run = find_run(
-            request.db, collaborative.id, run_id, published_only=not _coordinates(request)
-        )
-    except ResultsNotFoundError:
-        raise HTTPNotFound from None
+    run = _path_run(request, collaborative)
     reports = list(
         request.db.scalars(
             sa.select(Report).where(Report.run_id == run.id).order_by(Report.kind, Report.member_id)
@@ -363,11 +358,7 @@ def start_render(request: Request) -> HTTPSeeOther:
     from qicollab.reporting import tasks  # noqa: F401, PLC0415 - registers the job handler
 
     collaborative = _collaborative(request)
-    run_id = _path_id(request, "run_id")
-    try:
-        run = find_run(request.db, collaborative.id, run_id, published_only=False)
-    except ResultsNotFoundError:
-        raise HTTPNotFound from None
+    run = _path_run(request, collaborative)
     factory = request.registry["db.session_factory"]
     jobs = JobService(factory)
     job = jobs.create(
@@ -400,6 +391,20 @@ def _path_id(request: Request, key: str) -> int:
     if not raw.isdigit():
         raise HTTPNotFound
     return int(raw)
+
+
+def _path_run(request: Request, collaborative: Collaborative) -> BenchmarkRun:
+    """The run of ``/runs/{run_id}/...``, or 404 if this user may not see it (members see
+    only runs of published cycles)."""
+    try:
+        return find_run(
+            request.db,
+            collaborative.id,
+            _path_id(request, "run_id"),
+            published_only=not _coordinates(request),
+        )
+    except ResultsNotFoundError:
+        raise HTTPNotFound from None
 
 
 @dataclass
