@@ -136,7 +136,7 @@ def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
             run=None,
             runs=[],
             audience=audience,
-            unpublished_hidden=not audience.identified,
+            published_only=not audience.identified,
         )
     group = run.peer_group(request.params.get("peer_group"))
     if request.params.get("peer_group") and group is None:
