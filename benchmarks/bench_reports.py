@@ -47,6 +47,9 @@ from qicollab.reporting.results import load_run  # noqa: E402
 from qicollab.security import IDENTITY_LOADER_KEY  # noqa: E402
 from tests.reporting.world import build_world  # noqa: E402
 
+#: Bump when tests/reporting/world.py changes what it builds.
+WORLD_VERSION = 2
+
 
 def build(folder: Path, members: int, measures: int) -> tuple[dict, object]:
 
@@ -56,10 +59,12 @@ def build(folder: Path, members: int, measures: int) -> tuple[dict, object]:
         "qicollab.storage": str(folder / "storage"),
         "qicollab.secret": "bench",
     }
-    marker = database.with_suffix(".ready")
+    # The marker names the builder's version: a database built by an older builder (e.g. one
+    # whose cycle was not yet published, so members saw no results) is built again.
+    marker = database.with_suffix(f".ready-v{WORLD_VERSION}")
     engine = create_engine_from_settings(settings)
     if not marker.exists():
-        for stale in folder.glob(f"{database.name}*"):
+        for stale in folder.glob(f"{database.stem}.*"):  # database, WAL, old markers
             stale.unlink()
         engine.dispose()
         engine = create_engine_from_settings(settings)
@@ -168,6 +173,9 @@ def results_page(settings: dict, member_id: int, officer_id: int, repeats: int) 
     first_started = time.perf_counter()
     response = app.get(url)
     first = time.perf_counter() - first_started
+    if "<svg" not in response.text:
+        msg = f"{url} shows no charts: not a results page (stale --folder? try --fresh)"
+        raise SystemExit(msg)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
