@@ -48,7 +48,7 @@ from qicollab.security import IDENTITY_LOADER_KEY  # noqa: E402
 from tests.reporting.world import build_world  # noqa: E402
 
 #: Bump when tests/reporting/world.py changes what it builds.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 
 def build(folder: Path, members: int, measures: int) -> tuple[dict, object]:

@@ -305,13 +305,13 @@ def _patient_charts(
     if family == "binomial":
         ordered = [m for m in sorted(monthly) if m in inputs.case_order_members]
         if ordered:
-            limits = _cusum_limits(measure, usable["_expected"].to_numpy(), inputs.settings)
+            limits = cusum_limits(measure, usable["_expected"].to_numpy(), inputs.settings)
             for member in ordered:
                 rows.extend(_sequential(measure, member, frames[member], limits, inputs.settings))
     return rows
 
 
-def _cusum_limits(
+def cusum_limits(
     measure: MeasureInfo, p: np.ndarray, settings: dict[str, Any]
 ) -> tuple[cusum.CusumLimit, cusum.CusumLimit]:
     """Upper and lower limits for the run's in-control ARL, from the pooled risks (one
@@ -338,13 +338,33 @@ def _sequential(
     settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
     ordered = frame.sort_values(["event_year", "event_month", "sequence"], kind="stable")
-    y = ordered["outcome"].to_numpy(dtype=float)
-    p = ordered["_expected"].to_numpy(dtype=float)
     labels = [
         f"{int(year)}-{int(month):02d}"
         for year, month in zip(ordered["event_year"], ordered["event_month"], strict=True)
     ]
-    odds = float(settings.get("cusum_odds_ratio", 2.0))
+    return case_order_charts(
+        measure,
+        member_id,
+        ordered["outcome"].to_numpy(dtype=float),
+        ordered["_expected"].to_numpy(dtype=float),
+        labels=labels,
+        limits=limits,
+        odds=float(settings.get("cusum_odds_ratio", 2.0)),
+    )
+
+
+def case_order_charts(
+    measure: MeasureInfo,
+    member_id: int,
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    labels: list[str],
+    limits: tuple[cusum.CusumLimit, cusum.CusumLimit],
+    odds: float,
+) -> list[dict[str, Any]]:
+    """The stored ``racusum`` and ``vlad`` rows of one member's cases, in case order
+    (outcomes ``y``, expected risks ``p``, month label per case)."""
     upper, lower = limits
     result = cusum.ra_cusum(y, p, h_up=upper.h, h_down=lower.h, odds_up=odds, odds_down=1 / odds)
     common = {

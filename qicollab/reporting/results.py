@@ -382,6 +382,9 @@ class MemberData:
     charts: dict[int, dict[str, Any]]
     annotations: list[AnnotationView]
     submissions: dict[int, SubmissionUse]
+    #: measure id -> {"racusum": ..., "vlad": ...}: the member's own case-order charts of
+    #: patient-level binary measures (only where the de-identification profile keeps case order).
+    sequential: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _result(row: Any, period_id: int | None = None) -> Result:
@@ -690,17 +693,19 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
             )
         )
 
-    # RA-CUSUM and VLAD payloads (per-case arrays) are stored too, but no page draws them.
-    charts = {
-        measure_id: dict(payload or {})
-        for measure_id, payload in session.execute(
-            sa.select(StoredChart.measure_id, StoredChart.payload).where(
-                StoredChart.run_id == run_id,
-                StoredChart.member_id == member_id,
-                StoredChart.kind == "control",
-            )
+    charts: dict[int, dict[str, Any]] = {}
+    sequential: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for measure_id, kind, payload in session.execute(
+        sa.select(StoredChart.measure_id, StoredChart.kind, StoredChart.payload).where(
+            StoredChart.run_id == run_id,
+            StoredChart.member_id == member_id,
+            StoredChart.kind.in_(("control", "racusum", "vlad")),
         )
-    }
+    ):
+        if kind == "control":
+            charts[measure_id] = dict(payload or {})
+        else:
+            sequential[measure_id][kind] = dict(payload or {})
 
     annotations = [
         AnnotationView(
@@ -727,6 +732,7 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
         charts,
         annotations,
         _submission_use(session, run_id, member_id),
+        dict(sequential),
     )
 
 

@@ -19,6 +19,7 @@ from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.common import Chart
 from qicollab.reporting.charts.control import render_stored, stored_info
+from qicollab.reporting.charts.cusum import sequential_chart
 from qicollab.reporting.charts.icons import Icon, assurance_icon, status_badge, variation_icon
 from qicollab.reporting.charts.peer_funnel import funnel
 from qicollab.reporting.privacy import Audience
@@ -114,6 +115,8 @@ class MeasureSection:
     caterpillar: Chart | None = None
     distribution: Chart | None = None
     control: Chart | None = None
+    #: RA-CUSUM and VLAD of the member's own cases (patient-level binary measures).
+    sequential: Chart | None = None
     #: Whole-cycle change (first year to last) and what it means ("improved, 2023-2025").
     improvement: str = formatting.MISSING
     improvement_detail: str = ""
@@ -133,7 +136,8 @@ class MeasureSection:
     @property
     def charts(self) -> list[Chart]:
         """The charts present, in page order."""
-        return [c for c in (self.funnel, self.caterpillar, self.control) if c is not None]
+        charts = (self.funnel, self.caterpillar, self.control, self.sequential)
+        return [c for c in charts if c is not None]
 
     @property
     def flagged(self) -> str | None:
@@ -500,6 +504,14 @@ def member_sections(
                     multiplier=measure.multiplier,
                     height=CONTROL_HEIGHT,
                 )
+            cases = member.sequential.get(measure.id, {})
+            if "racusum" in cases:
+                section.sequential = sequential_chart(
+                    cases["racusum"],
+                    cases.get("vlad"),
+                    title=f"{measure.code}: risk-adjusted CUSUM and VLAD of your cases",
+                    annotations=notes,
+                )
         sections.append(section)
     return sections
 
@@ -734,7 +746,14 @@ def methods_text(run: RunData) -> dict[str, str]:
         "charts": (
             f"Control charts use the '{settings.get('spc_mode', 'qic')}' rules: limits at three "
             "sigma, runs analysis, special-cause signals marked by rule; variation and "
-            "assurance icons follow NHS Making Data Count."
+            "assurance icons follow NHS Making Data Count. Where a member's cases can be put in "
+            "order (a limited data set under a data use agreement), a risk-adjusted CUSUM "
+            "(Steiner 2000) tests for odds of the outcome "
+            f"{float(settings.get('cusum_odds_ratio', 2.0)):g} times higher and "
+            f"{float(settings.get('cusum_odds_ratio', 2.0)):g} times lower than the risk model "
+            "predicts, with limits simulated for an in-control average run length of "
+            f"{float(settings.get('cusum_arl', 10_000)):,.0f} cases, restarting after each "
+            "signal; the VLAD beside it adds up expected minus observed events."
         ),
         "suppression": (
             f"Counts from 1 to {run.run.min_cell_size - 1} about other members are suppressed, "

@@ -13,7 +13,10 @@ import sqlalchemy as sa
 from bs4 import BeautifulSoup
 
 from qicollab.audit.models import AuditEvent
+from qicollab.benchmarking.models import StoredChart
+from qicollab.measures.models import Measure
 from qicollab.members.models import Member
+from qicollab.reporting.charts.cusum import describe
 from qicollab.reporting.results import load_run
 
 
@@ -80,6 +83,29 @@ def test_member_page_charts_have_data_tables(portal, world):
         len(page.html.select("figure.qc-figure details table"))
         >= len(page.html.select("svg.qc-chart")) - 1
     )  # the control chart of a yearly series may carry no table rows
+
+
+def test_member_page_draws_the_members_own_cases_in_order(portal, world, db_session):
+    surg = db_session.scalar(sa.select(Measure).where(Measure.code == "SURG"))
+    stored = {
+        kind: db_session.scalar(
+            sa.select(StoredChart.payload).where(
+                StoredChart.run_id == world.run_id,
+                StoredChart.member_id == world.member,
+                StoredChart.measure_id == surg.id,
+                StoredChart.kind == kind,
+            )
+        )
+        for kind in ("racusum", "vlad")
+    }
+    page = portal.as_user("viewer").get(results_url(world))
+    charts = [
+        svg for svg in page.html.select("svg.qc-chart") if "CUSUM and VLAD" in svg.title.get_text()
+    ]
+    assert len(charts) == 1
+    assert charts[0].desc.get_text() == describe(stored["racusum"], stored["vlad"])
+    assert len(charts[0].select(".signal-upper")) == len(stored["racusum"]["signals_upper"]) > 0
+    assert stored["racusum"]["member_id"] == world.member
 
 
 def test_member_page_has_variation_and_assurance_icons(portal, world):

@@ -241,3 +241,13 @@ def test_reports_show_targets_on_the_display_scale(rendered):
     assert "target 0.80 per 1,000 line-days" in member
     assert "0.80 per 1,000 line-days" in collaborative
     assert "0.0008" not in member + collaborative
+
+
+def test_member_report_draws_its_cases_in_order(rendered):
+    soup = BeautifulSoup(rendered.member.html, "html.parser")
+    alts = [img["alt"] for img in soup.find_all("img") if "CUSUM and VLAD" in img.get("alt", "")]
+    assert len(alts) == 1  # the one patient-level measure, the member's own cases
+    assert "Upper chart signalled" in alts[0]  # the world's member worsens in its last year
+    text = _flat(rendered.member.text)
+    assert "risk-adjusted CUSUM (left" in text
+    assert "risk-adjusted CUSUM (Steiner 2000)" in text  # the methods appendix says how

@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from qicollab.accounts.models import Role, User
+from qicollab.benchmarking.charts import case_order_charts, cusum_limits
+from qicollab.benchmarking.inputs import MeasureInfo
 from qicollab.benchmarking.models import (
     BenchmarkRun,
     MeasureSummary,
@@ -50,6 +52,7 @@ from qicollab.members.models import (
     Rurality,
     peer_group_members,
 )
+from qicollab.stats.cusum import CusumLimit
 from qicollab.submissions.models import Submission, SubmissionStatus
 
 HOSTILE_MEMBER = '<img src="file:///etc/passwd">St Evil <link href="http://example.com/x.css">'
@@ -80,6 +83,56 @@ RISK_MODEL = {
         {"name": "emergency", "type": "binary", "label": "Emergency"},
     ],
 }
+
+
+def _info(measure: Measure) -> MeasureInfo:
+    return MeasureInfo(
+        id=measure.id,
+        code=measure.code,
+        title=measure.title,
+        measure_type=measure.measure_type.value,
+        level=measure.level.value,
+        direction=measure.direction.value,
+        target=measure.target,
+        minimum_volume=0,
+        multiplier=measure.multiplier,
+    )
+
+
+def _risks(rng: np.random.Generator, base: float, size: int) -> np.ndarray:
+    """Expected risks of cases, spread around ``base`` as a case mix is."""
+    return np.clip(rng.beta(2.0, 2.0 / base - 2.0, size=size), 0.001, 0.6)
+
+
+def _pooled_cusum_limits(measure: Measure, base: float) -> tuple[CusumLimit, CusumLimit]:
+    """RA-CUSUM limits as a run finds them (fewer simulated paths: this is a fixture)."""
+    rng = np.random.default_rng(7)
+    return cusum_limits(_info(measure), _risks(rng, base, 2_000), {"cusum_paths": 60})
+
+
+def _case_order_charts(
+    run_id: int,
+    measure: Measure,
+    member_id: int,
+    rng: np.random.Generator,
+    *,
+    months: int,
+    per_month: int,
+    base: float,
+    worsens: bool,
+    limits: tuple[CusumLimit, CusumLimit],
+) -> list[dict]:
+    """The ``racusum`` and ``vlad`` rows of one member, from simulated cases through the
+    run's own payload builder (the odds quadruple in the last year when ``worsens``)."""
+    labels = [f"{2023 + i // 12}-{i % 12 + 1:02d}" for i in range(months) for _ in range(per_month)]
+    p = _risks(rng, base, len(labels))
+    last_year = np.arange(len(labels)) >= len(labels) - 12 * per_month
+    odds = p / (1 - p) * np.where(last_year & worsens, 4.0, 1.0)
+    y = (rng.random(len(labels)) < odds / (1 + odds)).astype(float)
+    rows = case_order_charts(
+        _info(measure), member_id, y, p, labels=labels, limits=limits, odds=2.0
+    )
+    return [{"run_id": run_id, "measure_id": measure.id, **row} for row in rows]
 
 
 @dataclass
@@ -389,6 +442,7 @@ def build_world(
         overall_rows = []
         all_values = []
         total_o = total_n = total_e = 0.0
+        limits = _pooled_cusum_limits(measure, template.base) if patient else None
         for j, member in enumerate(members):
             # The last member misses a third of the periods of the first measure.
             member_periods = periods
@@ -502,6 +556,20 @@ def build_world(
                     },
                 }
             )
+            if patient:
+                # Members with a data use agreement (here: all) also get their cases in order;
+                # the first member's odds quadruple in the last year, so its upper CUSUM signals.
+                charts += _case_order_charts(
+                    run.id,
+                    measure,
+                    member.id,
+                    rng,
+                    months=months,
+                    per_month=max(5, round(template.volume * volumes[j] / 12)),
+                    base=template.base,
+                    worsens=j == 0,
+                    limits=limits,
+                )
             if template.measure_type is MeasureType.MEAN:
                 value = float(np.average(values, weights=[p[2] for p in points]))
                 se = 4.0 / math.sqrt(n_sum)

@@ -1,0 +1,331 @@
+"""Risk-adjusted CUSUM and VLAD of one member's cases, side by side in one SVG.
+
+Draws the payloads :mod:`qicollab.benchmarking.charts` stores with a run (``racusum`` and
+``vlad``): on the left Steiner's two-sided RA-CUSUM (the upper chart above zero, the lower one
+mirrored below it, each with its simulated limit ``h``, a marker where it crossed and restarted),
+on the right the VLAD (cumulative expected minus observed events). The x axis is the case
+order; month labels and dated annotations are placed at the first case of their month.
+
+A member can have thousands of cases, so each line is thinned to its first, lowest, highest
+and last value per pixel column before drawing: the drawing looks the same (every peak and
+trough survives) and the SVG stays a few kilobytes. The text alternative summarises by month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from qicollab.reporting.charts import base
+
+WIDTH, HEIGHT = 720.0, 230.0
+_LEFT, _RIGHT = 48.0, 16.0  # margins: y tick labels on the left
+_GAP = 60.0  # between the panels, room for the second panel's tick labels
+
+
+def thinned(values: np.ndarray, columns: int) -> np.ndarray:
+    """Indices of the points to draw: per bucket of cases the first, min, max and last,
+    in case order, so the thinned line keeps every extreme of the full one."""
+    count = len(values)
+    if count <= 4 * max(columns, 1):
+        return np.arange(count)
+    edges = np.linspace(0, count, columns + 1).astype(int)
+    keep: list[int] = []
+    for start, stop in itertools.pairwise(edges):
+        if stop <= start:
+            continue
+        chunk = values[start:stop]
+        picks = {start, stop - 1, start + int(np.argmin(chunk)), start + int(np.argmax(chunk))}
+        keep.extend(sorted(picks))
+    return np.asarray(keep)
+
+
+def _floats(values: Any) -> np.ndarray:
+    return np.asarray([math.nan if v is None else float(v) for v in values or ()], dtype=float)
+
+
+def _month_starts(labels: Sequence[str]) -> list[tuple[int, str]]:
+    """(first case index, month label) for every month present, in order."""
+    starts: list[tuple[int, str]] = []
+    for index, label in enumerate(labels):
+        if not starts or starts[-1][1] != label:
+            starts.append((index, label))
+    return starts
+
+
+def _annotation_case(labels: Sequence[str], when: object) -> int | None:
+    """The first case in the annotation's month or later (None if after every case)."""
+    if isinstance(when, dt.datetime):
+        when = when.date()
+    month = when.strftime("%Y-%m") if isinstance(when, dt.date) else str(when)[:7]
+    for index, label in enumerate(labels):
+        if label >= month:
+            return index
+    return None
+
+
+def _annotations(items: Sequence[Any]) -> list[tuple[object, str]]:
+    notes: list[tuple[object, str]] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            notes.append((item.get("occurred_on") or item.get("date"), str(item.get("label", ""))))
+        else:
+            notes.append((item.occurred_on, str(item.label)))
+    return notes
+
+
+class _Panel:
+    """One plot area: a case-order x scale and a value y scale with axes and grid."""
+
+    def __init__(
+        self,
+        across: tuple[float, float],
+        down: tuple[float, float],
+        *,
+        cases: int,
+        values: list[float],
+    ) -> None:
+        (self.left, self.right), (self.top, self.bottom) = across, down
+        self.x = base.LinearScale(0, max(cases - 1, 1), self.left, self.right)
+        lo, hi = base.padded_range(values, include=[0.0])
+        ticks = base.nice_ticks(lo, hi, count=4)
+        if ticks:
+            lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
+        self.y = base.LinearScale(lo, hi, self.bottom, self.top)
+        self.ticks = ticks
+
+    def frame(self, y_label: str, labels: Sequence[str]) -> list[str]:
+        parts = [
+            f'<rect x="{base.fmt(self.left)}" y="{base.fmt(self.top)}" '
+            f'width="{base.fmt(self.right - self.left)}" '
+            f'height="{base.fmt(self.bottom - self.top)}" fill="white" stroke="{base.LIGHT}"/>'
+        ]
+        parts += base.y_axis(self.y, self.ticks, left=self.left, right=self.right, label="")
+        parts.append(
+            base.text(self.left, self.top - 18, y_label, size=9.5, weight="bold", fill=base.INK)
+        )
+        starts = _month_starts(labels)
+        parts += base.category_axis(
+            [label for _, label in starts],
+            [self.x(i) for i, _ in starts],
+            bottom=self.bottom,
+            most=4,
+        )
+        return parts
+
+    def path(self, values: np.ndarray, style: str, cls: str) -> list[str]:
+        columns = max(int(self.right - self.left), 1)
+        keep = thinned(values, columns)
+        return base.line(
+            [(self.x(int(i)), self.y(float(values[i]))) for i in keep], style=style, cls=cls
+        )
+
+    def level(self, value: float, label: str, style: str) -> list[str]:
+        y = self.y(value)
+        return [
+            f'<line x1="{base.fmt(self.left)}" x2="{base.fmt(self.right)}" y1="{base.fmt(y)}" '
+            f'y2="{base.fmt(y)}" {base.LINE_STYLES[style].attrs()}/>',
+            base.text(self.left + 3, y - 3, label, size=8, fill=base.INK),
+        ]
+
+
+UP_WORDS, DOWN_WORDS = "more events than expected", "fewer events than expected"
+
+
+def _kinds(upper_means: str) -> tuple[str, str]:
+    """Marker kinds of (upper, lower) signals: more events is a concern when fewer is better."""
+    return (
+        ("concern", "improvement") if upper_means == "deterioration" else ("improvement", "concern")
+    )
+
+
+def sequential_chart(
+    racusum: Mapping[str, Any],
+    vlad: Mapping[str, Any] | None = None,
+    *,
+    title: str,
+    annotations: Sequence[Any] = (),
+    width: float = WIDTH,
+    height: float = HEIGHT,
+) -> base.Chart:
+    """The RA-CUSUM (and, given its payload, the VLAD) of one member's cases."""
+    labels = [str(x) for x in racusum.get("x") or ()]
+    upper = _floats(racusum.get("upper"))
+    lower = _floats(racusum.get("lower"))
+    track = _floats(vlad.get("vlad")) if vlad else np.zeros(0)
+    cases = len(upper)
+    h_up = float(racusum.get("h_upper") or math.nan)
+    h_down = float(racusum.get("h_lower") or math.nan)
+    up_kind, down_kind = _kinds(str(racusum.get("upper_means", "deterioration")))
+    signals_up = [int(i) for i in racusum.get("signals_upper") or ()]
+    signals_down = [int(i) for i in racusum.get("signals_lower") or ()]
+
+    top, bottom = 34.0, height - 58.0
+    with_vlad = vlad is not None and len(track) > 0
+    split = _LEFT + (width - _LEFT - _RIGHT - _GAP) * 0.55 if with_vlad else width - _RIGHT
+    cusum_panel = _Panel(
+        (_LEFT, split),
+        (top, bottom),
+        cases=cases,
+        values=[*upper[np.isfinite(upper)], *lower[np.isfinite(lower)], h_up, -h_down],
+    )
+    parts = cusum_panel.frame("Risk-adjusted CUSUM (log-likelihood ratio)", labels)
+    legend: dict[str, str] = {}
+    if math.isfinite(h_up):
+        parts += cusum_panel.level(h_up, f"h {h_up:.2f}", "limit")
+    if math.isfinite(h_down):
+        parts += cusum_panel.level(-h_down, f"−h {h_down:.2f}", "limit")
+    legend["Limit h (simulated)"] = "line:limit"
+    parts += cusum_panel.level(0.0, "", "phase")
+    parts += cusum_panel.path(upper, "centre", "cusum-upper")
+    parts += cusum_panel.path(lower, "data", "cusum-lower")
+    legend[f"Upper: odds x {float(racusum.get('odds_ratio_upper', 2)):g}"] = "line:centre"
+    legend[f"Lower: odds x {float(racusum.get('odds_ratio_lower', 0.5)):g}"] = "line:data"
+    for index in signals_up:
+        if 0 <= index < cases:
+            parts.append(
+                base.marker(
+                    "square",
+                    cusum_panel.x(index),
+                    cusum_panel.y(upper[index]),
+                    kind=up_kind,
+                    label=f"case {index + 1} ({labels[index]}): {UP_WORDS}",
+                    cls="signal-upper",
+                )
+            )
+            legend[f"Signal: {UP_WORDS}"] = f"marker:square:{up_kind}"
+    for index in signals_down:
+        if 0 <= index < cases:
+            parts.append(
+                base.marker(
+                    "triangle-down",
+                    cusum_panel.x(index),
+                    cusum_panel.y(lower[index]),
+                    kind=down_kind,
+                    label=f"case {index + 1} ({labels[index]}): {DOWN_WORDS}",
+                    cls="signal-lower",
+                )
+            )
+            legend[f"Signal: {DOWN_WORDS}"] = f"marker:triangle-down:{down_kind}"
+
+    panels = [cusum_panel]
+    if with_vlad:
+        vlad_panel = _Panel(
+            (split + _GAP, width - _RIGHT), (top, bottom), cases=len(track), values=list(track)
+        )
+        parts += vlad_panel.frame("VLAD: expected minus observed events", labels)
+        parts += vlad_panel.level(0.0, "", "limit")
+        parts += vlad_panel.path(track, "centre", "vlad")
+        panels.append(vlad_panel)
+
+    notes = _annotations(annotations)
+    for when, label in notes:
+        index = _annotation_case(labels, when)
+        if index is None:
+            continue
+        for panel in panels:
+            parts += base.vertical_marker(panel.x(index), panel.top, panel.bottom, label)
+        legend.setdefault("Annotation", "line:annotation")
+
+    for panel in panels:
+        middle = (panel.left + panel.right) / 2
+        parts.append(
+            base.text(
+                middle,
+                bottom + 26,
+                f"{cases:,} cases in order",
+                size=9,
+                anchor="middle",
+                fill=base.GREY,
+            )
+        )
+    parts += base.legend(list(legend.items()), x=48.0, y=bottom + 40, width=width - 64.0)
+    description = describe(racusum, vlad)
+    svg = base.svg_document(width, height, title, description, parts)
+    return base.Chart(
+        svg,
+        title,
+        description,
+        columns=(
+            "Month",
+            "Cases",
+            "Expected minus observed in month",
+            "Upper CUSUM at month end",
+            "Lower CUSUM at month end",
+            "VLAD at month end",
+            "Signals",
+        ),
+        rows=monthly_rows(racusum, vlad),
+    )
+
+
+def monthly_rows(
+    racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None
+) -> tuple[tuple[str, ...], ...]:
+    """The chart as a table, one row per month (thousands of case rows help nobody)."""
+    labels = [str(x) for x in racusum.get("x") or ()]
+    upper = _floats(racusum.get("upper"))
+    lower = _floats(racusum.get("lower"))
+    track = _floats(vlad.get("vlad")) if vlad else np.full(len(labels), math.nan)
+    up = {int(i) for i in racusum.get("signals_upper") or ()}
+    down = {int(i) for i in racusum.get("signals_lower") or ()}
+    starts = _month_starts(labels)
+    rows = []
+    previous = 0.0
+    for number, (start, month) in enumerate(starts):
+        stop = starts[number + 1][0] if number + 1 < len(starts) else len(labels)
+        last = stop - 1
+        net = float(track[last]) - previous if math.isfinite(track[last]) else math.nan
+        previous = float(track[last]) if math.isfinite(track[last]) else previous
+        fired = [
+            *(f"upper at case {i + 1}" for i in range(start, stop) if i in up),
+            *(f"lower at case {i + 1}" for i in range(start, stop) if i in down),
+        ]
+        rows.append(
+            (
+                month,
+                f"{stop - start:,}",
+                f"{net:+.2f}" if math.isfinite(net) else "",
+                f"{upper[last]:.2f}",
+                f"{lower[last]:.2f}",
+                f"{track[last]:+.2f}" if math.isfinite(track[last]) else "",
+                "; ".join(fired),
+            )
+        )
+    return tuple(rows)
+
+
+def describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None) -> str:
+    """A few sentences for ``<desc>`` and the ``alt`` text."""
+    labels = [str(x) for x in racusum.get("x") or ()]
+    cases = len(labels)
+    if not cases:
+        return "Risk-adjusted CUSUM without cases."
+    up = list(racusum.get("signals_upper") or ())
+    down = list(racusum.get("signals_lower") or ())
+    text = (
+        f"Risk-adjusted CUSUM (Steiner) of {cases:,} cases from {labels[0]} to {labels[-1]}, "
+        f"limits h {float(racusum.get('h_upper', math.nan)):.2f} (upper) and "
+        f"{float(racusum.get('h_lower', math.nan)):.2f} (lower) for an in-control average run "
+        f"length of {float(racusum.get('arl', math.nan)):,.0f} cases."
+    )
+    for name, fired, words in (("Upper", up, UP_WORDS), ("Lower", down, DOWN_WORDS)):
+        if fired:
+            months = sorted({labels[int(i)] for i in fired if 0 <= int(i) < cases})
+            text += f" {name} chart signalled {len(fired)} time(s) ({words}): {', '.join(months)}."
+        else:
+            text += f" {name} chart: no signal."
+    if vlad:
+        observed = float(vlad.get("observed", math.nan))
+        expected = float(vlad.get("expected", math.nan))
+        if math.isfinite(observed) and math.isfinite(expected):
+            text += (
+                f" VLAD ends at {expected - observed:+.1f}: {observed:,.0f} events observed, "
+                f"{expected:,.1f} expected."
+            )
+    return text
