@@ -350,7 +350,7 @@ class BenchmarkRunService:
             submission_ids=explicit,
         )
         measures = tuple(
-            _measure_info(measure)
+            measure_info(measure)
             for measure in session.scalars(
                 sa.select(Measure).where(Measure.id.in_(snapshot.measure_ids)).order_by(Measure.id)
             )
@@ -555,7 +555,8 @@ class BenchmarkRunService:
             session.close()
 
 
-def _measure_info(measure: Measure) -> MeasureInfo:
+def measure_info(measure: Measure) -> MeasureInfo:
+    """What the statistics need of a measure's definition (no ORM object leaves the session)."""
     return MeasureInfo(
         id=measure.id,
         code=measure.code,

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from qicollab.accounts.models import Role, User
 from qicollab.benchmarking.charts import case_order_charts, cusum_limits
-from qicollab.benchmarking.inputs import MeasureInfo
 from qicollab.benchmarking.models import (
     BenchmarkRun,
     MeasureSummary,
@@ -33,6 +32,7 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
+from qicollab.benchmarking.services import measure_info
 from qicollab.cycles.models import (
     Annotation,
     AnnotationKind,
@@ -85,20 +85,6 @@ RISK_MODEL = {
 }
 
 
-def _info(measure: Measure) -> MeasureInfo:
-    return MeasureInfo(
-        id=measure.id,
-        code=measure.code,
-        title=measure.title,
-        measure_type=measure.measure_type.value,
-        level=measure.level.value,
-        direction=measure.direction.value,
-        target=measure.target,
-        minimum_volume=0,
-        multiplier=measure.multiplier,
-    )
-
-
 def _risks(rng: np.random.Generator, base: float, size: int) -> np.ndarray:
     """Expected risks of cases, spread around ``base`` as a case mix is."""
     return np.clip(rng.beta(2.0, 2.0 / base - 2.0, size=size), 0.001, 0.6)
@@ -107,7 +93,7 @@ def _risks(rng: np.random.Generator, base: float, size: int) -> np.ndarray:
 def _pooled_cusum_limits(measure: Measure, base: float) -> tuple[CusumLimit, CusumLimit]:
     """RA-CUSUM limits as a run finds them (fewer simulated paths: this is a fixture)."""
     rng = np.random.default_rng(7)
-    return cusum_limits(_info(measure), _risks(rng, base, 2_000), {"cusum_paths": 60})
+    return cusum_limits(measure_info(measure), _risks(rng, base, 2_000), {"cusum_paths": 60})
 
 
 def _case_order_charts(
@@ -130,7 +116,7 @@ def _case_order_charts(
     odds = p / (1 - p) * np.where(last_year & worsens, 4.0, 1.0)
     y = (rng.random(len(labels)) < odds / (1 + odds)).astype(float)
     rows = case_order_charts(
-        _info(measure), member_id, y, p, labels=labels, limits=limits, odds=2.0
+        measure_info(measure), member_id, y, p, labels=labels, limits=limits, odds=2.0
     )
     return [{"run_id": run_id, "measure_id": measure.id, **row} for row in rows]
 

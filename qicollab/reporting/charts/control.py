@@ -87,7 +87,8 @@ def _annotation_index(x_values: Sequence[object], when: object) -> int | None:
     return before[-1] if before else None
 
 
-def _annotations(items: Sequence[Any]) -> list[tuple[object, str]]:
+def annotation_pairs(items: Sequence[Any]) -> list[tuple[object, str]]:
+    """``(when, label)`` of annotations given as pairs, mappings or annotation objects."""
     out: list[tuple[object, str]] = []
     for item in items:
         if isinstance(item, Mapping):
@@ -275,7 +276,7 @@ def render_control_chart(
     # annotations
     previous = -1e9
     row = 0
-    for when, label in _annotations(annotations):
+    for when, label in annotation_pairs(annotations):
         index = _annotation_index([p.x for p in points], when)
         if index is None:
             continue

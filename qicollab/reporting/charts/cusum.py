@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from qicollab.reporting.charts import base
+from qicollab.reporting.charts.control import annotation_pairs
 
 WIDTH, HEIGHT = 720.0, 230.0
 _LEFT, _RIGHT = 48.0, 16.0  # margins: y tick labels on the left
@@ -67,16 +68,6 @@ def _annotation_case(labels: Sequence[str], when: object) -> int | None:
         if label >= month:
             return index
     return None
-
-
-def _annotations(items: Sequence[Any]) -> list[tuple[object, str]]:
-    notes: list[tuple[object, str]] = []
-    for item in items:
-        if isinstance(item, Mapping):
-            notes.append((item.get("occurred_on") or item.get("date"), str(item.get("label", ""))))
-        else:
-            notes.append((item.occurred_on, str(item.label)))
-    return notes
 
 
 class _Panel:
@@ -186,32 +177,22 @@ def sequential_chart(
     parts += cusum_panel.path(lower, "data", "cusum-lower")
     legend[f"Upper: odds x {float(racusum.get('odds_ratio_upper', 2)):g}"] = "line:centre"
     legend[f"Lower: odds x {float(racusum.get('odds_ratio_lower', 0.5)):g}"] = "line:data"
-    for index in signals_up:
-        if 0 <= index < cases:
+    for side, fired, values, shape, kind, words in (
+        ("upper", signals_up, upper, "square", up_kind, UP_WORDS),
+        ("lower", signals_down, lower, "triangle-down", down_kind, DOWN_WORDS),
+    ):
+        for index in (i for i in fired if 0 <= i < cases):
             parts.append(
                 base.marker(
-                    "square",
+                    shape,
                     cusum_panel.x(index),
-                    cusum_panel.y(upper[index]),
-                    kind=up_kind,
-                    label=f"case {index + 1} ({labels[index]}): {UP_WORDS}",
-                    cls="signal-upper",
+                    cusum_panel.y(values[index]),
+                    kind=kind,
+                    label=f"case {index + 1} ({labels[index]}): {words}",
+                    cls=f"signal-{side}",
                 )
             )
-            legend[f"Signal: {UP_WORDS}"] = f"marker:square:{up_kind}"
-    for index in signals_down:
-        if 0 <= index < cases:
-            parts.append(
-                base.marker(
-                    "triangle-down",
-                    cusum_panel.x(index),
-                    cusum_panel.y(lower[index]),
-                    kind=down_kind,
-                    label=f"case {index + 1} ({labels[index]}): {DOWN_WORDS}",
-                    cls="signal-lower",
-                )
-            )
-            legend[f"Signal: {DOWN_WORDS}"] = f"marker:triangle-down:{down_kind}"
+            legend[f"Signal: {words}"] = f"marker:{shape}:{kind}"
 
     panels = [cusum_panel]
     if with_vlad:
@@ -223,8 +204,7 @@ def sequential_chart(
         parts += vlad_panel.path(track, "centre", "vlad")
         panels.append(vlad_panel)
 
-    notes = _annotations(annotations)
-    for when, label in notes:
+    for when, label in annotation_pairs(annotations):
         index = _annotation_case(labels, when)
         if index is None:
             continue
