@@ -667,8 +667,15 @@ def load_run(session: Session, run_id: int) -> RunData:
     )
 
 
-def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
-    """Read one member's period results, stored charts, annotations and submission use."""
+def load_member(
+    session: Session,
+    run: RunData,
+    member_id: int,
+    *,
+    annotations: list[AnnotationView] | None = None,
+) -> MemberData:
+    """Read one member's period results, stored charts, annotations (unless given: already
+    read) and submission use."""
     member = run.members.get(member_id)
     if member is None:
         msg = f"member {member_id} is not in this collaborative"
@@ -707,7 +714,22 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
         else:
             sequential[measure_id][kind] = dict(payload or {})
 
-    annotations = [
+    if annotations is None:
+        annotations = load_annotations(session, run, member_id)
+    return MemberData(
+        member,
+        dict(periods),
+        charts,
+        annotations,
+        _submission_use(session, run_id, member_id),
+        dict(sequential),
+    )
+
+
+def load_annotations(session: Session, run: RunData, member_id: int) -> list[AnnotationView]:
+    """The member's dated notes and the collaborative-wide ones, oldest first (read fresh:
+    coordinators and officers add them after a run)."""
+    return [
         AnnotationView(
             note.occurred_on,
             note.kind.value,
@@ -726,14 +748,6 @@ def load_member(session: Session, run: RunData, member_id: int) -> MemberData:
             .order_by(Annotation.occurred_on, Annotation.id)
         )
     ]
-    return MemberData(
-        member,
-        dict(periods),
-        charts,
-        annotations,
-        _submission_use(session, run_id, member_id),
-        dict(sequential),
-    )
 
 
 def _submission_use(session: Session, run_id: int, member_id: int) -> dict[int, SubmissionUse]:

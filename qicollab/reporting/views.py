@@ -29,19 +29,18 @@ from qicollab.reporting import formatting
 from qicollab.reporting.exports import measure_report_bundle, results_table, to_csv, to_xlsx
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.overview import build_overview
+from qicollab.reporting.page_cache import results_page_sections
 from qicollab.reporting.privacy import Audience
 from qicollab.reporting.rendering import JOB_KIND
 from qicollab.reporting.results import (
     ResultsNotFoundError,
     RunData,
     find_run,
-    load_member,
     load_run,
     run_is_published,
     succeeded_runs,
-    yearly_values,
 )
-from qicollab.reporting.sections import executive_summary, member_sections
+from qicollab.reporting.sections import executive_summary
 from qicollab.resources import ADMIN, COORDINATOR, MemberResource, Root
 
 if TYPE_CHECKING:
@@ -141,9 +140,7 @@ def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
     group = run.peer_group(request.params.get("peer_group"))
     if request.params.get("peer_group") and group is None:
         raise HTTPNotFound
-    data = load_member(request.db, run, member.id)
-    years = yearly_values(request.db, run.run.id, member_id=member.id)
-    sections = member_sections(run, data, audience, group=group, years=years)
+    sections = results_page_sections(request.db, run, member.id, audience, group=group)
     return _page(
         request,
         member=member,

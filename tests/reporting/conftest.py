@@ -21,6 +21,7 @@ from pyramid.csrf import CookieCSRFStoragePolicy
 from qicollab import make_config
 from qicollab.accounts.models import User
 from qicollab.db import create_engine_from_settings, get_session_factory
+from qicollab.reporting import page_cache
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
@@ -53,6 +54,7 @@ class Portal:
 @pytest.fixture
 def world(db_session) -> World:
     """A collaborative of 12 members with a finished run (on each backend)."""
+    page_cache.forget()  # the last test's world had the same URL, run id and stamp
     return build_world(db_session)
 
 

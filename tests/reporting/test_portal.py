@@ -4,6 +4,7 @@ suppression, permissions."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 
@@ -14,6 +15,7 @@ from bs4 import BeautifulSoup
 
 from qicollab.audit.models import AuditEvent
 from qicollab.benchmarking.models import StoredChart
+from qicollab.cycles.models import Annotation, AnnotationKind
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.reporting.charts.cusum import describe
@@ -356,3 +358,52 @@ def test_targets_are_shown_on_the_display_scale(portal, world):
     overview = _text(portal.as_user("coordinator").get("/results"))
     assert "0.80 per 1,000 line-days" in overview
     assert "0.0008" not in member + overview
+
+
+def _figures(page) -> list[str]:
+    return [str(svg) for svg in page.html.select("svg.qc-chart")]
+
+
+def test_a_repeat_visit_serves_the_same_page(portal, world):
+    viewer = portal.as_user("viewer")
+    first = viewer.get(results_url(world))
+    again = viewer.get(results_url(world))
+    assert _figures(first) == _figures(again)
+    assert _text(first) == _text(again)
+
+
+def test_a_new_annotation_shows_on_the_next_visit(portal, world, db_session):
+    viewer = portal.as_user("viewer")
+    viewer.get(results_url(world))
+    db_session.add(
+        Annotation(
+            collaborative_id=world.collaborative_id,
+            member_id=world.member,
+            occurred_on=dt.date(2024, 5, 1),
+            kind=AnnotationKind.CHANGE,
+            label="Sepsis bundle started",
+        )
+    )
+    db_session.commit()
+    assert "Sepsis bundle started" in _text(viewer.get(results_url(world)))
+
+
+def test_a_renamed_peer_shows_on_the_coordinators_next_visit(portal, world, db_session):
+    coordinator = portal.as_user("coordinator")
+    shown = _text(coordinator.get(results_url(world)))
+    peer = next(
+        member_id
+        for member_id, name in world.names.items()
+        if member_id != world.member and name in shown
+    )
+    db_session.get(Member, peer).name = "Renamed Regional Hospital"
+    db_session.commit()
+    assert "Renamed Regional Hospital" in _text(coordinator.get(results_url(world)))
+
+
+def test_a_coordinators_visit_never_serves_a_member_the_identified_page(portal, world):
+    coordinator_page = portal.as_user("coordinator").get(results_url(world))
+    names = [name for member_id, name in world.names.items() if member_id != world.member]
+    assert any(name in _text(coordinator_page) for name in names)
+    member_page = _text(portal.as_user("viewer").get(results_url(world)))
+    assert not any(name in member_page for name in names)

@@ -14,9 +14,9 @@ trough survives) and the SVG stays a few kilobytes. The text alternative summari
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,30 +33,50 @@ def thinned(values: np.ndarray, columns: int) -> np.ndarray:
     """Indices of the points to draw: per bucket of cases the first, min, max and last,
     in case order, so the thinned line keeps every extreme of the full one."""
     count = len(values)
-    if count <= 4 * max(columns, 1):
+    if count <= 4 * max(columns, 1) or not np.isfinite(values).all():
         return np.arange(count)
-    edges = np.linspace(0, count, columns + 1).astype(int)
-    keep: list[int] = []
-    for start, stop in itertools.pairwise(edges):
-        if stop <= start:
-            continue
-        chunk = values[start:stop]
-        picks = {start, stop - 1, start + int(np.argmin(chunk)), start + int(np.argmax(chunk))}
-        keep.extend(sorted(picks))
-    return np.asarray(keep)
+    edges = np.unique(np.linspace(0, count, columns + 1).astype(int))
+    starts, stops = edges[:-1], edges[1:]
+    bucket = np.repeat(np.arange(len(starts)), stops - starts)
+    picks = [starts, stops - 1]
+    for extreme in (np.minimum, np.maximum):
+        at = np.flatnonzero(values == extreme.reduceat(values, starts)[bucket])
+        _, first = np.unique(bucket[at], return_index=True)
+        picks.append(at[first])
+    return np.unique(np.concatenate(picks))
 
 
-def _floats(values: Any) -> np.ndarray:
-    return np.asarray([math.nan if v is None else float(v) for v in values or ()], dtype=float)
+@dataclass(frozen=True, slots=True)
+class _Cases:
+    """The stored payloads as arrays, read once per drawing."""
 
+    labels: list[str]
+    upper: np.ndarray
+    lower: np.ndarray
+    track: np.ndarray  # the VLAD; empty without its payload
+    #: (first case index, month label) for every month present, in order.
+    starts: list[tuple[int, str]]
+    signals_up: list[int]
+    signals_down: list[int]
 
-def _month_starts(labels: Sequence[str]) -> list[tuple[int, str]]:
-    """(first case index, month label) for every month present, in order."""
-    starts: list[tuple[int, str]] = []
-    for index, label in enumerate(labels):
-        if not starts or starts[-1][1] != label:
-            starts.append((index, label))
-    return starts
+    @classmethod
+    def read(cls, racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None) -> _Cases:
+        labels = [str(x) for x in racusum.get("x") or ()]
+        months = np.asarray(labels)
+        first = np.flatnonzero(np.r_[True, months[1:] != months[:-1]]) if labels else []
+        cases = len(labels)
+        return cls(
+            labels=labels,
+            # JSON nulls become NaN (numpy's float conversion of None).
+            upper=np.array(racusum.get("upper") or (), dtype=float),
+            lower=np.array(racusum.get("lower") or (), dtype=float),
+            track=np.array((vlad or {}).get("vlad") or (), dtype=float),
+            starts=[(int(i), labels[i]) for i in first],
+            signals_up=[int(i) for i in racusum.get("signals_upper") or () if 0 <= int(i) < cases],
+            signals_down=[
+                int(i) for i in racusum.get("signals_lower") or () if 0 <= int(i) < cases
+            ],
+        )
 
 
 def _annotation_case(labels: Sequence[str], when: object) -> int | None:
@@ -79,18 +99,21 @@ class _Panel:
         down: tuple[float, float],
         *,
         cases: int,
-        values: list[float],
+        values: np.ndarray,
     ) -> None:
         (self.left, self.right), (self.top, self.bottom) = across, down
         self.x = base.LinearScale(0, max(cases - 1, 1), self.left, self.right)
-        lo, hi = base.padded_range(values, include=[0.0])
+        finite = values[np.isfinite(values)]
+        lo, hi = base.padded_range(
+            (finite.min(), finite.max()) if len(finite) else (), include=[0.0]
+        )
         ticks = base.nice_ticks(lo, hi, count=4)
         if ticks:
             lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
         self.y = base.LinearScale(lo, hi, self.bottom, self.top)
         self.ticks = ticks
 
-    def frame(self, y_label: str, labels: Sequence[str]) -> list[str]:
+    def frame(self, y_label: str, starts: Sequence[tuple[int, str]]) -> list[str]:
         parts = [
             f'<rect x="{base.fmt(self.left)}" y="{base.fmt(self.top)}" '
             f'width="{base.fmt(self.right - self.left)}" '
@@ -100,7 +123,6 @@ class _Panel:
         parts.append(
             base.text(self.left, self.top - 18, y_label, size=9.5, weight="bold", fill=base.INK)
         )
-        starts = _month_starts(labels)
         parts += base.category_axis(
             [label for _, label in starts],
             [self.x(i) for i, _ in starts],
@@ -110,11 +132,15 @@ class _Panel:
         return parts
 
     def path(self, values: np.ndarray, style: str, cls: str) -> list[str]:
-        columns = max(int(self.right - self.left), 1)
-        keep = thinned(values, columns)
-        return base.line(
-            [(self.x(int(i)), self.y(float(values[i]))) for i in keep], style=style, cls=cls
+        # Buckets two pixels wide: at 720 px across a printed page, finer detail is invisible.
+        keep = thinned(values, max(int((self.right - self.left) / 2), 1))
+        xs = self.x.start + (keep - self.x.lo) / (self.x.hi - self.x.lo) * (
+            self.x.end - self.x.start
         )
+        ys = self.y.start + (values[keep] - self.y.lo) / (self.y.hi - self.y.lo or 1.0) * (
+            self.y.end - self.y.start
+        )
+        return base.line(zip(xs.tolist(), ys.tolist(), strict=True), style=style, cls=cls)
 
     def level(self, value: float, label: str, style: str) -> list[str]:
         y = self.y(value)
@@ -145,27 +171,23 @@ def sequential_chart(
     height: float = HEIGHT,
 ) -> base.Chart:
     """The RA-CUSUM (and, given its payload, the VLAD) of one member's cases."""
-    labels = [str(x) for x in racusum.get("x") or ()]
-    upper = _floats(racusum.get("upper"))
-    lower = _floats(racusum.get("lower"))
-    track = _floats(vlad.get("vlad")) if vlad else np.zeros(0)
+    data = _Cases.read(racusum, vlad)
+    labels, upper, lower, track = data.labels, data.upper, data.lower, data.track
     cases = len(upper)
     h_up = float(racusum.get("h_upper") or math.nan)
     h_down = float(racusum.get("h_lower") or math.nan)
     up_kind, down_kind = _kinds(str(racusum.get("upper_means", "deterioration")))
-    signals_up = [int(i) for i in racusum.get("signals_upper") or ()]
-    signals_down = [int(i) for i in racusum.get("signals_lower") or ()]
 
     top, bottom = 34.0, height - 58.0
-    with_vlad = vlad is not None and len(track) > 0
+    with_vlad = len(track) > 0
     split = _LEFT + (width - _LEFT - _RIGHT - _GAP) * 0.55 if with_vlad else width - _RIGHT
     cusum_panel = _Panel(
         (_LEFT, split),
         (top, bottom),
         cases=cases,
-        values=[*upper[np.isfinite(upper)], *lower[np.isfinite(lower)], h_up, -h_down],
+        values=np.concatenate([upper, lower, [h_up, -h_down]]),
     )
-    parts = cusum_panel.frame("Risk-adjusted CUSUM (log-likelihood ratio)", labels)
+    parts = cusum_panel.frame("Risk-adjusted CUSUM (log-likelihood ratio)", data.starts)
     legend: dict[str, str] = {}
     if math.isfinite(h_up):
         parts += cusum_panel.level(h_up, f"h {h_up:.2f}", "limit")
@@ -178,10 +200,10 @@ def sequential_chart(
     legend[f"Upper: odds x {float(racusum.get('odds_ratio_upper', 2)):g}"] = "line:centre"
     legend[f"Lower: odds x {float(racusum.get('odds_ratio_lower', 0.5)):g}"] = "line:data"
     for side, fired, values, shape, kind, words in (
-        ("upper", signals_up, upper, "square", up_kind, UP_WORDS),
-        ("lower", signals_down, lower, "triangle-down", down_kind, DOWN_WORDS),
+        ("upper", data.signals_up, upper, "square", up_kind, UP_WORDS),
+        ("lower", data.signals_down, lower, "triangle-down", down_kind, DOWN_WORDS),
     ):
-        for index in (i for i in fired if 0 <= i < cases):
+        for index in fired:
             parts.append(
                 base.marker(
                     shape,
@@ -197,9 +219,9 @@ def sequential_chart(
     panels = [cusum_panel]
     if with_vlad:
         vlad_panel = _Panel(
-            (split + _GAP, width - _RIGHT), (top, bottom), cases=len(track), values=list(track)
+            (split + _GAP, width - _RIGHT), (top, bottom), cases=len(track), values=track
         )
-        parts += vlad_panel.frame("VLAD: expected minus observed events", labels)
+        parts += vlad_panel.frame("VLAD: expected minus observed events", data.starts)
         parts += vlad_panel.level(0.0, "", "limit")
         parts += vlad_panel.path(track, "centre", "vlad")
         panels.append(vlad_panel)
@@ -225,7 +247,7 @@ def sequential_chart(
             )
         )
     parts += base.legend(list(legend.items()), x=48.0, y=bottom + 40, width=width - 64.0)
-    description = describe(racusum, vlad)
+    description = _describe(racusum, vlad, data)
     svg = base.svg_document(width, height, title, description, parts)
     return base.Chart(
         svg,
@@ -240,7 +262,7 @@ def sequential_chart(
             "VLAD at month end",
             "Signals",
         ),
-        rows=monthly_rows(racusum, vlad),
+        rows=_monthly_rows(data),
     )
 
 
@@ -248,13 +270,13 @@ def monthly_rows(
     racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None
 ) -> tuple[tuple[str, ...], ...]:
     """The chart as a table, one row per month (thousands of case rows help nobody)."""
-    labels = [str(x) for x in racusum.get("x") or ()]
-    upper = _floats(racusum.get("upper"))
-    lower = _floats(racusum.get("lower"))
-    track = _floats(vlad.get("vlad")) if vlad else np.full(len(labels), math.nan)
-    up = {int(i) for i in racusum.get("signals_upper") or ()}
-    down = {int(i) for i in racusum.get("signals_lower") or ()}
-    starts = _month_starts(labels)
+    return _monthly_rows(_Cases.read(racusum, vlad))
+
+
+def _monthly_rows(data: _Cases) -> tuple[tuple[str, ...], ...]:
+    labels, upper, lower, starts = data.labels, data.upper, data.lower, data.starts
+    track = data.track if len(data.track) else np.full(len(labels), math.nan)
+    up, down = set(data.signals_up), set(data.signals_down)
     rows = []
     previous = 0.0
     for number, (start, month) in enumerate(starts):
@@ -282,21 +304,26 @@ def monthly_rows(
 
 def describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None) -> str:
     """A few sentences for ``<desc>`` and the ``alt`` text."""
-    labels = [str(x) for x in racusum.get("x") or ()]
+    return _describe(racusum, vlad, _Cases.read(racusum, vlad))
+
+
+def _describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None, data: _Cases) -> str:
+    labels = data.labels
     cases = len(labels)
     if not cases:
         return "Risk-adjusted CUSUM without cases."
-    up = list(racusum.get("signals_upper") or ())
-    down = list(racusum.get("signals_lower") or ())
     text = (
         f"Risk-adjusted CUSUM (Steiner) of {cases:,} cases from {labels[0]} to {labels[-1]}, "
         f"limits h {float(racusum.get('h_upper', math.nan)):.2f} (upper) and "
         f"{float(racusum.get('h_lower', math.nan)):.2f} (lower) for an in-control average run "
         f"length of {float(racusum.get('arl', math.nan)):,.0f} cases."
     )
-    for name, fired, words in (("Upper", up, UP_WORDS), ("Lower", down, DOWN_WORDS)):
+    for name, fired, words in (
+        ("Upper", data.signals_up, UP_WORDS),
+        ("Lower", data.signals_down, DOWN_WORDS),
+    ):
         if fired:
-            months = sorted({labels[int(i)] for i in fired if 0 <= int(i) < cases})
+            months = sorted({labels[i] for i in fired})
             text += f" {name} chart signalled {len(fired)} time(s) ({words}): {', '.join(months)}."
         else:
             text += f" {name} chart: no signal."
