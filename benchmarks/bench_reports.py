@@ -2,13 +2,14 @@
 
 One command, printing medians and ratios against the targets:
 
-* one member benchmark report (about 10 pages, 18 charts: 6 measures x funnel, caterpillar and
-  control chart, with 1,000 members on the peer charts) rendered warm: target < 3 s;
+* one member benchmark report (about 13 pages, 18 charts: each measure's funnel, caterpillar
+  and control chart where they apply, and the patient-level measure's RA-CUSUM/VLAD, with
+  1,000 members on the peer charts) rendered warm: target < 3 s;
 * reports for 1,000 members with 2 long-lived workers, extrapolated from a timed sample:
   target < 25 minutes; the same sample rendered one process per report shows what the warm
   pool saves;
-* a member's results page, server time through the WSGI app (WebTest, no network): target
-  < 300 ms.
+* a member's results page, server time through the WSGI app (WebTest, no network), built on a
+  member's first visit: target < 300 ms (and served again from the page cache).
 
 The collaborative (1,000 members, 6 measures, 36 months) is written straight into the result
 tables by the reporting tests' builder and kept in ``--folder`` for later runs.
@@ -32,11 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the reporting tests' world builder lives in tests/
 
+import sqlalchemy as sa  # noqa: E402
 import webtest  # noqa: E402
 from pypdf import PdfReader  # noqa: E402
 
 from qicollab import make_config  # noqa: E402
-from qicollab.accounts.models import User  # noqa: E402
+from qicollab.accounts.models import Role, User  # noqa: E402
 from qicollab.db import create_engine_from_settings, get_session_factory  # noqa: E402
 from qicollab.migrations import upgrade  # noqa: E402
 from qicollab.reporting.models import ReportKind  # noqa: E402
@@ -161,10 +163,13 @@ def process_per_report(settings: dict, run_id: int, member_ids: list[int]) -> fl
 
 
 def results_page(settings: dict, member_id: int, officer_id: int, repeats: int) -> dict:
-    """Server time of the member results page (median of ``repeats``, after one warm-up)."""
+    """Server time of the member results page: built (the first visit of each of ``repeats``
+    members, read by a coordinator, as no officer may open another member's page) and served
+    again (the member's officer, ``repeats`` times, from the page cache)."""
+    user = {"id": officer_id}
 
     def loader(request):
-        return request.db.get(User, officer_id)
+        return request.db.get(User, user["id"])
 
     config = make_config(dict(settings))
     config.registry[IDENTITY_LOADER_KEY] = loader
@@ -176,12 +181,29 @@ def results_page(settings: dict, member_id: int, officer_id: int, repeats: int) 
     if "<svg" not in response.text:
         msg = f"{url} shows no charts: not a results page (stale --folder? try --fresh)"
         raise SystemExit(msg)
-    times = []
+    again = []
     for _ in range(repeats):
         started = time.perf_counter()
         app.get(url)
-        times.append(time.perf_counter() - started)
-    return {"median": median(times), "first": first, "bytes": len(response.body)}
+        again.append(time.perf_counter() - started)
+
+    engine = create_engine_from_settings(settings)
+    with get_session_factory(engine)() as session:
+        user["id"] = session.scalar(
+            sa.select(User.id).where(User.role == Role.COORDINATOR).order_by(User.id)
+        )
+    engine.dispose()
+    built = []
+    for other in range(member_id + 1, member_id + 1 + repeats):
+        started = time.perf_counter()
+        app.get(f"/members/{other}/results")
+        built.append(time.perf_counter() - started)
+    return {
+        "built": median(built),
+        "again": median(again),
+        "first": first,
+        "bytes": len(response.body),
+    }
 
 
 def main() -> None:
@@ -232,9 +254,11 @@ def main() -> None:
 
     page = results_page(settings, first_member, officer_id, repeats=20)
     print(
-        f"member results page (median of 20, after a first request of {page['first'] * 1000:.0f}"
-        f" ms): {page['median'] * 1000:.0f} ms, {page['bytes'] / 1024:.0f} KB; "
-        f"target < 300 ms: ratio {page['median'] / 0.3:.2f}"
+        f"member results page, built on a member's first visit (median of 20 members): "
+        f"{page['built'] * 1000:.0f} ms, target < 300 ms: ratio {page['built'] / 0.3:.2f}; "
+        f"served again from the page cache: {page['again'] * 1000:.0f} ms; the process's very "
+        f"first request (run read from the database): {page['first'] * 1000:.0f} ms; "
+        f"{page['bytes'] / 1024:.0f} KB"
     )
 
 
