@@ -11,7 +11,6 @@ views only use ``request.identity`` and ``pyramid.csrf``, so the flows stay the 
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,18 +21,16 @@ from sqlalchemy.orm import Session
 
 from qicollab import make_config
 from qicollab.accounts.models import Role, User
-from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, ReportingPeriod
-from qicollab.measures.models import DataLevel, Direction, Measure, MeasureType
+from qicollab.cycles.models import CycleStatus, LearningCycle, ReportingPeriod
+from qicollab.measures.models import Measure
 from qicollab.measures.spec import Covariate, CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.members.models import (
-    BedSizeBand,
     Collaborative,
     DeidProfile,
     Member,
-    OrgType,
-    Rurality,
 )
 from qicollab.security import IDENTITY_LOADER_KEY
+from tests.small_collaborative import two_hospitals, year_and_month_periods
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 USER_KEY = "qicollab.test_user_id"
@@ -77,76 +74,20 @@ class World:
         return self.now.year
 
 
-def _month_end(year: int, month: int) -> dt.date:
-    return dt.date(year, month, calendar.monthrange(year, month)[1])
-
-
 def build_world(
     session: Session, now: dt.datetime = NOW, *, password_hash: str | None = None
 ) -> World:
     """Two members, three aggregate measures and one patient-level measure, three cycles."""
     year = now.year
-    collaborative = Collaborative(
-        slug="wf", name="Workflow collaborative", deid_profile=DeidProfile.LIMITED_DATA_SET
+    base = two_hospitals(
+        session,
+        slug="wf",
+        name="Workflow collaborative",
+        profile=DeidProfile.LIMITED_DATA_SET,
+        risk_model=risk_model(),
     )
-    session.add(collaborative)
-    session.flush()
-
-    def member(code: str, *, dua: bool) -> Member:
-        return Member(
-            collaborative_id=collaborative.id,
-            code=code,
-            name=f"Hospital {code}",
-            blinded_code=f"P-{code}",
-            org_type=OrgType.ACUTE_HOSPITAL,
-            bed_size_band=BedSizeBand.FROM_100_TO_299,
-            rurality=Rurality.URBAN,
-            region="North",
-            has_data_use_agreement=dua,
-        )
-
-    h01, h02 = member("H01", dua=True), member("H02", dua=False)
-    session.add_all([h01, h02])
-
-    def measure(code: str, kind: MeasureType, level: DataLevel = DataLevel.AGGREGATE) -> Measure:
-        return Measure(
-            collaborative_id=collaborative.id,
-            code=code,
-            title=f"Measure {code}",
-            measure_type=kind,
-            level=level,
-            direction=Direction.INCREASE,
-            numerator_definition="numerator",
-            denominator_definition="denominator",
-            risk_model=risk_model().to_json() if level is DataLevel.PATIENT else None,
-        )
-
-    measures = {
-        "HH": measure("HH", MeasureType.PROPORTION),
-        "CLABSI": measure("CLABSI", MeasureType.RATE),
-        "D2P": measure("D2P", MeasureType.MEAN),
-        "SURG": measure("SURG", MeasureType.RATIO, DataLevel.PATIENT),
-    }
-    session.add_all(measures.values())
-    periods: dict[str, ReportingPeriod] = {}
-    for y in (year - 1, year, year + 1):
-        periods[str(y)] = ReportingPeriod(
-            collaborative_id=collaborative.id,
-            label=str(y),
-            granularity=Granularity.YEAR,
-            start_date=dt.date(y, 1, 1),
-            end_date=dt.date(y, 12, 31),
-        )
-        for month in range(1, 13):
-            periods[f"{y}-{month:02d}"] = ReportingPeriod(
-                collaborative_id=collaborative.id,
-                label=f"{y}-{month:02d}",
-                granularity=Granularity.MONTH,
-                start_date=dt.date(y, month, 1),
-                end_date=_month_end(y, month),
-            )
-    session.add_all(periods.values())
-    session.flush()
+    collaborative, h01, h02, measures = base.collaborative, base.h01, base.h02, base.measures
+    periods = year_and_month_periods(session, collaborative.id, (year - 1, year, year + 1))
     deadline = (now + dt.timedelta(days=10)).replace(hour=23, minute=59, second=0, microsecond=0)
     cycles = {
         "last": LearningCycle(

@@ -12,18 +12,16 @@ import pytest
 from sqlalchemy.orm import Session
 
 from qicollab.accounts.models import Role, User
-from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, ReportingPeriod
-from qicollab.measures.models import DataLevel, Direction, Measure, MeasureType
+from qicollab.cycles.models import CycleStatus, LearningCycle
+from qicollab.measures.models import Measure
 from qicollab.measures.spec import Covariate, CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.members.models import (
-    BedSizeBand,
     Collaborative,
     DeidProfile,
     Member,
-    OrgType,
-    Rurality,
 )
 from qicollab.submissions.services import SubmissionService
+from tests.small_collaborative import two_hospitals, year_and_month_periods
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -63,71 +61,12 @@ class World:
     surg: Measure  # patient level
 
 
-def month_end(year: int, month: int) -> dt.date:
-    nxt = dt.date(year + month // 12, month % 12 + 1, 1)
-    return nxt - dt.timedelta(days=1)
-
-
 def build_world(session: Session, *, profile: DeidProfile = DeidProfile.LIMITED_DATA_SET) -> World:
-    collaborative = Collaborative(slug="test", name="Test collaborative", deid_profile=profile)
-    session.add(collaborative)
-    session.flush()
-
-    def member(code: str, *, dua: bool) -> Member:
-        return Member(
-            collaborative_id=collaborative.id,
-            code=code,
-            name=f"Hospital {code}",
-            blinded_code=f"P-{code}",
-            org_type=OrgType.ACUTE_HOSPITAL,
-            bed_size_band=BedSizeBand.FROM_100_TO_299,
-            rurality=Rurality.URBAN,
-            region="North",
-            has_data_use_agreement=dua,
-        )
-
-    first, second = member("H01", dua=True), member("H02", dua=False)
-    session.add_all([first, second])
-
-    def measure(code: str, kind: MeasureType, level: DataLevel = DataLevel.AGGREGATE) -> Measure:
-        return Measure(
-            collaborative_id=collaborative.id,
-            code=code,
-            title=f"Measure {code}",
-            measure_type=kind,
-            level=level,
-            direction=Direction.INCREASE,
-            numerator_definition="numerator",
-            denominator_definition="denominator",
-            risk_model=risk_model().to_json() if level is DataLevel.PATIENT else None,
-        )
-
-    hh = measure("HH", MeasureType.PROPORTION)
-    clabsi = measure("CLABSI", MeasureType.RATE)
-    d2p = measure("D2P", MeasureType.MEAN)
-    surg = measure("SURG", MeasureType.RATIO, DataLevel.PATIENT)
-    session.add_all([hh, clabsi, d2p, surg])
-    for year in (2024, 2025, 2026, 2027):
-        session.add(
-            ReportingPeriod(
-                collaborative_id=collaborative.id,
-                label=str(year),
-                granularity=Granularity.YEAR,
-                start_date=dt.date(year, 1, 1),
-                end_date=dt.date(year, 12, 31),
-            )
-        )
-        for month in range(1, 13):
-            session.add(
-                ReportingPeriod(
-                    collaborative_id=collaborative.id,
-                    label=f"{year}-{month:02d}",
-                    granularity=Granularity.MONTH,
-                    start_date=dt.date(year, month, 1),
-                    end_date=month_end(year, month),
-                )
-            )
-    session.flush()
+    base = two_hospitals(
+        session, slug="test", name="Test collaborative", profile=profile, risk_model=risk_model()
+    )
+    collaborative = base.collaborative
+    year_and_month_periods(session, collaborative.id, (2024, 2025, 2026, 2027))
     session.add_all(
         [
             LearningCycle(
@@ -169,10 +108,13 @@ def build_world(session: Session, *, profile: DeidProfile = DeidProfile.LIMITED_
         member_id=None,
     )
     session.flush()
-    officer.member_id = first.id
+    officer.member_id = base.h01.id
     session.add(officer)
     session.flush()
-    return World(collaborative, first, second, officer, hh, clabsi, d2p, surg)
+    m = base.measures
+    return World(
+        collaborative, base.h01, base.h02, officer, m["HH"], m["CLABSI"], m["D2P"], m["SURG"]
+    )
 
 
 @pytest.fixture
