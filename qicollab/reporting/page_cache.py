@@ -11,8 +11,10 @@ request) and the names, codes and groups the page prints (read fresh by ``load_r
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
 from typing import TYPE_CHECKING
+
+from cachetools import LRUCache
 
 from qicollab.reporting.results import (
     load_annotations,
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
 #: Pages kept (each ~0.4 MB of SVG); the least recently served go first.
 CACHED_PAGES = 64
-_PAGES: OrderedDict[Hashable, list[MeasureSection]] = OrderedDict()
+_PAGES: LRUCache[Hashable, list[MeasureSection]] = LRUCache(maxsize=CACHED_PAGES)
+_LOCK = threading.Lock()  # waitress serves from several threads; cachetools is not thread-safe
 
 
 def results_page_sections(
@@ -57,20 +60,20 @@ def results_page_sections(
         tuple(notes),
         labels,
     )
-    sections = _PAGES.get(key)
+    with _LOCK:
+        sections = _PAGES.get(key)
     if sections is not None:
-        _PAGES.move_to_end(key)
         return sections
     data = load_member(session, run, member_id, annotations=notes)
     years = yearly_values(session, run.run.id, member_id=member_id)
     sections = member_sections(run, data, audience, group=group, years=years)
-    _PAGES[key] = sections
-    while len(_PAGES) > CACHED_PAGES:
-        _PAGES.popitem(last=False)
+    with _LOCK:
+        _PAGES[key] = sections
     return sections
 
 
 def forget() -> None:
     """Drop every kept page: for a database rebuilt under the same URL with the same run ids
     and stamps (the test worlds are), where the key cannot tell the old rows from the new."""
-    _PAGES.clear()
+    with _LOCK:
+        _PAGES.clear()

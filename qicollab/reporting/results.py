@@ -13,11 +13,13 @@ by the builders in :mod:`qicollab.reporting.sections`.
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict, defaultdict
+import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from cachetools import LRUCache
 
 from qicollab.benchmarking.models import (
     BenchmarkRun,
@@ -523,9 +525,11 @@ class _RunCore:
     by_measure: dict[int, list[Result]] = field(default_factory=dict)
 
 
-#: Recently read runs, keyed by database, run and its finishing stamp (newest last).
-_CORES: OrderedDict[tuple[str, int, str], _RunCore] = OrderedDict()
 CACHED_RUNS = 4
+#: Recently read runs, keyed by database, run and its finishing stamp; waitress serves from
+#: several threads and cachetools' caches are not thread-safe, hence the lock.
+_CORES: LRUCache[tuple[str, int, str], _RunCore] = LRUCache(maxsize=CACHED_RUNS)
+_CORES_LOCK = threading.Lock()
 
 
 def _read_core(session: Session, run_id: int) -> _RunCore:
@@ -579,14 +583,12 @@ def _core(session: Session, run: BenchmarkRun) -> _RunCore:
     """
     bind = session.get_bind()
     key = (str(bind.url), run.id, str(run.finished_at))
-    core = _CORES.get(key)
+    with _CORES_LOCK:
+        core = _CORES.get(key)
     if core is None:
         core = _read_core(session, run.id)
-        _CORES[key] = core
-        while len(_CORES) > CACHED_RUNS:
-            _CORES.popitem(last=False)
-    else:
-        _CORES.move_to_end(key)
+        with _CORES_LOCK:
+            _CORES[key] = core
     return core
 
 
