@@ -7,7 +7,7 @@ on the right the VLAD (cumulative expected minus observed events). The x axis is
 order; month labels and dated annotations are placed at the first case of their month.
 
 A member can have thousands of cases, so each line is thinned to its first, lowest, highest
-and last value per pixel column before drawing: the drawing looks the same (every peak and
+and last value per two-pixel column before drawing: the drawing looks the same (every peak and
 trough survives) and the SVG stays a few kilobytes. The text alternative summarises by month.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from qicollab.reporting.charts import base
+from qicollab.reporting.charts.common import reference_line
 from qicollab.reporting.charts.control import annotation_pairs
 
 WIDTH, HEIGHT = 720.0, 230.0
@@ -79,15 +80,12 @@ class _Cases:
         )
 
 
-def _annotation_case(labels: Sequence[str], when: object) -> int | None:
+def _annotation_case(starts: Sequence[tuple[int, str]], when: object) -> int | None:
     """The first case in the annotation's month or later (None if after every case)."""
     if isinstance(when, dt.datetime):
         when = when.date()
     month = when.strftime("%Y-%m") if isinstance(when, dt.date) else str(when)[:7]
-    for index, label in enumerate(labels):
-        if label >= month:
-            return index
-    return None
+    return next((index for index, label in starts if label >= month), None)
 
 
 class _Panel:
@@ -134,21 +132,21 @@ class _Panel:
     def path(self, values: np.ndarray, style: str, cls: str) -> list[str]:
         # Buckets two pixels wide: at 720 px across a printed page, finer detail is invisible.
         keep = thinned(values, max(int((self.right - self.left) / 2), 1))
-        xs = self.x.start + (keep - self.x.lo) / (self.x.hi - self.x.lo) * (
-            self.x.end - self.x.start
-        )
-        ys = self.y.start + (values[keep] - self.y.lo) / (self.y.hi - self.y.lo or 1.0) * (
-            self.y.end - self.y.start
-        )
+        xs, ys = self.x(keep), self.y(values[keep])  # the scales map whole arrays too
         return base.line(zip(xs.tolist(), ys.tolist(), strict=True), style=style, cls=cls)
 
     def level(self, value: float, label: str, style: str) -> list[str]:
-        y = self.y(value)
-        return [
-            f'<line x1="{base.fmt(self.left)}" x2="{base.fmt(self.right)}" y1="{base.fmt(y)}" '
-            f'y2="{base.fmt(y)}" {base.LINE_STYLES[style].attrs()}/>',
-            base.text(self.left + 3, y - 3, label, size=8, fill=base.INK),
-        ]
+        line = base.LINE_STYLES[style]
+        return reference_line(
+            self.left,
+            self.right,
+            self.y(value),
+            label,
+            dash=line.dash,
+            colour=line.stroke,
+            width=line.width,
+            label_side="start",
+        )
 
 
 UP_WORDS, DOWN_WORDS = "more events than expected", "fewer events than expected"
@@ -227,7 +225,7 @@ def sequential_chart(
         panels.append(vlad_panel)
 
     for when, label in annotation_pairs(annotations):
-        index = _annotation_case(labels, when)
+        index = _annotation_case(data.starts, when)
         if index is None:
             continue
         for panel in panels:
