@@ -5,6 +5,7 @@ from qicollab.audit import models as audit
 from qicollab.benchmarking import models as benchmarking
 from qicollab.cycles import models as cycles
 from qicollab.db import Base
+from qicollab.improvement import models as improvement
 from qicollab.jobs import models as jobs
 from qicollab.measures import models as measures
 from qicollab.members import models as members
@@ -17,6 +18,7 @@ __all__ = [
     "audit",
     "benchmarking",
     "cycles",
+    "improvement",
     "jobs",
     "measures",
     "members",
