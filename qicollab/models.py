@@ -10,6 +10,8 @@ from qicollab.jobs import models as jobs
 from qicollab.measures import models as measures
 from qicollab.members import models as members
 from qicollab.reporting import models as reporting
+from qicollab.schedule import calendar as schedule_calendar
+from qicollab.schedule import periods as schedule_periods
 from qicollab.submissions import models as submissions
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "measures",
     "members",
     "reporting",
+    "schedule_calendar",
+    "schedule_periods",
     "submissions",
 ]

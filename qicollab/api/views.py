@@ -36,12 +36,12 @@ from qicollab.api import fhir
 from qicollab.api.idempotency import HEADER, REPLAYED_HEADER, Outcome, run_once
 from qicollab.audit.services import record
 from qicollab.cycles.models import Granularity, ReportingPeriod
-from qicollab.cycles.services import WindowCalendar, WindowState
 from qicollab.cycles.views import clock_of
 from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
 from qicollab.resources import MemberResource
+from qicollab.schedule.windows import WindowCalendar, WindowState
 from qicollab.submissions.errors import (
     JustificationRequiredError,
     ParseError,

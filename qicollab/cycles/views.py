@@ -21,16 +21,13 @@ from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config
 
+from qicollab.cycles.completeness import CELL_ORDER, CellStatus
+from qicollab.cycles.deadlines import due_text
 from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, ReportingPeriod
-from qicollab.cycles.services import (
-    CELL_ORDER,
-    TRANSITIONS,
-    CellStatus,
-    CycleDraft,
-    CycleError,
-    CycleService,
-    due_text,
-)
+from qicollab.cycles.planning import CycleDraft
+from qicollab.cycles.reasons import CycleError
+from qicollab.cycles.services import CycleService
+from qicollab.cycles.transitions import TRANSITIONS
 from qicollab.db import utcnow
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member

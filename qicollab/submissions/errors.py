@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datetime as dt
 
+    from qicollab.schedule.windows import WindowState
+
 
 class Severity(enum.StrEnum):
     """Errors block a submission; warnings need a short justification to proceed."""
@@ -95,22 +97,6 @@ class ReasonRequiredError(InvalidSubmissionError):
     """The submission replaces an earlier version and no reason was given."""
 
 
-class WindowReason(enum.StrEnum):
-    """Whether a period can take submissions now, and if not, why."""
-
-    OPEN = "open"
-    REOPENED = "reopened"
-    BEFORE_WINDOW = "before-window"
-    AFTER_DEADLINE = "after-deadline"
-    CYCLE_LOCKED = "cycle-locked"
-    NO_CYCLE = "no-cycle"
-
-    @property
-    def is_open(self) -> bool:
-        """Submissions are accepted."""
-        return self in {WindowReason.OPEN, WindowReason.REOPENED}
-
-
 class WindowClosedError(InvalidSubmissionError):
     """Every error is a closed submission window; ``reasons`` maps period label to why."""
 
@@ -118,7 +104,7 @@ class WindowClosedError(InvalidSubmissionError):
         self,
         message: str,
         problems: Sequence[Problem],
-        reasons: dict[str, WindowReason],
+        reasons: dict[str, WindowState],
         deadlines: dict[str, dt.datetime | None] | None = None,
     ) -> None:
         super().__init__(message, problems)

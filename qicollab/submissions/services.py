@@ -35,11 +35,12 @@ import sqlalchemy as sa
 
 from qicollab.accounts.models import User
 from qicollab.audit.services import record
-from qicollab.cycles.models import Granularity, ReportingPeriod
 from qicollab.db import utcnow
 from qicollab.exports import csv_bytes, escape_formula
 from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Collaborative, DeidProfile, Member
+from qicollab.schedule.periods import Granularity, ReportingPeriod
+from qicollab.schedule.windows import SubmissionWindow, WindowCalendar, WindowState
 from qicollab.submissions import phi
 from qicollab.submissions.arrow import as_arrow
 from qicollab.submissions.bulk import insert_patient_table
@@ -53,7 +54,6 @@ from qicollab.submissions.errors import (
     Severity,
     SubmissionError,
     WindowClosedError,
-    WindowReason,
 )
 from qicollab.submissions.layout import Column, ColumnKind, ColumnRole, Layout, layout_for
 from qicollab.submissions.models import (
@@ -71,7 +71,6 @@ from qicollab.submissions.validation import (
     ValidationContext,
     validate,
 )
-from qicollab.submissions.windows import WindowStatus, load_windows, window_status
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -386,7 +385,9 @@ class SubmissionService:
             _xlsx_bytes(header, rows),
         )
 
-    def window(self, member: Member, measure: Measure, period_label: str) -> WindowStatus | None:
+    def window(
+        self, member: Member, measure: Measure, period_label: str
+    ) -> SubmissionWindow | None:
         """The window of one period for this member and measure (None: no such period)."""
         periods = self._periods(member, measure, self.layout(member, measure))
         info = periods.get(period_label)
@@ -484,7 +485,7 @@ class SubmissionService:
                 ReportingPeriod.granularity == granularity,
             )
         ).all()
-        cycles, reopenings = load_windows(self.db, member.collaborative_id)
+        calendar = WindowCalendar.load(self.db, member.collaborative_id)
         now = self.clock()
         return {
             period.label: PeriodInfo(
@@ -492,16 +493,7 @@ class SubmissionService:
                 label=period.label,
                 start=period.start_date,
                 end=period.end_date,
-                window=window_status(
-                    period.id,
-                    period.start_date,
-                    period.end_date,
-                    member.id,
-                    measure.id,
-                    cycles,
-                    reopenings,
-                    now,
-                ),
+                window=calendar.status(member.id, measure.id, period, now),
             )
             for period in periods
         }
@@ -628,13 +620,13 @@ class SubmissionService:
             "window_closed"
         }
         if window_only:
-            reasons: dict[str, WindowReason] = {}
+            reasons: dict[str, WindowState] = {}
             deadlines: dict[str, dt.datetime | None] = {}
             for label in {str(x) for x in validated.clean.get("period", []) if x}:
                 status = prepared.periods[label].window
                 if not status.is_open:
-                    reasons[label] = status.reason
-                    deadlines[label] = status.deadline
+                    reasons[label] = status.state
+                    deadlines[label] = status.closes_at
             msg = "the submission window is closed for " + ", ".join(sorted(reasons))
             raise WindowClosedError(msg, errors, reasons, deadlines)
         msg = f"{validated.error_count} error(s) found; nothing was stored"

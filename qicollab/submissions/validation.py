@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qicollab.measures.models import MeasureType
+from qicollab.schedule.windows import SubmissionWindow
 from qicollab.submissions import arrow
 from qicollab.submissions.errors import Problem, Severity
 from qicollab.submissions.layout import (
@@ -37,7 +38,6 @@ from qicollab.submissions.layout import (
     Layout,
 )
 from qicollab.submissions.parsing import Table
-from qicollab.submissions.windows import WindowStatus
 
 HISTORY_MIN_POINTS = 6
 ZSCORE_LIMIT = 3.5
@@ -69,7 +69,7 @@ class PeriodInfo:
     label: str
     start: dt.date
     end: dt.date
-    window: WindowStatus
+    window: SubmissionWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +472,7 @@ def _check_periods(
                 first,
                 "window_closed",
                 column,
-                f"{status.message(label)} ({count} row(s) of this file)",
+                f"{status.reason} ({count} row(s) of this file)",
                 "Submit within the window, or ask a coordinator to reopen the period.",
             )
             out.error_rows[rows] = True
@@ -481,7 +481,7 @@ def _check_periods(
                 rows,
                 "window_closed",
                 column,
-                status.message(label),
+                status.reason,
                 "Submit within the window, or ask a coordinator to reopen the period.",
             )
     return labels

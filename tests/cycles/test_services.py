@@ -8,18 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from qicollab.audit.models import AuditEvent
+from qicollab.cycles.completeness import CellStatus
+from qicollab.cycles.deadlines import days_until, due_text
 from qicollab.cycles.models import CycleReopening, CycleStatus, LearningCycle, ReportingPeriod
-from qicollab.cycles.services import (
-    CellStatus,
-    CycleDraft,
-    CycleError,
-    CycleService,
-    WindowCalendar,
-    WindowState,
-    days_until,
-    due_text,
-    submission_window_status,
-)
+from qicollab.cycles.planning import CycleDraft
+from qicollab.cycles.reasons import CycleError
+from qicollab.cycles.services import CycleService
+from qicollab.schedule.windows import WindowCalendar, WindowState, submission_window_status
 from qicollab.submissions.models import (
     AggregateValue,
     Submission,

@@ -6,10 +6,10 @@ import datetime as dt
 
 from qicollab.measures.models import DataLevel, Direction, Measure, MeasureType
 from qicollab.members.models import Collaborative, DeidProfile, Member
-from qicollab.submissions.errors import WindowReason
+from qicollab.schedule.calendar import CycleStatus
+from qicollab.schedule.windows import CycleWindow, WindowState, decide_window
 from qicollab.submissions.layout import Layout, layout_for
 from qicollab.submissions.validation import History, PeriodInfo, ValidationContext
-from qicollab.submissions.windows import WindowStatus
 from tests.submissions.conftest import NOW, risk_model
 
 
@@ -37,10 +37,38 @@ def layout(
     return layout_for(measure, collaborative=collaborative, member=member)
 
 
+#: A cycle whose facts put a period in each window state at NOW (decided by the real rule).
+_CYCLE_FOR = {
+    WindowState.OPEN: (CycleStatus.OPEN, -1, 1),
+    WindowState.LOCKED: (CycleStatus.LOCKED, -30, -1),
+    WindowState.CLOSED_AFTER_DEADLINE: (CycleStatus.OPEN, -30, -1),
+    WindowState.NOT_YET_OPEN: (CycleStatus.OPEN, 1, 30),
+}
+
+
+def _window(period_id: int, label: str, state: WindowState):
+    status, opens, closes = _CYCLE_FOR[state]
+    cycle = CycleWindow(
+        id=1,
+        code="C",
+        status=status,
+        first_period_start=dt.date(2000, 1, 1),
+        last_period_end=dt.date(2100, 12, 31),
+        window_opens_at=NOW + dt.timedelta(days=opens),
+        deadline=NOW + dt.timedelta(days=closes),
+        measure_ids=frozenset(),
+    )
+    year = int(label[:4])
+    start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    window = decide_window(period_id, label, start, end, 1, 1, [cycle], [], NOW)
+    assert window.state is state
+    return window
+
+
 def context(
     *,
     open_labels: tuple[str, ...] = (),
-    closed: dict[str, WindowReason] | None = None,
+    closed: dict[str, WindowState] | None = None,
     history: History | None = None,
     max_problems: int | None = 1000,
 ) -> ValidationContext:
@@ -56,7 +84,7 @@ def context(
             label=label,
             start=dt.date(year, 1, 1),
             end=dt.date(year, 12, 31),
-            window=WindowStatus(WindowReason.OPEN),
+            window=_window(index + 1, label, WindowState.OPEN),
         )
     for offset, (label, reason) in enumerate((closed or {}).items()):
         year = int(label[:4])
@@ -65,6 +93,6 @@ def context(
             label=label,
             start=dt.date(year, 1, 1),
             end=dt.date(year, 12, 31),
-            window=WindowStatus(reason, cycle_code="C"),
+            window=_window(100 + offset, label, reason),
         )
     return ValidationContext(periods=periods, now=NOW, history=history, max_problems=max_problems)

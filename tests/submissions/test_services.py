@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from qicollab.audit.models import AuditEvent
 from qicollab.cycles.models import CycleReopening, LearningCycle, ReportingPeriod
+from qicollab.schedule.windows import WindowState
 from qicollab.submissions.errors import (
     DuplicateSubmissionError,
     InvalidSubmissionError,
@@ -16,7 +17,6 @@ from qicollab.submissions.errors import (
     PHIRefusedError,
     ReasonRequiredError,
     WindowClosedError,
-    WindowReason,
 )
 from qicollab.submissions.models import (
     AggregateValue,
@@ -332,7 +332,7 @@ class TestWindows:
                 filename="a.csv",
                 actor="x",
             )
-        assert caught.value.reasons == {"2025-03": WindowReason.CYCLE_LOCKED}
+        assert caught.value.reasons == {"2025-03": WindowState.LOCKED}
         assert "locked" in caught.value.problems[0].message
 
     def test_planned_cycle_is_before_the_window(self, world, service):
@@ -344,7 +344,7 @@ class TestWindows:
                 filename="a.csv",
                 actor="x",
             )
-        assert caught.value.reasons == {"2027-03": WindowReason.BEFORE_WINDOW}
+        assert caught.value.reasons == {"2027-03": WindowState.NOT_YET_OPEN}
 
     def test_after_the_deadline(self, world, db_session):
         late = SubmissionService(db_session, clock=lambda: dt.datetime(2027, 3, 1, tzinfo=dt.UTC))
@@ -356,7 +356,7 @@ class TestWindows:
                 filename="a.csv",
                 actor="x",
             )
-        assert caught.value.reasons == {"2026-03": WindowReason.AFTER_DEADLINE}
+        assert caught.value.reasons == {"2026-03": WindowState.CLOSED_AFTER_DEADLINE}
 
     def test_a_reopening_opens_a_locked_period_for_that_member(self, world, service, db_session):
         cycle = db_session.scalar(sa.select(LearningCycle).where(LearningCycle.code == "C2025"))
@@ -390,7 +390,7 @@ class TestWindows:
                 filename="a.csv",
                 actor="x",
             )
-        assert service.window(world.member, world.hh, "2025-03").reason is WindowReason.REOPENED
+        assert service.window(world.member, world.hh, "2025-03").state is WindowState.REOPENED_UNTIL
         assert "2026-06" in service.open_periods(world.member, world.hh)
 
 

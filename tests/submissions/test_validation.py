@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from qicollab.measures.models import MeasureType
+from qicollab.schedule.windows import WindowState
 from qicollab.submissions import phi
-from qicollab.submissions.errors import Severity, WindowReason
+from qicollab.submissions.errors import Severity
 from qicollab.submissions.parsing import parse_csv, table_from_rows
 from qicollab.submissions.validation import History, validate
 from tests.submissions.conftest import PATIENT_HEADER, patient_csv, patient_rows
@@ -100,9 +101,9 @@ def test_missing_required_column_is_a_file_problem():
 @pytest.mark.parametrize(
     ("reason", "words"),
     [
-        (WindowReason.CYCLE_LOCKED, "locked"),
-        (WindowReason.AFTER_DEADLINE, "deadline"),
-        (WindowReason.BEFORE_WINDOW, "not opened"),
+        (WindowState.LOCKED, "locked"),
+        (WindowState.CLOSED_AFTER_DEADLINE, "deadline"),
+        (WindowState.NOT_YET_OPEN, "not opened"),
     ],
 )
 def test_closed_windows_say_why(reason, words):
@@ -174,7 +175,7 @@ def test_duplicate_case_keys():
 
 def test_closed_year_is_one_problem_not_one_per_case():
     rows = [patient(case_key=f"K{i}", event_year="2025") for i in range(50)]
-    result = run(rows, patient=True, closed={"2025": WindowReason.CYCLE_LOCKED})
+    result = run(rows, patient=True, closed={"2025": WindowState.LOCKED})
     (problem,) = result.problems
     assert problem.rule == "window_closed"
     assert "50 row(s)" in problem.message

@@ -1,0 +1,52 @@
+"""Free-text reasons (lock, unlock, return, reopening): the one place they are cleaned.
+
+Reasons stay on record and members read them, so every reason any workflow step takes goes
+through :func:`clean_reason` before it is stored or sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from qicollab.submissions import phi
+
+#: A reason must say something; five letters is the form's floor.
+MIN_REASON_CHARS = 5
+MAX_REASON_CHARS = 2000
+
+
+class CycleError(ValueError):
+    """A workflow change that cannot be made, with the reason to show."""
+
+
+#: Identifier sweeps for workflow reasons. Dates and month names are allowed: these reasons
+#: talk about the collaborative's calendar ("the March count was late"), not about patients.
+_REASON_SWEEP = tuple(
+    (kind, re.compile(kind.pattern, re.IGNORECASE))
+    for kind in phi.KINDS
+    if kind.rule not in {"phi_month", "phi_date"}
+)
+
+
+def clean_reason(text: str | None, *, field_name: str = "reason", required: bool = True) -> str:
+    """A whitespace-normalised reason, long enough to mean something, and not identifying."""
+    reason = " ".join((text or "").split())
+    if not reason:
+        if required:
+            msg = f"a {field_name} is required"
+            raise CycleError(msg)
+        return ""
+    if len(reason) < MIN_REASON_CHARS:
+        msg = f"the {field_name} is too short: say briefly why"
+        raise CycleError(msg)
+    if len(reason) > MAX_REASON_CHARS:
+        msg = f"the {field_name} is longer than {MAX_REASON_CHARS} characters"
+        raise CycleError(msg)
+    for kind, pattern in _REASON_SWEEP:
+        if pattern.search(reason):
+            msg = (
+                f"the {field_name} {kind.message}; reasons stay on record and members read "
+                "them, so keep identifiers out"
+            )
+            raise CycleError(msg)
+    return reason
