@@ -129,18 +129,18 @@ def load(
         )
     session.add_all(members.values())
     groups = [
-        ("TEACH", "Teaching hospitals", lambda m: m.teaching, {"teaching": True}),
+        ("TEACH", "Teaching hospitals", lambda m: m.teaching, {"teaching": ["true"]}),
         (
             "URBAN-COMM",
             "Urban community hospitals",
             lambda m: not m.teaching and m.rurality == "urban",
-            {"teaching": False, "rurality": "urban"},
+            {"teaching": ["false"], "rurality": ["urban"]},
         ),
         (
             "RURAL",
             "Rural and critical-access hospitals",
             lambda m: m.rurality == "rural",
-            {"rurality": "rural"},
+            {"rurality": ["rural"]},
         ),
     ]
     for code, name, predicate, criteria in groups:
