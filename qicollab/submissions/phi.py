@@ -31,143 +31,16 @@ Month names are refused as whole words (``March``), and abbreviations (``Mar``, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from qicollab.members.models import DeidProfile
-from qicollab.submissions import arrow
+from qicollab.submissions import arrow, identifiers
 from qicollab.submissions.errors import PHIRefusedError, Problem, Severity
 from qicollab.submissions.layout import ColumnKind, ColumnRole, Layout
 from qicollab.submissions.parsing import Table, normalise_header
-
-_NOT_DIGIT_BEFORE = r"(?:^|[^0-9])"
-_NOT_DIGIT_AFTER = r"(?:[^0-9]|$)"
-_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)"
-_FULL_MONTHS = (
-    r"(?:january|february|march|april|june|july|august|september|october|november|december)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """One kind of identifier, with the RE2/Python pattern that finds it."""
-
-    rule: str
-    message: str
-    fix: str
-    pattern: str
-    #: The pattern used on case keys, which are letters and digits by design (None: same).
-    key_pattern: str | None = None
-
-
-_REMOVE = "Remove it: the collaborative must not receive identifiers."
-
-KINDS: tuple[Kind, ...] = (
-    Kind(
-        "phi_ssn",
-        "looks like a social security number",
-        _REMOVE,
-        _NOT_DIGIT_BEFORE + r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}" + _NOT_DIGIT_AFTER,
-    ),
-    Kind(
-        "phi_email",
-        "looks like an e-mail address",
-        _REMOVE,
-        r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}",
-    ),
-    Kind(
-        "phi_url",
-        "looks like a web address (URL)",
-        _REMOVE,
-        r"(?:https?|ftp)://|\bwww\.|\b[a-z0-9-]+\.(?:com|org|net|edu|gov|info|biz|io)\b",
-    ),
-    Kind(
-        "phi_ip",
-        "looks like an IP address",
-        _REMOVE,
-        r"(?:^|[^0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?:[^0-9.]|$)"
-        r"|(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|[0-9a-f]{0,4}::[0-9a-f]{1,4}",
-    ),
-    Kind(
-        "phi_phone",
-        "looks like a telephone or fax number",
-        _REMOVE,
-        _NOT_DIGIT_BEFORE
-        + r"(?:\+?1[ .-]?)?(?:\([0-9]{3}\)|[0-9]{3})[ .-]?[0-9]{3}[ .-][0-9]{4}"
-        + _NOT_DIGIT_AFTER
-        + r"|\+[0-9]{1,3}[ .-]?(?:[0-9][ .-]?){6,13}[0-9]",
-    ),
-    Kind(
-        "phi_date",
-        "looks like a full date",
-        "Remove the date: patient rows carry the year only (and the month where allowed); "
-        "periods are written YYYY-MM.",
-        r"[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
-        + "|"
-        + _NOT_DIGIT_BEFORE
-        + r"[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})"
-        + _NOT_DIGIT_AFTER
-        + r"|\b[0-9]{1,2}(?:st|nd|rd|th)?[ -]?"
-        + _MONTHS
-        + r"[a-z]*\.?[ ,-]*[0-9]{2,4}\b"
-        + r"|\b"
-        + _MONTHS
-        + r"[a-z]*\.? [0-9]{1,2}(?:st|nd|rd|th)?,? [0-9]{4}\b"
-        + "|"
-        + _NOT_DIGIT_BEFORE
-        + r"(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-        + _NOT_DIGIT_AFTER,
-    ),
-    Kind(
-        "phi_month",
-        "contains a month name (a date element finer than the year)",
-        "Remove the month: dates finer than the year are identifying on patient rows, and a "
-        "period's month is already in its period column.",
-        r"\b"
-        + _FULL_MONTHS
-        + r"\b|\b"
-        + _MONTHS
-        + r"\.?[ -]?[0-9]{1,4}\b|\b[0-9]{1,2}(?:st|nd|rd|th)?[ -]?(?:of )?"
-        + _MONTHS
-        + r"[a-z]*\b",
-    ),
-    Kind(
-        "phi_age_over_89",
-        "gives an age above 89",
-        "Ages above 89 are identifying: report them as 90+.",
-        r"\bage[ds]?[ :=]*(?:9[0-9]|1[0-9][0-9])(?:[^0-9+]|$)|"
-        + _NOT_DIGIT_BEFORE
-        + r"(?:9[0-9]|1[0-9][0-9]) ?(?:y/?o|yrs?|years?)\b",
-    ),
-    Kind(
-        "phi_zip",
-        "looks like a 5-digit ZIP code",
-        "Remove it; if it is a count, write it with a thousands separator (12,345).",
-        _NOT_DIGIT_BEFORE + r"[0-9]{5}(?:-[0-9]{4})?" + _NOT_DIGIT_AFTER,
-        key_pattern=r"^[0-9]{5}(?:-[0-9]{4})?$",
-    ),
-    Kind(
-        "phi_digits",
-        "contains a long run of digits (a record, account or phone number?)",
-        "Remove it. Case keys must be opaque codes made for the collaborative, not record numbers.",
-        r"[0-9]{7,}",
-        key_pattern=(
-            r"^(?:mrn|mr|pt|pid|id|hn|urn|acct|acc|chart|rec)?[-_#: ]?[0-9][0-9 -]{5,}[0-9]$"
-        ),
-    ),
-)
-
-_COMPILED = {kind.rule: re.compile(kind.pattern, re.IGNORECASE) for kind in KINDS}
-_COMPILED_KEY = {
-    kind.rule: re.compile(kind.key_pattern or kind.pattern, re.IGNORECASE) for kind in KINDS
-}
-_COMBINED = "|".join(f"(?:{kind.pattern})" for kind in KINDS)
-_COMBINED_KEY = "|".join(f"(?:{kind.key_pattern or kind.pattern})" for kind in KINDS)
-_KIND_BY_RULE = {kind.rule: kind for kind in KINDS}
-_PERIOD_KINDS = tuple(kind for kind in KINDS if kind.rule not in {"phi_month", "phi_date"})
-_COMBINED_PERIOD = "|".join(f"(?:{kind.pattern})" for kind in _PERIOD_KINDS)
 
 #: Header words that name identifiers; matched on whole words of the normalised header.
 _IDENTIFYING_HEADER = re.compile(
@@ -180,14 +53,8 @@ _IDENTIFYING_HEADER = re.compile(
     r"age|month|day|week)(?:_|$)"
 )
 
-_MASKABLE = re.compile(r"[A-Za-z0-9]")
-MASK_MAX_CHARS = 24
-
-
-def mask(fragment: str) -> str:
-    """The shape of ``fragment`` with every letter and digit hidden: ``***-**-****``."""
-    shown = _MASKABLE.sub("*", fragment[:MASK_MAX_CHARS])
-    return shown + ("…" if len(fragment) > MASK_MAX_CHARS else "")
+MASK_MAX_CHARS = identifiers.MASK_MAX_CHARS
+mask = identifiers.mask
 
 
 def _refusal(
@@ -299,62 +166,84 @@ def _valid_mask(series: pd.Series, kind: ColumnKind, levels: tuple[str, ...]) ->
 def sweep(table: Table, layout: Layout) -> list[Problem]:
     """Every identifier-looking cell of ``table`` (already resolved to the layout's names)."""
     problems: list[Problem] = []
+    months = layout.is_patient
     for name in table.columns:
         column = layout.column(name)
         series = table.frame[name]
         nonempty = (series != "").to_numpy()
-        if column.is_free_text:
-            candidates = nonempty
+        if column.role is ColumnRole.CASE_KEY:
+            problems += _screened(table, name, _key_candidates(series, nonempty), key=True)
+        elif column.is_free_text:
+            problems += _screened(table, name, np.flatnonzero(nonempty), months=months)
         else:
             candidates = nonempty & ~_valid_mask(series, column.kind, column.levels)
-        is_key = column.role is ColumnRole.CASE_KEY
-        # A period column holds a month by design (Excel may write it "Mar-26").
-        kinds = _PERIOD_KINDS if column.kind is ColumnKind.PERIOD else KINDS
-        if candidates.any():
-            subset = series[candidates]
-            if is_key:
-                pattern = _COMBINED_KEY
-            elif kinds is _PERIOD_KINDS:
-                pattern = _COMBINED_PERIOD
-            else:
-                pattern = _COMBINED
-            hits = arrow.search(subset, pattern)
-            if hits.any():
-                positions = np.flatnonzero(candidates)[hits]
-                problems += _name_hits(table, name, positions, is_key=is_key, kinds=kinds)
+            positions = np.flatnonzero(candidates)[:_MAX_SCREENED_INVALID]
+            # A period column holds a month by design (Excel may write it "Mar-26").
+            period = column.kind is ColumnKind.PERIOD
+            problems += _screened(
+                table, name, positions, months=months and not period, dates=not period
+            )
         if layout.is_patient and column.kind in {ColumnKind.NUMBER, ColumnKind.COUNT}:
             problems += _numeric_identifiers(table, name, nonempty)
     return problems
 
 
-def _name_hits(
+#: Invalid cells of typed columns screened one by one; past this the file is refused as
+#: invalid anyway, and every value a message shows is screened again when it is quoted.
+_MAX_SCREENED_INVALID = 20_000
+#: Letter runs of a key that could be a name, or a key with something besides letters,
+#: digits, - and _ : only these keys are screened one by one.
+_KEY_SUSPECT = r"[^A-Za-z0-9_-]|[A-Za-z]{4,}|[a-z][A-Z]|^[A-Z][a-z]|[0-9]{3}[-_][0-9]|^[0-9]{5,}"
+_KEY_SUSPECT_LABEL = r"(?:^|[^a-z])(?:" + identifiers.KEY_LABELS + r")[-_#:]?[0-9]{3}"
+
+
+def _key_candidates(series: pd.Series, nonempty: np.ndarray) -> np.ndarray:
+    """Keys worth a closer look: RE2 over the whole column, then name look-ups in Arrow."""
+    suspect = nonempty & (
+        arrow.search(series, _KEY_SUSPECT, ignore_case=False)
+        | arrow.search(series, _KEY_SUSPECT_LABEL)
+        | ~arrow.fullmatch(series, r"[\x21-\x7e]*")
+    )
+    return np.flatnonzero(suspect)
+
+
+def _screened(
     table: Table,
     name: str,
     positions: np.ndarray,
     *,
-    is_key: bool,
-    kinds: tuple[Kind, ...] = KINDS,
+    key: bool = False,
+    months: bool = False,
+    dates: bool = True,
 ) -> list[Problem]:
-    patterns = _COMPILED_KEY if is_key else _COMPILED
+    """Screen the cells at ``positions`` (each distinct value once) with the one screen."""
+    if not len(positions):
+        return []
     values = table.frame[name].to_numpy()
+    verdicts: dict[str, tuple[identifiers.Finding, ...]] = {}
     problems = []
     for position in positions:
         text = str(values[position])
-        for kind in kinds:
-            found = patterns[kind.rule].search(text)
-            if found:
-                problems.append(
-                    _refusal(
-                        kind.rule,
-                        kind.message,
-                        kind.fix,
-                        file=table.filename,
-                        row=int(table.rows[position]),
-                        column=name,
-                        value=mask(found.group(0).strip(" ,-")),
-                    )
+        if text not in verdicts:
+            verdicts[text] = (
+                identifiers.screen_key(text)
+                if key
+                else identifiers.screen_text(text, months=months)
+            )
+        findings = verdicts[text]
+        if findings:
+            first = findings[0]
+            problems.append(
+                _refusal(
+                    first.rule,
+                    first.message,
+                    first.fix,
+                    file=table.filename,
+                    row=int(table.rows[position]),
+                    column=name,
+                    value=first.shape,
                 )
-                break
+            )
     return problems
 
 
@@ -364,7 +253,7 @@ def _numeric_identifiers(table: Table, name: str, nonempty: np.ndarray) -> list[
     problems = []
     long_digits = nonempty & arrow.search(series, r"[0-9]{7,}")
     for position in np.flatnonzero(long_digits):
-        kind = _KIND_BY_RULE["phi_digits"]
+        kind = identifiers.SHAPE_BY_RULE["phi_digits"]
         problems.append(
             _refusal(
                 kind.rule,
@@ -379,7 +268,7 @@ def _numeric_identifiers(table: Table, name: str, nonempty: np.ndarray) -> list[
     if _AGE_COLUMN.search(name):
         numbers = pd.to_numeric(series.where(nonempty, None), errors="coerce").to_numpy(float)
         old = np.flatnonzero(np.nan_to_num(numbers, nan=0.0) > 89)
-        kind = _KIND_BY_RULE["phi_age_over_89"]
+        kind = identifiers.SHAPE_BY_RULE["phi_age_over_89"]
         problems += [
             _refusal(
                 kind.rule,
@@ -395,25 +284,23 @@ def _numeric_identifiers(table: Table, name: str, nonempty: np.ndarray) -> list[
     return problems
 
 
-def sweep_text(text: str | None, *, field: str, file: str = "") -> list[Problem]:
-    """Free text outside the file (a correction reason, a justification), swept the same way."""
-    if not text:
-        return []
-    for kind in KINDS:
-        found = _COMPILED[kind.rule].search(text)
-        if found:
-            return [
-                _refusal(
-                    kind.rule,
-                    f"the {field.replace('_', ' ')} {kind.message}",
-                    kind.fix,
-                    file=file,
-                    row=None,
-                    column=field,
-                    value=mask(found.group(0).strip(" ,-")),
-                )
-            ]
-    return []
+def sweep_text(
+    text: str | None, *, field: str, file: str = "", months: bool = False
+) -> list[Problem]:
+    """Free text outside the file (a correction reason, a justification): the same screen."""
+    findings = identifiers.screen_text(text, months=months)
+    return [
+        _refusal(
+            finding.rule,
+            f"the {field.replace('_', ' ')} {finding.message}",
+            finding.fix,
+            file=file,
+            row=None,
+            column=field,
+            value=finding.shape,
+        )
+        for finding in findings[:1]
+    ]
 
 
 def refused_name(filename: str) -> str:
