@@ -6,9 +6,7 @@ through :func:`clean_reason` before it is stored or sent.
 
 from __future__ import annotations
 
-import re
-
-from qicollab.submissions import phi
+from qicollab.submissions import identifiers
 
 #: A reason must say something; five letters is the form's floor.
 MIN_REASON_CHARS = 5
@@ -17,15 +15,6 @@ MAX_REASON_CHARS = 2000
 
 class CycleError(ValueError):
     """A workflow change that cannot be made, with the reason to show."""
-
-
-#: Identifier sweeps for workflow reasons. Dates and month names are allowed: these reasons
-#: talk about the collaborative's calendar ("the March count was late"), not about patients.
-_REASON_SWEEP = tuple(
-    (kind, re.compile(kind.pattern, re.IGNORECASE))
-    for kind in phi.KINDS
-    if kind.rule not in {"phi_month", "phi_date"}
-)
 
 
 def clean_reason(text: str | None, *, field_name: str = "reason", required: bool = True) -> str:
@@ -42,11 +31,12 @@ def clean_reason(text: str | None, *, field_name: str = "reason", required: bool
     if len(reason) > MAX_REASON_CHARS:
         msg = f"the {field_name} is longer than {MAX_REASON_CHARS} characters"
         raise CycleError(msg)
-    for kind, pattern in _REASON_SWEEP:
-        if pattern.search(reason):
-            msg = (
-                f"the {field_name} {kind.message}; reasons stay on record and members read "
-                "them, so keep identifiers out"
-            )
-            raise CycleError(msg)
+    # The de-identification screen; dates and month names are allowed: these reasons talk
+    # about the collaborative's calendar ("the March count was late"), not about patients.
+    for finding in identifiers.screen_text(reason, dates=False)[:1]:
+        msg = (
+            f"the {field_name} {finding.message}; reasons stay on record and members read "
+            "them, so keep identifiers out"
+        )
+        raise CycleError(msg)
     return reason

@@ -8,9 +8,8 @@ note is where a patient's name, record number or telephone number could slip in.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
-from qicollab.submissions import phi
+from qicollab.submissions import identifiers
 
 
 class ImprovementError(ValueError):
@@ -21,23 +20,15 @@ class ImprovementError(ValueError):
         self.field = field
 
 
-_TEXT_SWEEP = tuple(
-    (kind, re.compile(kind.pattern, re.IGNORECASE))
-    for kind in phi.KINDS
-    if kind.rule not in {"phi_month", "phi_date"}
-)
-
-
 def screened(text: str | None, *, field: str, label: str, max_chars: int | None = None) -> str:
     """``text`` stripped, refused when it looks identifying or is too long."""
     value = (text or "").strip()
     if max_chars is not None and len(value) > max_chars:
         msg = f"the {label} is longer than {max_chars} characters"
         raise ImprovementError(msg, field=field)
-    for kind, pattern in _TEXT_SWEEP:
-        if pattern.search(value):
-            msg = f"the {label} {kind.message}: {kind.fix}"
-            raise ImprovementError(msg, field=field)
+    for finding in identifiers.screen_text(value, dates=False)[:1]:
+        msg = f"the {label} {finding.message}: {finding.fix}"
+        raise ImprovementError(msg, field=field)
     return value
 
 

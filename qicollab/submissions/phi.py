@@ -228,7 +228,7 @@ def _screened(
             verdicts[text] = (
                 identifiers.screen_key(text)
                 if key
-                else identifiers.screen_text(text, months=months)
+                else identifiers.screen_text(text, months=months, dates=dates)
             )
         findings = verdicts[text]
         if findings:

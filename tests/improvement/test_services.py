@@ -139,7 +139,7 @@ def test_pdsa_draws_markers_and_an_adopted_change_starts_a_phase(db_session, wor
         ({"ends_on": dt.date(2026, 1, 1)}, "before the start date"),
         ({"decision": ActDecision.ADAPT}, "date of the decision"),
         ({"starts_phase": True}, "only an adopted change"),
-        ({"observations": "Mrs Smith, MRN 12345678, fell"}, "long run of digits"),
+        ({"observations": "Mrs Smith, MRN 12345678, fell"}, "record, account"),
         ({"study": "call 617-555-0199 for the list"}, "telephone"),
         ({"measure_ids": (10**9,)}, "unknown measure"),
     ],
