@@ -46,6 +46,7 @@ DOMAINS: list[str] = [
     "qicollab.measures",
     "qicollab.submissions",
     "qicollab.cycles",
+    "qicollab.improvement",
     "qicollab.audit",
     "qicollab.api",
     "qicollab.jobs",
