@@ -12,7 +12,7 @@ MEMBER_FACTORY = "qicollab.resources.member_factory"
 
 
 def includeme(config: Configurator) -> None:
-    """The improvement pages; the PDSA API lives with the other API views."""
+    """The improvement pages and the PDSA API (validated against the API's OpenAPI document)."""
     member_routes = (
         # "/pdsa/new" before "/pdsa/{pdsa_id}": routes match in the order they are added.
         ("improvement.pdsa_list", "/members/{member_id}/pdsa"),
@@ -27,4 +27,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("improvement.package", "/change-package")
     config.add_route("improvement.sessions", "/learning-sessions")
     config.add_route("improvement.session", "/learning-sessions/{session_id}")
+    config.add_route("api.pdsa_list", "/api/pdsa")
+    config.add_route("api.pdsa", "/api/pdsa/{pdsa_id}")
     config.scan("qicollab.improvement.views")
+    config.scan("qicollab.improvement.api")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from qicollab.audit.services import record
 from qicollab.benchmarking.models import BenchmarkRun, RunStatus
-from qicollab.cycles.models import LearningCycle, LearningSession
+from qicollab.cycles.models import LearningSession
 from qicollab.improvement.models import (
     AgendaItem,
     MaterialKind,
@@ -27,6 +27,7 @@ from qicollab.improvement.models import (
 )
 from qicollab.improvement.text import ImprovementError, required, screened
 from qicollab.members.models import Member
+from qicollab.schedule.calendar import LearningCycle
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

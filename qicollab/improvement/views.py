@@ -18,7 +18,6 @@ from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config
 
 from qicollab.benchmarking.models import BenchmarkRun, RunStatus
-from qicollab.cycles.models import LearningCycle
 from qicollab.cycles.views import clock_of
 from qicollab.improvement.drawing import distribution_svg, driver_diagram_svg, progress_trend_svg
 from qicollab.improvement.models import ActDecision, Scorer
@@ -31,6 +30,7 @@ from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
 from qicollab.resources import MemberResource
+from qicollab.schedule.calendar import LearningCycle
 
 if TYPE_CHECKING:
     from pyramid.request import Request
