@@ -23,8 +23,14 @@ DEFAULTS: dict[str, Any] = {
     "qicollab.upload_max_bytes": str(25 * 1024 * 1024),
     "qicollab.session_idle_minutes": "30",
     "qicollab.session_absolute_hours": "12",
+    # Sign-in throttling (see qicollab.accounts.services.Throttle): free failures per account
+    # from one address, per address over all accounts, and per account over all addresses
+    # (beyond which each address gets one), within the window; then doubling delays.
     "qicollab.login_max_failures": "10",
-    "qicollab.login_window_minutes": "5",
+    "qicollab.login_address_max_failures": "30",
+    "qicollab.login_account_max_failures": "50",
+    "qicollab.login_window_minutes": "15",
+    "qicollab.login_max_delay_minutes": "15",
     "pyramid.default_locale_name": "en",
     "retry.attempts": "3",
     "jinja2.filters": "",
@@ -35,16 +41,25 @@ class MissingSecretError(RuntimeError):
     """A production configuration started without its secret."""
 
 
+def storage_folder(settings: dict[str, Any]) -> Path:
+    """The folder generated files (database, reports, exports) go to; not created here."""
+    return Path(settings.get("qicollab.storage") or DEFAULTS["qicollab.storage"]).resolve()
+
+
 def storage_path(settings: dict[str, Any]) -> Path:
-    """The folder generated files (database, reports, exports) go to, created on demand."""
-    path = Path(settings.get("qicollab.storage") or DEFAULTS["qicollab.storage"]).resolve()
+    """The storage folder, created on demand (by whatever first writes into it)."""
+    path = storage_folder(settings)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def default_database_url(settings: dict[str, Any]) -> str:
-    """The embedded default: a SQLite file inside the storage folder."""
-    return f"sqlite:///{storage_path(settings) / 'qicollab.sqlite'}"
+    """The embedded default: a SQLite file inside the storage folder.
+
+    Reading settings creates nothing: the folder appears when an engine is first made for it,
+    so a command that refuses to start (``serve`` on a missing database) leaves no ``./var``.
+    """
+    return f"sqlite:///{storage_folder(settings) / 'qicollab.sqlite'}"
 
 
 def apply_defaults(settings: dict[str, Any]) -> dict[str, Any]:

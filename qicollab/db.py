@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -139,6 +140,9 @@ def create_engine_from_settings(settings: dict[str, Any], **kwargs: Any) -> Engi
     options: dict[str, Any] = {"pool_pre_ping": True, **kwargs}
     if url.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {})["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        # SQLite creates the file but not its folder (the storage folder on a first run).
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

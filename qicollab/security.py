@@ -26,6 +26,21 @@ class IdentityLoader(Protocol):
 IDENTITY_LOADER_KEY = "qicollab.identity_loader"
 
 
+def cookies_secure(request: Request) -> bool:
+    """Whether cookies set on this response carry ``Secure``.
+
+    Always over HTTPS, which behind a proxy means the proxy is trusted (waitress's
+    ``trusted_proxy`` turns ``X-Forwarded-Proto: https`` into the request's scheme); and always
+    when ``qicollab.secure_cookies`` is on, so a deployment meant for HTTPS never lets a
+    session cookie travel over plain HTTP even if the proxy is misconfigured.
+    """
+    from qicollab.config import as_bool  # noqa: PLC0415
+
+    return request.scheme == "https" or as_bool(
+        request.registry.settings.get("qicollab.secure_cookies")
+    )
+
+
 def principals_for(user: User) -> list[str]:
     """The principals ACLs are written against."""
     principals = [Everyone, Authenticated, f"user:{user.id}", f"role:{user.role.value}"]

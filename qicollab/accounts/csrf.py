@@ -22,6 +22,7 @@ from pyramid.interfaces import ICSRFStoragePolicy
 from zope.interface import implementer
 
 from qicollab.accounts.sessions import SESSION_COOKIE, bearer_token
+from qicollab.security import cookies_secure
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -60,7 +61,7 @@ class SessionCSRFStoragePolicy:
             return value
         value = secrets.token_urlsafe(32)
         setattr(request, _ATTRIBUTE, value)
-        secure = request.scheme == "https"
+        secure = cookies_secure(request)
 
         def set_cookie(_request: Request, response: Response) -> None:
             response.set_cookie(

@@ -52,27 +52,61 @@ class AccountError(ValueError):
 
 
 class ThrottledError(AccountError):
-    """Too many failed sign-ins for this account or from this address."""
+    """Too many failed sign-ins from this address (for this account, or for any)."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__("Too many failed sign-ins. Wait a few minutes and try again.")
+        super().__init__(
+            f"Too many failed sign-ins from your address. Wait {_wait_words(retry_after)} "
+            "and try again."
+        )
         self.retry_after = retry_after
+
+
+def _wait_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 @dataclass(frozen=True, slots=True)
 class Throttle:
-    """Failed sign-ins allowed within the window, counted per account and per address."""
+    """Progressive delays on failed sign-ins, charged to the address that failed.
+
+    Nothing one address does can stop another address from signing in, so nobody can lock a
+    user out by guessing at their account. Within the window, an address gets
+    ``max_failures`` free failures on one account and ``address_max_failures`` over all
+    accounts; after that every further failure doubles its wait (``first_delay``, 2x, 4x, ...,
+    at most ``max_delay``). When one account collects ``account_max_failures`` failures from
+    all addresses together (guessing spread over many addresses), each address gets only one
+    free failure on that account; an address that has not failed on it is never slowed.
+    """
 
     max_failures: int = 10
-    window: dt.timedelta = dt.timedelta(minutes=5)
+    window: dt.timedelta = dt.timedelta(minutes=15)
+    address_max_failures: int = 30
+    account_max_failures: int = 50
+    first_delay: dt.timedelta = dt.timedelta(seconds=1)
+    max_delay: dt.timedelta = dt.timedelta(minutes=15)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Throttle:
-        """``qicollab.login_max_failures`` and ``qicollab.login_window_minutes``."""
+        """``qicollab.login_*`` settings (see :data:`qicollab.config.DEFAULTS`)."""
+        window = dt.timedelta(minutes=float(settings["qicollab.login_window_minutes"]))
         return cls(
             max_failures=int(settings["qicollab.login_max_failures"]),
-            window=dt.timedelta(minutes=float(settings["qicollab.login_window_minutes"])),
+            window=window,
+            address_max_failures=int(settings["qicollab.login_address_max_failures"]),
+            account_max_failures=int(settings["qicollab.login_account_max_failures"]),
+            max_delay=dt.timedelta(minutes=float(settings["qicollab.login_max_delay_minutes"])),
         )
+
+    def wait(self, failures: int, allowed: int, last: dt.datetime, now: dt.datetime) -> float:
+        """Seconds still to wait after ``failures`` failures (the last at ``last``), or 0."""
+        if failures < allowed:
+            return 0.0
+        doublings = min(failures - allowed, 30)
+        delay = min(self.first_delay * 2**doublings, self.max_delay)
+        return max(0.0, (last + delay - now).total_seconds())
 
 
 def normalise_email(email: str) -> str:
@@ -127,32 +161,39 @@ class AccountService:
 
     # --- signing in ---------------------------------------------------------------------------
 
-    def _retry_after(self, column: Any, value: str, now: dt.datetime) -> int | None:
-        """Seconds until fewer than the allowed failures remain in the window, or None."""
-        since = now - self.throttle.window
-        oldest_that_counts = self.db.scalar(
-            sa.select(LoginAttempt.attempted_at)
-            .where(column == value, LoginAttempt.succeeded.is_(False))
-            .where(LoginAttempt.attempted_at >= since)
-            .order_by(LoginAttempt.attempted_at.desc())
-            .offset(self.throttle.max_failures - 1)
-            .limit(1)
-        )
-        if oldest_that_counts is None:
-            return None
-        remaining = oldest_that_counts + self.throttle.window - now
-        return max(1, math.ceil(remaining.total_seconds()))
+    def _failures(self, since: dt.datetime, *conditions: Any) -> tuple[int, dt.datetime | None]:
+        """How many failed attempts match, and when the last one was."""
+        count, last = self.db.execute(
+            sa.select(sa.func.count(LoginAttempt.id), sa.func.max(LoginAttempt.attempted_at))
+            .where(LoginAttempt.succeeded.is_(False), LoginAttempt.attempted_at >= since)
+            .where(*conditions)
+        ).one()
+        return int(count or 0), last
 
     def check_throttle(self, email: str, ip_address: str) -> None:
-        """Raise :class:`ThrottledError` when the account or the address is over its limit."""
+        """Raise :class:`ThrottledError` when this address must wait before trying again."""
         now = utcnow()
-        waits = [
-            self._retry_after(LoginAttempt.email, normalise_email(email)[:254], now),
-            self._retry_after(LoginAttempt.ip_address, ip_address[:64], now),
-        ]
-        longest = max((wait for wait in waits if wait is not None), default=None)
-        if longest is not None:
-            raise ThrottledError(longest)
+        since = now - self.throttle.window
+        email, ip_address = normalise_email(email)[:254], ip_address[:64]
+        pair, pair_last = self._failures(
+            since, LoginAttempt.email == email, LoginAttempt.ip_address == ip_address
+        )
+        waits = [0.0]
+        if pair:
+            account, _ = self._failures(since, LoginAttempt.email == email)
+            allowed = (
+                1 if account >= self.throttle.account_max_failures else self.throttle.max_failures
+            )
+            assert pair_last is not None
+            waits.append(self.throttle.wait(pair, allowed, pair_last, now))
+        anywhere, anywhere_last = self._failures(since, LoginAttempt.ip_address == ip_address)
+        if anywhere_last is not None:
+            waits.append(
+                self.throttle.wait(anywhere, self.throttle.address_max_failures, anywhere_last, now)
+            )
+        longest = max(waits)
+        if longest > 0:
+            raise ThrottledError(max(1, math.ceil(longest)))
 
     def authenticate(self, email: str, password: str, ip_address: str) -> User:
         """The user these credentials belong to; every attempt is recorded and audited.

@@ -18,6 +18,7 @@ from pyramid.request import RequestLocalCache
 
 from qicollab.accounts.models import ApiToken, User, WebSession
 from qicollab.db import utcnow
+from qicollab.security import cookies_secure
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -123,7 +124,7 @@ def current_session_id(request: Request) -> str | None:
 
 def _set_cookie(request: Request, value: str | None) -> None:
     """Set or delete the session cookie on whatever response this request ends with."""
-    secure = request.scheme == "https"
+    secure = cookies_secure(request)
 
     def callback(_request: Request, response: Response) -> None:
         if value is None:

@@ -18,9 +18,14 @@ class LazyApp:
 
     @cached_property
     def settings(self) -> dict[str, Any]:
-        from qicollab.config import load_settings  # noqa: PLC0415
+        import click  # noqa: PLC0415
 
-        return load_settings(self.config_uri)
+        from qicollab.config import MissingSecretError, load_settings  # noqa: PLC0415
+
+        try:
+            return load_settings(self.config_uri)
+        except MissingSecretError as error:
+            raise click.ClickException(str(error)) from error
 
     @cached_property
     def engine(self) -> Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -92,15 +93,19 @@ def build_demo(app: LazyApp, *, seed: int) -> None:
 @click.option("--seed", default=None, type=int, help="Generator seed (default: the fixed one).")
 @click.pass_obj
 def demo(app: LazyApp, no_serve: bool, port: int, seed: int | None) -> None:
-    """Create, migrate and fill the demo database, compute, render reports, serve the portal."""
+    """Create, migrate and fill the demo database, compute, render reports, serve the portal.
+
+    The port is taken before the build starts, so a busy port is reported at once.
+    """
+    from qicollab.cli.serve import DEFAULT_HOST, reserved, serve_app  # noqa: PLC0415
     from qicollab.demo.generator import DEFAULT_SEED  # noqa: PLC0415
     from qicollab.demo.loader import DEMO_PASSWORD, demo_logins  # noqa: PLC0415
 
-    build_demo(app, seed=DEFAULT_SEED if seed is None else seed)
-    click.echo(f"\nDemo logins (the password for all of them is {DEMO_PASSWORD}):")
-    for login in demo_logins():
-        click.echo(f"  {login.email:<34} {login.role:<16} {login.member or '-'}")
-    if not no_serve:
-        from qicollab.cli.serve import serve_app  # noqa: PLC0415
-
-        serve_app(app, "127.0.0.1", port)
+    with contextlib.ExitStack() as stack:
+        sockets = [] if no_serve else stack.enter_context(reserved([f"{DEFAULT_HOST}:{port}"]))
+        build_demo(app, seed=DEFAULT_SEED if seed is None else seed)
+        click.echo(f"\nDemo logins (the password for all of them is {DEMO_PASSWORD}):")
+        for login in demo_logins():
+            click.echo(f"  {login.email:<34} {login.role:<16} {login.member or '-'}")
+        if sockets:
+            serve_app(app, sockets, {})
