@@ -23,6 +23,7 @@ def includeme(config: Configurator) -> None:
         ("submissions.template", "/members/{member_id}/measures/{measure_code}/template.{ext}"),
         ("submissions.form", "/members/{member_id}/measures/{measure_code}/form"),
         ("submissions.validate", "/members/{member_id}/measures/{measure_code}/validate"),
+        ("submissions.grid_save", "/members/{member_id}/measures/{measure_code}/grid"),
         ("submissions.upload", "/members/{member_id}/uploads"),
         ("submissions.preview", "/members/{member_id}/uploads/{token}"),
         ("submissions.commit", "/members/{member_id}/uploads/{token}/commit"),

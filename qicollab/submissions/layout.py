@@ -119,6 +119,10 @@ class Layout:
     allows_month: bool
     deid_profile: DeidProfile
     family: OutcomeFamily | None = None
+    #: How pages show the measure's value: the stored rate x ``multiplier``, then ``unit``
+    #: ("%", "per 1,000 line-days"); messages about rates use the same scale.
+    unit: str = ""
+    multiplier: float = 1.0
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -173,6 +177,8 @@ def layout_for(measure: Measure, *, collaborative: Collaborative, member: Member
         allows_month=allows_month,
         deid_profile=collaborative.deid_profile,
         family=family,
+        unit=measure.unit or "",
+        multiplier=measure.multiplier or 1.0,
     )
 
 
@@ -251,7 +257,7 @@ def _aggregate_columns(measure: Measure) -> tuple[Column, ...]:
             "exclusions",
             ColumnKind.COUNT,
             ColumnRole.EXCLUSIONS,
-            "Exclusions (optional)",
+            "Exclusions",
             required=False,
             description=measure.exclusion_definition
             or "Cases excluded from the denominator, if you track them.",

@@ -393,6 +393,10 @@ class SubmissionService:
         info = periods.get(period_label)
         return None if info is None else info.window
 
+    def periods(self, member: Member, measure: Measure) -> dict[str, PeriodInfo]:
+        """Every reporting period of the measure's granularity, with this member's window."""
+        return self._periods(member, measure, self.layout(member, measure))
+
     def open_periods(self, member: Member, measure: Measure) -> list[str]:
         """Labels of the periods this member can submit for now, oldest first."""
         periods = self._periods(member, measure, self.layout(member, measure))

@@ -1,9 +1,13 @@
 """Downloadable submission templates, generated from the measure's definition.
 
-The CSV template is the header row. The XLSX template has a Data sheet whose columns are typed
-(codes, periods and keys are Text cells with number format ``@``, so Excel neither drops the
-leading zero of ``01`` nor turns ``2026-03`` into a date), with drop-downs for coded values and
-range checks for numbers, and a protected Guidance sheet with the definitions and example rows.
+The CSV template is the header row, so it uploads as it is; its companion guide (plain text,
+``HH-template-guide.txt``) lists every column with its meaning, whether it is required and the
+values it allows, then example rows to copy.
+
+The XLSX template has a Data sheet whose columns are typed (codes, periods and keys are Text
+cells with number format ``@``, so Excel neither drops the leading zero of ``01`` nor turns
+``2026-03`` into a date), with drop-downs for coded values and range checks for numbers, and a
+protected Guidance sheet with the definitions and example rows.
 """
 
 from __future__ import annotations
@@ -33,6 +37,50 @@ def template_filename(layout: Layout, extension: str) -> str:
 def csv_template(layout: Layout) -> bytes:
     """The header row, as UTF-8 CSV with a byte-order mark (Excel then reads it as UTF-8)."""
     return csv_bytes(list(layout.names), [])
+
+
+def guide_filename(layout: Layout) -> str:
+    """``HH-template-guide.txt``."""
+    return f"{layout.measure_code}-template-guide.txt"
+
+
+def csv_guide(layout: Layout, *, definitions: dict[str, str] | None = None) -> bytes:
+    """The CSV template's companion: columns, allowed values and example rows, as UTF-8 text."""
+    title = f"{layout.measure_code} template guide: {layout.measure_title}"
+    rows = "one row per case" if layout.is_patient else "one row per reporting month"
+    lines = [
+        title,
+        "=" * len(title),
+        "",
+        f"Fill in {template_filename(layout, 'csv')} with {rows}, keep its header row as it is,",
+        "and upload it: a preview lists any problem by row and column before anything is stored.",
+        "",
+    ]
+    for key, value in (definitions or {}).items():
+        if value:
+            lines += [f"{key}: {value}"]
+    if definitions:
+        lines.append("")
+    lines += ["Columns", "-------"]
+    for column in layout.columns:
+        lines.append(f"{column.name} ({'required' if column.required else 'optional'})")
+        lines.append(f"    {column.label}. {column.description}".rstrip())
+        lines.append(f"    Allowed: {column.allowed_values()}")
+        if column.example:
+            lines.append(f"    Example: {column.example}")
+    examples = csv_bytes(list(layout.names), example_rows(layout)).decode("utf-8-sig")
+    lines += [
+        "",
+        "Example rows (the header, then two rows as they would appear in the file)",
+        "-------------------------------------------------------------------------",
+        *examples.splitlines(),
+        "",
+        "Never include names, record or account numbers, dates finer than allowed, addresses, ZIP",
+        "codes, phone numbers, e-mail or web addresses, or ages above 89 (write 90+). Files that",
+        "contain them are refused and not stored.",
+        "",
+    ]
+    return "\n".join(lines).encode("utf-8")
 
 
 def example_rows(layout: Layout) -> list[list[str]]:

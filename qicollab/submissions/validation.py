@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from qicollab.measures.models import MeasureType
+from qicollab.reporting import formatting
 from qicollab.schedule.windows import SubmissionWindow
 from qicollab.submissions import arrow
 from qicollab.submissions.errors import Problem, Severity
@@ -562,10 +563,40 @@ def _validate_aggregate(
                 rate = np.where(both & (denominator > 0), numerator / denominator, np.nan)
         ok_rows = ~out.error_rows
         rate_column = "value" if np.isfinite(value).any() else "numerator"
-        _history_warnings(rate, context.history.rates, ok_rows, rate_column, "rate", out)
         _history_warnings(
-            denominator, context.history.denominators, ok_rows, "denominator", "count", out
+            rate,
+            context.history.rates,
+            ok_rows,
+            rate_column,
+            _RATE_WORDS.get(layout.measure_type, "value"),
+            out,
+            _display(layout, context.history.rates),
         )
+        _history_warnings(
+            denominator,
+            context.history.denominators,
+            ok_rows,
+            "denominator",
+            "count",
+            out,
+            _count_text,
+        )
+
+
+_RATE_WORDS = {MeasureType.PROPORTION: "proportion", MeasureType.RATE: "rate"}
+
+
+def _display(layout: Layout, history: np.ndarray) -> Callable[[float], str]:
+    """Rates as every page shows them: on the measure's scale, with its unit ("30.8 per 1,000
+    line-days", "91.0 %"), with the decimals that tell the member's usual values apart."""
+    usual = history[np.isfinite(history)]
+    typical = float(np.median(usual)) if len(usual) else None
+    digits = formatting.measure_digits(layout.multiplier, typical)
+    return lambda x: formatting.value(x, layout.multiplier, digits, layout.unit)
+
+
+def _count_text(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
 
 
 def _col(clean: pd.DataFrame, name: str, n: int) -> np.ndarray:
@@ -581,6 +612,7 @@ def _history_warnings(  # noqa: PLR0917 - private helper, called twice
     column: str,
     what: str,
     out: _Collector,
+    shown: Callable[[float], str],
 ) -> None:
     history = history[np.isfinite(history)]
     if len(history) < HISTORY_MIN_POINTS:
@@ -594,9 +626,6 @@ def _history_warnings(  # noqa: PLR0917 - private helper, called twice
         "Check the value. If it is right, give a short justification when you submit "
         "(e.g. a new unit opened, a coding change)."
     )
-
-    def shown(x: float) -> str:
-        return f"{x:.3g}"
 
     outside = usable & ((values < low) | (values > high)) & (iqr > 0)
     out.add(

@@ -12,6 +12,7 @@ was written by the service, and returning lets the audit record of the refusal c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from qicollab.config import storage_path
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
-from qicollab.submissions import templates
+from qicollab.submissions import grid, templates
 from qicollab.submissions.errors import (
     JustificationRequiredError,
     ParseError,
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.resources import MemberResource
-
-AGGREGATE_FIELDS = ("numerator", "denominator", "exclusions", "value", "comment")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -188,15 +187,19 @@ def template(context: MemberResource, request: Request) -> Response:
     measure = measure_of(request, member, request.matchdict.get("measure_code"))
     extension = request.matchdict.get("ext")
     layout = service_for(request).layout(member, measure)
+    definitions = {
+        "Measure": measure.description or measure.title,
+        "Numerator": measure.numerator_definition,
+        "Denominator": measure.denominator_definition,
+        "Exclusions": measure.exclusion_definition,
+    }
+    filename = templates.template_filename(layout, extension or "")
     if extension == "csv":
         body, content_type = templates.csv_template(layout), "text/csv; charset=utf-8"
+    elif extension == "txt":
+        body = templates.csv_guide(layout, definitions=definitions)
+        content_type, filename = "text/plain; charset=utf-8", templates.guide_filename(layout)
     elif extension == "xlsx":
-        definitions = {
-            "Measure": measure.description or measure.title,
-            "Numerator": measure.numerator_definition,
-            "Denominator": measure.denominator_definition,
-            "Exclusions": measure.exclusion_definition,
-        }
         body = templates.xlsx_template(layout, definitions=definitions)
         content_type = templates.XLSX_CONTENT_TYPE
     else:
@@ -211,7 +214,7 @@ def template(context: MemberResource, request: Request) -> Response:
         ip_address=request.client_addr,
         details={"measure": measure.code, "format": extension},
     )
-    return _download(body, content_type, templates.template_filename(layout, extension))
+    return _download(body, content_type, filename)
 
 
 def _download(body: bytes, content_type: str, filename: str) -> Response:
@@ -412,16 +415,14 @@ def history(context: MemberResource, request: Request) -> dict[str, Any]:
     return {**_base(request, context, member), "versions": service_for(request).versions(member)}
 
 
-# --- the web form --------------------------------------------------------------------------------
+# --- the data entry grid ------------------------------------------------------------------------
 
 
-def _form_rows(request: Request, layout_names: tuple[str, ...]) -> list[dict[str, object]]:
-    params = request.POST if request.method == "POST" else request.GET
-    row: dict[str, object] = {"period": params.get("period", "")}
-    for name in AGGREGATE_FIELDS:
-        if name in layout_names:
-            row[name] = params.get(name, "")
-    return [row]
+def _aggregate_measure(request: Request, member: Member) -> Measure:
+    measure = measure_of(request, member, request.matchdict.get("measure_code"))
+    if measure.level is not DataLevel.AGGREGATE:
+        raise HTTPNotFound
+    return measure
 
 
 @view_config(
@@ -432,27 +433,29 @@ def _form_rows(request: Request, layout_names: tuple[str, ...]) -> list[dict[str
     require_csrf=True,  # checked on POST only
 )
 def form(context: MemberResource, request: Request) -> Any:
-    """Enter one period's aggregate values; save a draft or submit."""
+    """The grid of periods x fields: save drafts, or submit every changed period at once.
+
+    With scripts on, each row is saved as a draft when the cursor leaves it (``grid_save``);
+    this POST is the Submit button, and the whole grid without scripts.
+    """
     member = member_of(request, context)
     require_submit(request, context)
-    measure = measure_of(request, member, request.matchdict.get("measure_code"))
-    if measure.level is not DataLevel.AGGREGATE:
-        raise HTTPNotFound
+    measure = _aggregate_measure(request, member)
     service = service_for(request)
-    layout = service.layout(member, measure)
-    open_periods = service.open_periods(member, measure)
-    period = request.params.get("period") or (open_periods[-1] if open_periods else "")
-    values: dict[str, object] = {}
-    problems: tuple[Any, ...] = ()
+    entry = grid.load_grid(service, member, measure)
+    posted: dict[str, str] = {}
     message = None
     if request.method == "POST":
         if not request.POST.get("csrf_token") or request.POST.get("csrf_token") != get_csrf_token(
             request
         ):
             raise HTTPForbidden
-        rows = _form_rows(request, layout.names)
-        values = dict(rows[0])
-        action = request.POST.get("action", "draft")
+        action = "submit" if request.POST.get("action") == "submit" else "draft"
+        rows = grid.posted_rows(
+            entry, request.POST, against="sent" if action == "submit" else "values"
+        )
+        if not rows:
+            return _back_to_grid(request, member, measure, saved="unchanged")
         try:
             result = service.submit_rows(
                 member=member,
@@ -462,54 +465,122 @@ def form(context: MemberResource, request: Request) -> Any:
                 actor=request.identity,
                 reason=request.POST.get("reason"),
                 justification=request.POST.get("justification"),
-                draft=action != "submit",
+                draft=action == "draft",
                 ip_address=request.client_addr,
             )
         except SubmissionError as error:
             request.response.status = 422
-            problems = error.problems
+            entry = entry.with_problems([str(row["period"]) for row in rows], error.problems)
             message = error.message
+            posted = {
+                grid.cell_name(str(row["period"]), name): str(value)
+                for row in rows
+                for name, value in row.items()
+                if name != "period"
+            }
         else:
-            query = {"period": str(values.get("period", "")), "saved": action}
-            if result.duplicate:
-                query["saved"] = "unchanged"
-            return HTTPSeeOther(
-                request.route_url(
-                    "submissions.form",
-                    member_id=member.id,
-                    measure_code=measure.code,
-                    _query=query,
-                )
-            )
-    current, draft = service.current_values(member, measure, period) if period else (None, None)
-    if not values:
-        source = draft or current
-        aggregate = source.aggregate if source is not None else None
-        values = {"period": period}
-        for name in AGGREGATE_FIELDS:
-            raw = getattr(aggregate, name, None) if aggregate is not None else None
-            values[name] = "" if raw is None else _plain(raw)
-    window = service.window(member, measure, period) if period else None
+            saved = "unchanged" if result.duplicate else action
+            return _back_to_grid(request, member, measure, saved=saved, count=len(rows))
     return {
         **_base(request, context, member),
         "measure": measure,
-        "layout": layout,
-        "period": period,
-        "open_periods": open_periods,
-        "values": values,
-        "current": current,
-        "draft": draft,
-        "window": window,
-        "problems": problems,
+        "layout": service.layout(member, measure),
+        "grid": entry,
+        "posted": posted,
+        "cell_name": grid.cell_name,
         "message": message,
         "saved": request.GET.get("saved"),
+        "count": request.GET.get("count"),
+        "focus": request.GET.get("period"),
     }
 
 
-def _plain(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _back_to_grid(
+    request: Request, member: Member, measure: Measure, *, saved: str, count: int = 0
+) -> HTTPSeeOther:
+    query = {"saved": saved, "count": str(count)}
+    return HTTPSeeOther(
+        request.route_url(
+            "submissions.form", member_id=member.id, measure_code=measure.code, _query=query
+        )
+    )
+
+
+def _problem_json(problem: Any) -> dict[str, Any]:
+    return {
+        "column": problem.column,
+        "severity": problem.severity.value,
+        "rule": problem.rule,
+        "message": problem.message,
+        "fix": problem.fix,
+    }
+
+
+@view_config(
+    route_name="submissions.grid_save",
+    renderer="json",
+    permission=Permission.MEMBER_VIEW,
+    request_method="POST",
+    require_csrf=True,
+)
+def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
+    """Save one row of the grid as a draft when the cursor leaves it, as DHIS2 saves a cell.
+
+    The row gets the upload checks first; cells come back ``saved``, ``invalid``, ``warning``
+    or ``locked``. A row with blocking errors is not saved (its draft, if any, stays).
+    """
+    member = member_of(request, context)
+    require_submit(request, context)
+    measure = _aggregate_measure(request, member)
+    service = service_for(request)
+    entry = grid.load_grid(service, member, measure)
+    try:
+        payload = request.json_body
+    except ValueError:
+        payload = None
+    sent = payload.get("values") if isinstance(payload, dict) else None
+    row = entry.row(str(payload.get("period"))) if isinstance(sent, dict) else None
+    if row is None:
+        request.response.status = 400
+        return {"status": "invalid", "message": "send {period, values} for a period of the grid"}
+    if row.locked:
+        request.response.status = 409
+        cells = dict.fromkeys(entry.fields, grid.CellState.LOCKED.value)
+        return {"status": "locked", "message": row.window.reason, "cells": cells}
+    values = {
+        name: str(sent.get(name) if isinstance(sent.get(name), str | int | float) else "").strip()
+        for name in entry.fields
+    }
+    rows: list[dict[str, object]] = [{"period": row.period, **values}]
+    status = "unchanged" if values == dict(row.values) else "saved"
+    try:
+        problems = list(service.preview_rows(member=member, measure=measure, rows=rows).problems)
+        if status == "saved":
+            service.submit_rows(
+                member=member,
+                measure=measure,
+                rows=rows,
+                source=SubmissionSource.FORM,
+                actor=request.identity,
+                draft=True,
+                ip_address=request.client_addr,
+            )
+    except SubmissionError as error:
+        request.response.status = 422
+        problems, status = list(error.problems), "invalid"
+    saved = status == "saved"
+    shown = dataclasses.replace(
+        row, values=values if saved else row.values, has_draft=row.has_draft or saved
+    )
+    checked = entry.with_problems([row.period], problems)
+    return {
+        "status": status,
+        "summary": dataclasses.replace(
+            shown, has_draft=shown.has_draft or status == "saved"
+        ).summary,
+        "cells": {name: checked.state(shown, name, values[name]).value for name in entry.fields},
+        "problems": [_problem_json(problem) for problem in problems],
+    }
 
 
 @view_config(
