@@ -60,12 +60,14 @@
     var summary = status.querySelector(".summary");
     var list = status.querySelector(".cell-problems");
     if (result.summary && result.status !== "invalid") { summary.textContent = result.summary; }
+    var shown = tr.querySelector("td.shown");
+    if (shown && result.status === "saved") { shown.textContent = result.shown || ""; }
     if (result.status === "invalid") { summary.textContent = "not saved: fix the cells in red"; }
     list.textContent = "";
     (result.problems || []).forEach(function (p) {
       var item = document.createElement("li");
       item.className = p.severity;
-      var label = p.column ? p.column + ": " : "";
+      var label = p.label ? p.label + ": " : "";
       item.textContent = label + (p.severity === "warning" ? "warning: " : "") + p.message + ". " + p.fix;
       list.appendChild(item);
     });

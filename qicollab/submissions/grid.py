@@ -10,12 +10,14 @@ so the grid adds no rule of its own.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from qicollab.reporting import formatting
 from qicollab.schedule.periods import ReportingPeriod
 from qicollab.submissions.errors import Problem, Severity
 from qicollab.submissions.models import AggregateValue, Submission, SubmissionStatus
@@ -130,6 +132,25 @@ def _text(value: object) -> str:
 
 def _values(aggregate: AggregateValue | None, fields: Sequence[str]) -> dict[str, str]:
     return {name: _text(getattr(aggregate, name, None)) for name in fields}
+
+
+def shown_value(layout: Layout, values: Mapping[str, str]) -> str:
+    """The row's value as the portal will show it ("90.0 %", "1.25 per 1,000 line-days"), or ""
+    while the row is incomplete: the officer sees at once what the counts amount to."""
+    try:
+        if "value" in values:
+            rate = float(values["value"])
+        else:
+            numerator, denominator = float(values["numerator"]), float(values["denominator"])
+            if denominator <= 0:
+                return ""
+            rate = numerator / denominator
+    except (KeyError, ValueError):
+        return ""
+    if not math.isfinite(rate):
+        return ""
+    digits = formatting.measure_digits(layout.multiplier, rate)
+    return formatting.value(rate, layout.multiplier, digits, layout.unit)
 
 
 def grid_fields(layout: Layout) -> tuple[str, ...]:

@@ -488,6 +488,7 @@ def form(context: MemberResource, request: Request) -> Any:
         "grid": entry,
         "posted": posted,
         "cell_name": grid.cell_name,
+        "shown_value": grid.shown_value,
         "message": message,
         "saved": request.GET.get("saved"),
         "count": request.GET.get("count"),
@@ -506,9 +507,10 @@ def _back_to_grid(
     )
 
 
-def _problem_json(problem: Any) -> dict[str, Any]:
+def _problem_json(problem: Any, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "column": problem.column,
+        "label": labels.get(problem.column or "", problem.column or ""),
         "severity": problem.severity.value,
         "rule": problem.rule,
         "message": problem.message,
@@ -573,13 +575,14 @@ def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
         row, values=values if saved else row.values, has_draft=row.has_draft or saved
     )
     checked = entry.with_problems([row.period], problems)
+    layout = service.layout(member, measure)
+    labels = {column.name: column.label for column in layout.columns}
     return {
         "status": status,
-        "summary": dataclasses.replace(
-            shown, has_draft=shown.has_draft or status == "saved"
-        ).summary,
+        "summary": shown.summary,
         "cells": {name: checked.state(shown, name, values[name]).value for name in entry.fields},
-        "problems": [_problem_json(problem) for problem in problems],
+        "shown": grid.shown_value(layout, values),
+        "problems": [_problem_json(problem, labels) for problem in problems],
     }
 
 

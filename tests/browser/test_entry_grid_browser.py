@@ -89,6 +89,7 @@ def test_officer_enters_values_in_the_grid(portal: LivePortal, browser: Any):
     )
     assert state(page, first, "denominator") == "saved"
     assert "draft saved" in page.inner_text(f"#status-{first}")
+    assert page.inner_text(f"#shown-{first}") == "0.90"  # 45 of 50; this HH has no % unit
 
     # Arrow keys: left at the start of the text, up and down between periods.
     page.keyboard.press("Home")

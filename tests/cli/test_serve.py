@@ -103,8 +103,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """``qicollab --config site.ini serve`` in a subprocess, trusting 127.0.0.1 as its proxy."""
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """``qicollab --config site.ini serve`` in a subprocess; its trusted proxy is 127.0.0.1
+    (where the test's requests come from) unless the test names another address."""
+    proxy = getattr(request, "param", "127.0.0.1")
     database = tmp_path / "portal.sqlite"
     engine = create_engine_from_settings({"sqlalchemy.url": f"sqlite:///{database}"})
     upgrade(engine)
@@ -122,6 +124,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, str]]:
         .replace("listen = 127.0.0.1:6543", f"listen = 127.0.0.1:{port}")
         .replace("mail.mailer = smtp", "mail.mailer = console")
         .replace("qicollab.secure_cookies = true", "qicollab.secure_cookies = false")
+        .replace("trusted_proxy = 127.0.0.1", f"trusted_proxy = {proxy}")
     )
     env = {
         **os.environ,
@@ -228,6 +231,16 @@ def test_behind_a_tls_proxy_cookies_are_secure_hsts_is_sent_and_throttling_is_pe
     session_cookie = _cookies(signed_in)["qicollab_session"].lower()
     assert "; secure" in session_cookie
     assert "; httponly" in session_cookie
+
+
+@pytest.mark.parametrize("served", ["192.0.2.1"], indirect=True)
+def test_forwarded_headers_from_an_address_that_is_not_the_proxy_are_ignored(served):
+    port, _ = served
+    # Someone reaching waitress directly cannot claim HTTPS or another client address.
+    page = _request(port, "GET", "/login", _proxied("203.0.113.5"))
+    assert page.status == 200
+    assert page.getheader("Strict-Transport-Security") is None
+    assert "; secure" not in _cookies(page)["qicollab_csrf"].lower()
 
 
 def test_serve_reads_server_main_as_pserve_does(tmp_path, monkeypatch):

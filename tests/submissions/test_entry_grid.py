@@ -108,6 +108,7 @@ def test_a_row_is_saved_as_a_draft_with_per_cell_states(hh_history, db_session):
     assert wrong.json["status"] == "invalid"
     assert wrong.json["cells"]["numerator"] == "invalid"
     assert "larger than denominator" in wrong.json["problems"][0]["message"]
+    assert wrong.json["problems"][0]["label"] == "Numerator"
     value = query(
         db_session,
         "scalar",
@@ -119,6 +120,7 @@ def test_a_row_is_saved_as_a_draft_with_per_cell_states(hh_history, db_session):
     # Far below the member's history: saved, with a warning in the display unit (per cent).
     low = _save_row(browser, world, token, "2026-04", numerator="20", denominator="100")
     assert low.json["status"] == "saved"
+    assert low.json["shown"] == "20.0 %"
     assert low.json["cells"]["numerator"] == "warning"
     (warning,) = [p for p in low.json["problems"] if p["column"] == "numerator"]
     assert warning["severity"] == "warning"
@@ -131,6 +133,8 @@ def test_a_row_is_saved_as_a_draft_with_per_cell_states(hh_history, db_session):
     page = browser.get(_grid_url(world))
     assert _cell(page, "2026-04", "numerator")["value"] == "20"
     assert "draft saved" in page.html.find(id="status-2026-04").text
+    assert page.html.find(id="shown-2026-04").text == "20.0 %"
+    assert page.html.find(id="shown-2025-03").text == "90.0 %"  # 90 of 100
     # Locked periods and unknown ones are refused.
     locked = _save_row(browser, world, token, "2025-03", 409, numerator="1", denominator="2")
     assert locked.json["status"] == "locked"
