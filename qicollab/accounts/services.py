@@ -175,8 +175,18 @@ class AccountService:
         now = utcnow()
         since = now - self.throttle.window
         email, ip_address = normalise_email(email)[:254], ip_address[:64]
+        same_pair = (LoginAttempt.email == email, LoginAttempt.ip_address == ip_address)
+        # Signing in wipes the slate of this account at this address (typos made before a
+        # successful sign-in do not count against the next one).
+        last_success = self.db.scalar(
+            sa.select(sa.func.max(LoginAttempt.attempted_at)).where(
+                *same_pair, LoginAttempt.succeeded.is_(True), LoginAttempt.attempted_at >= since
+            )
+        )
         pair, pair_last = self._failures(
-            since, LoginAttempt.email == email, LoginAttempt.ip_address == ip_address
+            since,
+            *same_pair,
+            *(() if last_success is None else (LoginAttempt.attempted_at > last_success,)),
         )
         waits = [0.0]
         if pair:

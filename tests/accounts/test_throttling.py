@@ -97,6 +97,18 @@ def test_failures_older_than_the_window_no_longer_count(app, people, engine):
     login(browser, "officer@example.test", TEST_PASSWORD)
 
 
+def test_signing_in_wipes_the_slate_of_that_account_at_that_address(app, people):
+    browser = client(app, REMOTE_ADDR="10.6.0.1")
+    for _ in range(9):
+        login(browser, "officer@example.test", WRONG, status=401)
+    login(browser, "officer@example.test", TEST_PASSWORD)
+    # Nine more typos later the same day are nine, not eighteen: no wait yet.
+    other = client(app, REMOTE_ADDR="10.6.0.1")
+    for _ in range(9):
+        login(other, "officer@example.test", WRONG, status=401)
+    login(other, "officer@example.test", TEST_PASSWORD)
+
+
 def test_the_longest_wait_is_capped():
     throttle = Throttle(max_failures=3, max_delay=dt.timedelta(minutes=15))
     now = utcnow()
