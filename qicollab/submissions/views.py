@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from qicollab.config import storage_path
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
-from qicollab.submissions import grid, templates
+from qicollab.submissions import grid, identifiers, templates
 from qicollab.submissions.errors import (
     JustificationRequiredError,
     ParseError,
@@ -244,8 +245,12 @@ def upload(context: MemberResource, request: Request) -> Any:
     if field is None or not hasattr(field, "file"):
         error = ParseError("choose a file to upload", rule="no_file", fix="Choose a file.")
         return _refusal_page(request, context, member, error, measure=measure, filename="")
-    filename = str(getattr(field, "filename", "") or "upload")
     data = field.file.read(service.limits.max_bytes + 1)
+    # The name a person gave the file can identify ("John Smith.csv"): only its extension is
+    # kept, from the first moment on (messages, the pending upload, the stored batch).
+    filename = identifiers.opaque_filename(
+        str(getattr(field, "filename", "") or "upload"), hashlib.sha256(data).hexdigest()[:12]
+    )
     try:
         service.preview(member=member, measure=measure, data=data, filename=filename)
     except SubmissionError as error:
