@@ -47,6 +47,7 @@ DOMAINS: list[str] = [
     "qicollab.submissions",
     "qicollab.cycles",
     "qicollab.improvement",
+    "qicollab.notifications",
     "qicollab.audit",
     "qicollab.api",
     "qicollab.jobs",

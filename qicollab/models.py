@@ -9,6 +9,7 @@ from qicollab.improvement import models as improvement
 from qicollab.jobs import models as jobs
 from qicollab.measures import models as measures
 from qicollab.members import models as members
+from qicollab.notifications import models as notifications
 from qicollab.reporting import models as reporting
 from qicollab.schedule import calendar as schedule_calendar
 from qicollab.schedule import periods as schedule_periods
@@ -24,6 +25,7 @@ __all__ = [
     "jobs",
     "measures",
     "members",
+    "notifications",
     "reporting",
     "schedule_calendar",
     "schedule_periods",

@@ -204,7 +204,14 @@ def serve_app(app: LazyApp, sockets: list[socket.socket], settings: dict[str, st
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         click.echo(f"Serving qicollab on http://{shown}:{port}/  (Ctrl+C to stop)")
-    server.run()
+    from qicollab.jobs.embedded import start_embedded  # noqa: PLC0415
+
+    consumer = start_embedded(app.settings, engine=app.engine)  # jobs run beside the portal
+    try:
+        server.run()
+    finally:
+        if consumer is not None:
+            consumer.stop()
 
 
 @cli.command()

@@ -29,6 +29,7 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
     default; PostgreSQL or Redis for several worker machines).
     """
     from qicollab.jobs.queue import JobQueue  # noqa: PLC0415
+    from qicollab.jobs.workers import Heartbeat  # noqa: PLC0415
 
     queue = JobQueue(app.settings)
     try:
@@ -39,6 +40,10 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         consumer = queue.huey.create_consumer(workers=workers, worker_type=worker_type)
         click.echo(f"worker: {workers} {worker_type} worker(s) on {type(queue.huey).__name__}")
-        consumer.run()
+        heartbeat = Heartbeat(queue.session_factory, mode="worker").start()
+        try:
+            consumer.run()
+        finally:
+            heartbeat.stop()
     finally:
         queue.close()

@@ -18,6 +18,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("cycles.detail", "/cycles/{code}")
     config.add_route("cycles.edit", "/cycles/{code}/edit")
     config.add_route("cycles.transition", "/cycles/{code}/status")
+    config.add_route("cycles.job", "/cycles/{code}/jobs/{work}")
     config.add_route("cycles.reopen", "/cycles/{code}/reopenings")
     config.add_route("cycles.sessions", "/cycles/{code}/sessions")
     config.add_route("cycles.review_queue", "/review")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from qicollab.accounts.models import User
+    from qicollab.notifications.services import Notifier
 
 
 class CycleBase:
@@ -36,10 +37,13 @@ class CycleBase:
         collaborative_id: int,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
+        notifier: Notifier | None = None,
     ) -> None:
         self.db = db
         self.collaborative_id = collaborative_id
         self.clock = clock
+        #: Mails members about what changed (after commit); None sends nothing (CLI, demo).
+        self.notifier = notifier
         self._cycles: list[LearningCycle] | None = None
 
     # --- reading --------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def clean_reason(text: str | None, *, field_name: str = "reason", required: bool
     reason = " ".join((text or "").split())
     if not reason:
         if required:
-            msg = f"a {field_name} is required"
+            article = "an" if field_name[:1] in set("aeiou") else "a"
+            msg = f"{article} {field_name} is required"
             raise CycleError(msg)
         return ""
     if len(reason) < MIN_REASON_CHARS:

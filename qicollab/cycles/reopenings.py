@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from qicollab.audit.services import record
 from qicollab.cycles.base import CycleBase
 from qicollab.cycles.reasons import CycleError, clean_reason
+from qicollab.notifications import events
 from qicollab.schedule.calendar import CycleReopening, CycleStatus, LearningCycle
 
 if TYPE_CHECKING:
@@ -91,4 +92,13 @@ class Reopenings(CycleBase):
                 "reason": reason,
             },
         )
+        if self.notifier is not None:
+            events.reopening_granted(
+                self.notifier,
+                reopening=reopening,
+                cycle=cycle,
+                member=member,
+                measure=measure,
+                period=period,
+            )
         return reopening

@@ -12,6 +12,7 @@ from qicollab.cycles.base import CycleBase
 from qicollab.cycles.reasons import CycleError, clean_reason
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
+from qicollab.notifications import events
 from qicollab.schedule.calendar import LearningCycle
 from qicollab.schedule.periods import ReportingPeriod
 from qicollab.submissions.models import Submission, SubmissionStatus
@@ -25,6 +26,13 @@ class ReviewDecision(enum.StrEnum):
 
     ACCEPT = "accept"
     RETURN = "return"
+
+
+#: The status each decision gives a version.
+TARGET = {
+    ReviewDecision.ACCEPT: SubmissionStatus.ACCEPTED,
+    ReviewDecision.RETURN: SubmissionStatus.RETURNED,
+}
 
 
 class Review(CycleBase):
@@ -83,11 +91,7 @@ class Review(CycleBase):
                 "version of a period can be reviewed"
             )
             raise CycleError(msg)
-        target = (
-            SubmissionStatus.ACCEPTED
-            if decision is ReviewDecision.ACCEPT
-            else SubmissionStatus.RETURNED
-        )
+        target = TARGET[decision]
         if submission.status is target:
             msg = f"version {submission.version} is already {target.value}"
             raise CycleError(msg)
@@ -115,4 +119,50 @@ class Review(CycleBase):
                 "reason": text or None,
             },
         )
+        if target is SubmissionStatus.RETURNED and self.notifier is not None:
+            member = self.db.get(Member, submission.member_id)
+            if member is not None and measure is not None and period is not None:
+                events.submission_returned(
+                    self.notifier,
+                    submission=submission,
+                    member=member,
+                    measure=measure,
+                    period=period,
+                    reason=text,
+                )
         return submission
+
+    def review_many(
+        self,
+        submission_ids: list[int],
+        decision: ReviewDecision | str,
+        *,
+        reason: str | None,
+        actor: User | str | None,
+    ) -> list[Submission]:
+        """Accept or return several versions at once: all of them, or none (audited each)."""
+        if not submission_ids:
+            msg = "choose at least one submission"
+            raise CycleError(msg)
+        try:
+            target = TARGET[ReviewDecision(decision)]
+        except ValueError as error:
+            msg = "the decision must be accept or return"
+            raise CycleError(msg) from error
+        clean_reason(reason, required=target is SubmissionStatus.RETURNED)
+        chosen = []
+        # Check every version before changing any, so a refusal leaves all of them as they were.
+        for submission_id in dict.fromkeys(submission_ids):
+            submission = self.submission(submission_id)
+            if submission is None:
+                msg = f"no submission {submission_id} in this collaborative"
+                raise CycleError(msg)
+            unreviewable = {SubmissionStatus.DRAFT, SubmissionStatus.SUPERSEDED, target}
+            if submission.status in unreviewable:
+                msg = (
+                    f"version {submission.version} (submission {submission.id}) is "
+                    f"{submission.status.value} and cannot be {target.value}"
+                )
+                raise CycleError(msg)
+            chosen.append(submission)
+        return [self.review(s, decision, reason=reason, actor=actor) for s in chosen]

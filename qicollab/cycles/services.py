@@ -1,6 +1,7 @@
 """The learning-cycle workflow: coordinators drive a cycle through its life, members submit.
 
-A cycle moves ``planned -> open -> closed -> locked -> published``; members submit while its
+A cycle moves ``planned -> open -> closed -> locked -> published`` (its pipeline adds
+"computed" and "reports rendered" between locked and published); members submit while its
 window is open (decided by :mod:`qicollab.schedule.windows`, shared with the submission
 pipeline and the API). :class:`CycleService` composes the use cases, each in a module of its
 own; every state change is audited in the caller's transaction, and a refused change raises
@@ -9,12 +10,11 @@ own; every state change is audited in the caller's transaction, and a refused ch
 
 from __future__ import annotations
 
-from qicollab.cycles.completeness import CompletenessQueries
+from qicollab.cycles.jobs import CycleJobs
 from qicollab.cycles.planning import Planning
 from qicollab.cycles.reopenings import Reopenings
-from qicollab.cycles.review import Review
 from qicollab.cycles.transitions import Transitions
 
 
-class CycleService(Planning, Transitions, Reopenings, Review, CompletenessQueries):
+class CycleService(Planning, Transitions, Reopenings, CycleJobs):
     """One collaborative's learning cycles, in the caller's transaction (audited)."""

@@ -27,10 +27,12 @@ from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, Repo
 from qicollab.cycles.planning import CycleDraft
 from qicollab.cycles.reasons import CycleError
 from qicollab.cycles.services import CycleService
-from qicollab.cycles.transitions import TRANSITIONS
 from qicollab.db import utcnow
+from qicollab.jobs.queue import registry_queue
+from qicollab.jobs.workers import worker_health
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
+from qicollab.notifications.services import request_notifier
 from qicollab.permissions import Permission
 
 if TYPE_CHECKING:
@@ -50,8 +52,14 @@ def clock_of(request: Request) -> Callable[[], dt.datetime]:
 
 
 def service_for(request: Request) -> CycleService:
-    """The cycle service of the signed-in user's collaborative."""
-    return CycleService(request.db, request.identity.collaborative_id, clock=clock_of(request))
+    """The cycle service of the signed-in user's collaborative (mail goes after commit)."""
+    clock = clock_of(request)
+    return CycleService(
+        request.db,
+        request.identity.collaborative_id,
+        clock=clock,
+        notifier=request_notifier(request, clock),
+    )
 
 
 def _cycle_or_404(request: Request, service: CycleService) -> LearningCycle:
@@ -241,9 +249,6 @@ def _detail_context(
         "cycle": cycle,
         "error": error,
         "measures": measures,
-        "actions": [
-            action for action, (allowed, _) in TRANSITIONS.items() if cycle.status in allowed
-        ],
         "reopenings": reopenings,
         "members": members,
         "measure_by_id": {m.id: m for m in service.measures()},
@@ -256,6 +261,12 @@ def _detail_context(
             "%Y-%m-%dT%H:%M"
         ),
         "locked_states": (CycleStatus.LOCKED, CycleStatus.PUBLISHED),
+        "pipeline": service.pipeline(cycle) if can_manage else None,
+        "workers": worker_health(request.db, collaborative_id=service.collaborative_id)
+        if can_manage
+        else None,
+        "lock_reason": cycle.lock_reason if can_manage else None,
+        "already_job": request.params.get("running", ""),
     }
 
 
@@ -288,10 +299,47 @@ def cycle_transition(request: Request) -> Any:
     service = service_for(request)
     cycle = _cycle_or_404(request, service)
     try:
-        service.transition(cycle, request.POST.get("action", ""), actor=request.identity)
+        service.transition(
+            cycle,
+            request.POST.get("action", ""),
+            actor=request.identity,
+            reason=request.POST.get("reason"),
+        )
     except CycleError as problem:
         return _refused(request, service, cycle, str(problem))
-    return HTTPSeeOther(request.route_url("cycles.detail", code=cycle.code))
+    return HTTPSeeOther(request.route_url("cycles.detail", code=cycle.code, _anchor="pipeline"))
+
+
+@view_config(
+    route_name="cycles.job",
+    renderer="cycles/detail.jinja2",
+    permission=Permission.COLLABORATIVE_MANAGE,
+    request_method="POST",
+)
+def cycle_job(request: Request) -> Any:
+    """Compute the cycle's benchmark run or render its reports, as a job with progress.
+
+    A second press while the job is queued or running shows that job instead of another.
+    """
+    service = service_for(request)
+    cycle = _cycle_or_404(request, service)
+    factory = request.registry["db.session_factory"]
+    starts = {"compute": service.start_compute, "render": service.start_render}
+    start = starts.get(request.matchdict.get("work", ""))
+    if start is None:
+        raise HTTPNotFound
+    try:
+        started = start(cycle, actor=request.identity, session_factory=factory)
+    except CycleError as problem:
+        return _refused(request, service, cycle, str(problem))
+    query = {}
+    if started.created:
+        registry_queue(request.registry).enqueue_after_commit(request.db, started.job_id)
+    else:
+        query["running"] = str(started.job_id)
+    return HTTPSeeOther(
+        request.route_url("cycles.detail", code=cycle.code, _query=query, _anchor="pipeline")
+    )
 
 
 def _pick(request: Request, model: type, field: str, value: str, collaborative_id: int) -> Any:

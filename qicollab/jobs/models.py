@@ -46,3 +46,21 @@ class Job(CreatedAtMixin, Base):
     def progress(self) -> float:
         """Fraction done, 0 to 1."""
         return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+class WorkerHeartbeat(Base):
+    """A job consumer that is alive: it stamps ``beat_at`` every few seconds while running.
+
+    The portal warns coordinators when jobs wait and no consumer has beaten recently.
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: ``host:pid`` of the consumer process.
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    #: ``embedded`` (beside the web server) or ``worker`` (``qicollab worker``).
+    mode: Mapped[str] = mapped_column(sa.String(16))
+    started_at: Mapped[dt.datetime]
+    beat_at: Mapped[dt.datetime] = mapped_column(index=True)
+    stopped_at: Mapped[dt.datetime | None]

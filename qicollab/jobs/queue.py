@@ -58,6 +58,13 @@ TASK_NAME = "run_job"
 #: Modules that register job handlers; imported before a job is dispatched.
 HANDLER_MODULES: tuple[str, ...] = ("qicollab.benchmarking.tasks", "qicollab.reporting.tasks")
 
+#: Work every consumer's scheduler runs on a timetable: name, crontab fields, and the
+#: ``module:function`` called with ``(settings, session_factory)``. Each must be safe to run
+#: from several consumers at once (reminders record what they sent, once per topic).
+PERIODIC_TASKS: tuple[tuple[str, dict[str, str], str], ...] = (
+    ("reminders", {"minute": "*/30"}, "qicollab.notifications.reminders:send_due_reminders"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
@@ -152,6 +159,8 @@ class JobQueue:
         self._owns_engine = engine is None
         self._pid = os.getpid()
         self._task = self.huey.task(name=TASK_NAME)(self.run_job)
+        for name, when, target in PERIODIC_TASKS:
+            self.huey.periodic_task(huey.crontab(**when), name=name)(self._periodic(target))
 
     @property
     def engine(self) -> sa.Engine:
@@ -204,6 +213,20 @@ class JobQueue:
             self.huey.execute(task)
             count += 1
 
+    def _periodic(self, target: str) -> Callable[[], None]:
+        """A no-argument function for huey's scheduler that calls ``target`` here."""
+
+        def run() -> None:
+            module, _, name = target.partition(":")
+            function = getattr(importlib.import_module(module), name)
+            try:
+                function(self.settings, self.session_factory)
+            except Exception:  # logged; the next tick tries again
+                log.exception("periodic task %s failed", target)
+
+        run.__name__ = target.rpartition(":")[2]
+        return run
+
     def run_job(self, job_id: int) -> None:
         """Run one job here and now: the body of the huey task.
 
@@ -238,3 +261,15 @@ class JobQueue:
             storage_close()
         if self._engine is not None and self._owns_engine:
             self._engine.dispose()
+
+
+#: Where the portal keeps its process's queue.
+REGISTRY_KEY = "qicollab.job_queue"
+
+
+def registry_queue(registry: Any) -> JobQueue:
+    """The web process's queue (built once from the settings and the app's engine)."""
+    queue = registry.get(REGISTRY_KEY)
+    if queue is None:
+        queue = registry[REGISTRY_KEY] = JobQueue(registry.settings, engine=registry["db.engine"])
+    return queue

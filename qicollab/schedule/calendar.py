@@ -61,6 +61,9 @@ class LearningCycle(CreatedAtMixin, Base):
     lock_date: Mapped[dt.datetime | None]
     locked_at: Mapped[dt.datetime | None]
     locked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    #: Why the coordinators locked with data missing or unreviewed (kept while locked; every
+    #: lock and unlock reason also stays in the audit log).
+    lock_reason: Mapped[str | None] = mapped_column(sa.Text)
 
     measures: Mapped[list[Measure]] = relationship(secondary=cycle_measures)
 

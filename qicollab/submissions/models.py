@@ -79,6 +79,9 @@ class Submission(CreatedAtMixin, Base):
     reviewed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     reviewed_at: Mapped[dt.datetime | None]
     review_reason: Mapped[str | None] = mapped_column(sa.Text)
+    #: The validation warnings the member justified when sending this version (their texts,
+    #: as the member read them), so reviewers see what was flagged.
+    warnings: Mapped[list[Any] | None]
 
     aggregate: Mapped[AggregateValue | None] = relationship(back_populates="submission")
     predecessor: Mapped[Submission | None] = relationship(remote_side=[id])

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from qicollab.audit.models import AuditEvent
+from qicollab.benchmarking.models import BenchmarkRun, RunStatus
 from qicollab.cycles.completeness import CellStatus
 from qicollab.cycles.deadlines import days_until, due_text
 from qicollab.cycles.models import CycleReopening, CycleStatus, LearningCycle, ReportingPeriod
@@ -241,13 +242,38 @@ def test_transitions_and_their_audit(db_session, world):
     wf.transition(cycle, "open", actor=coordinator)
     wf.transition(cycle, "close", actor=coordinator)
     wf.transition(cycle, "open", actor=coordinator)
-    wf.transition(cycle, "lock", actor=coordinator)
+    facts = wf.lock_facts(cycle)
+    assert facts.needs_reason
+    assert facts.missing == facts.total > 0
+    with pytest.raises(CycleError, match="a lock reason is required"):
+        wf.transition(cycle, "lock", actor=coordinator)
+    wf.transition(cycle, "lock", actor=coordinator, reason="pilot cycle, closing early")
     assert cycle.status is CycleStatus.LOCKED
     assert cycle.locked_at == NOW
     assert cycle.locked_by_id == coordinator.id
+    assert cycle.lock_reason == "pilot cycle, closing early"
     with pytest.raises(CycleError, match="reopen periods instead"):
         wf.update(cycle, draft(title="Renamed"), actor=coordinator)
+    with pytest.raises(CycleError, match="no succeeded benchmark run"):
+        wf.transition(cycle, "publish", actor=coordinator)
+    with pytest.raises(CycleError, match="an unlock reason is required"):
+        wf.transition(cycle, "unlock", actor=coordinator)
+    wf.transition(cycle, "unlock", actor=coordinator, reason="late data from one member")
+    assert (cycle.status, cycle.locked_at, cycle.lock_reason) == (CycleStatus.CLOSED, None, None)
+    wf.transition(cycle, "lock", actor=coordinator, reason="late data is in now")
+    # A run from before the unlock would not count; one since the lock does.
+    run = BenchmarkRun(
+        collaborative_id=cycle.collaborative_id,
+        cycle_id=cycle.id,
+        status=RunStatus.SUCCEEDED,
+        settings={},
+        created_at=NOW,
+    )
+    db_session.add(run)
+    db_session.flush()
     wf.transition(cycle, "publish", actor=coordinator)
+    with pytest.raises(CycleError, match="is published and cannot be unlocked"):
+        wf.transition(cycle, "unlock", actor=coordinator, reason="too late for this")
     with pytest.raises(CycleError, match="unknown action"):
         wf.transition(cycle, "explode", actor=coordinator)
     assert actions(db_session) == [
@@ -256,8 +282,21 @@ def test_transitions_and_their_audit(db_session, world):
         "cycle.closed",
         "cycle.opened",
         "cycle.locked",
+        "cycle.unlocked",
+        "cycle.locked",
         "cycle.published",
     ]
+    events = db_session.scalars(
+        sa.select(AuditEvent)
+        .where(AuditEvent.action.in_(["cycle.locked", "cycle.unlocked"]))
+        .order_by(AuditEvent.id)
+    ).all()
+    assert [e.details["reason"] for e in events] == [
+        "pilot cycle, closing early",
+        "late data from one member",
+        "late data is in now",
+    ]
+    assert events[0].details["missing_cells"] == facts.missing
 
 
 def test_update_records_what_changed(db_session, world):
@@ -440,6 +479,11 @@ def test_completeness_counts(db_session, world):
 def test_current_cycle_prefers_the_open_one(db_session, world):
     wf = service(db_session, world)
     assert wf.current_cycle().code == "C2026"
-    wf.transition(world.cycles["this"], "lock", actor=world.users["coordinator"])
+    wf.transition(
+        world.cycles["this"],
+        "lock",
+        actor=world.users["coordinator"],
+        reason="closing this cycle early",
+    )
     assert wf.current_cycle().code == "C2027"
     assert isinstance(wf.cycles()[0], LearningCycle)

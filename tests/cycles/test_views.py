@@ -77,18 +77,35 @@ def test_coordinator_creates_opens_closes_and_locks_a_cycle(as_user, world, db_s
     assert detail.html.find(id="status").text == "planned"
     assert "2029-01-31 23:59 UTC" in detail.html.find(id="deadline").text
 
-    for action, status in (("open", "open"), ("close", "closed"), ("lock", "locked")):
-        form = next(
+    def action_form(page, action):
+        return next(
             f
-            for f in detail.forms.values()
+            for f in page.forms.values()
             if f.get("action", default=None) and f["action"].value == action
         )
-        detail = form.submit().follow()
+
+    for action, status in (("open", "open"), ("close", "closed")):
+        detail = action_form(detail, action).submit().follow()
         assert detail.html.find(id="status").text == status
+    # Locking 13 months early with every cell missing states it in numbers and needs a reason.
+    lock = detail.html.find(id="action-lock")
+    said = " ".join(li.text for li in lock.find_all("li"))
+    assert "days left" in said
+    cells = 2 * 12 + 2 * 1  # two members: HH monthly, SURG yearly (2028)
+    assert f"{cells} of {cells} member x measure x period cells are missing" in said
+    refused = action_form(detail, "lock").submit(expect_errors=True)
+    assert refused.status_int == 422
+    assert "a lock reason is required" in refused.html.find(id="error").text
+    form = action_form(refused, "lock")
+    form["reason"] = "test cycle: nothing will be submitted"
+    detail = form.submit().follow()
+    assert detail.html.find(id="status").text == "locked"
+    assert "nothing will be submitted" in detail.html.find(id="lock-reason").text
     assert "Edit" not in [a.text for a in detail.html.find_all("a", class_="button")]
     cycle = read(db_session, sa.select(LearningCycle).where(LearningCycle.code == "C2028"))
     assert cycle.status is CycleStatus.LOCKED
     assert cycle.locked_at == NOW
+    assert cycle.lock_reason == "test cycle: nothing will be submitted"
     actions = read(
         db_session,
         sa.select(AuditEvent.action)
