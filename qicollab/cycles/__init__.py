@@ -22,6 +22,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("cycles.reopen", "/cycles/{code}/reopenings")
     config.add_route("cycles.sessions", "/cycles/{code}/sessions")
     config.add_route("cycles.review_queue", "/review")
+    config.add_route("cycles.review_many", "/review/decisions")
     config.add_route("cycles.review", "/submissions/{submission_id}/review")
     config.add_route("cycles.completeness", "/completeness")
     config.add_route(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import sqlalchemy as sa
 from pyramid.csrf import get_csrf_token
@@ -34,12 +34,17 @@ from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.notifications.services import request_notifier
 from qicollab.permissions import Permission
+from qicollab.submissions.models import (
+    AggregateValue,
+    PatientRecord,
+    Submission,
+    SubmissionBatch,
+)
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.resources import MemberResource
-    from qicollab.submissions.models import Submission
 
 #: Tests and demos may pin "now" by registering a clock under this key.
 CLOCK_KEY = "qicollab.clock"
@@ -414,7 +419,32 @@ def cycle_session(request: Request) -> Any:
 # --- review ------------------------------------------------------------------------------------
 
 
+def _values(request: Request, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """What each version holds: its aggregate value, or its number of patient rows."""
+    found: dict[int, dict[str, Any]] = {}
+    for value in request.db.scalars(
+        sa.select(AggregateValue).where(AggregateValue.submission_id.in_(ids))
+    ):
+        found[value.submission_id] = {
+            "numerator": value.numerator,
+            "denominator": value.denominator,
+            "exclusions": value.exclusions,
+            "value": value.value,
+            "comment": value.comment or "",
+        }
+    rows = request.db.execute(
+        sa.select(PatientRecord.submission_id, sa.func.count())
+        .where(PatientRecord.submission_id.in_(ids))
+        .group_by(PatientRecord.submission_id)
+    )
+    for submission_id, count in rows:
+        found[submission_id] = {"patient_rows": int(count), "comment": ""}
+    return found
+
+
 def _describe_versions(request: Request, submissions: list[Submission]) -> list[dict[str, Any]]:
+    """Each version with its member, measure, period, values beside the previous version's,
+    the warnings the member justified, the justification and the comment."""
     if not submissions:
         return []
     ids = {s.member_id for s in submissions}, {s.measure_id for s in submissions}
@@ -430,15 +460,34 @@ def _describe_versions(request: Request, submissions: list[Submission]) -> list[
             )
         )
     }
+    wanted = {s.id for s in submissions} | {
+        s.predecessor_id for s in submissions if s.predecessor_id
+    }
+    values = _values(request, wanted)
+    justification = dict(
+        request.db.execute(
+            sa.select(SubmissionBatch.id, SubmissionBatch.warning_justification).where(
+                SubmissionBatch.id.in_({s.batch_id for s in submissions if s.batch_id})
+            )
+        ).all()
+    )
     return [
         {
             "submission": s,
             "member": members[s.member_id],
             "measure": measures[s.measure_id],
             "period": periods[s.period_id],
+            "values": values.get(s.id, {}),
+            "previous": values.get(s.predecessor_id) if s.predecessor_id else None,
+            "warnings": s.warnings or [],
+            "justification": justification.get(s.batch_id) or "",
         }
         for s in submissions
     ]
+
+
+#: What the queue says after a decision (``?done=accepted&n=3``).
+DONE_MESSAGES = {"accepted", "returned"}
 
 
 def _queue_context(request: Request, error: str | None = None) -> dict[str, Any]:
@@ -449,10 +498,15 @@ def _queue_context(request: Request, error: str | None = None) -> dict[str, Any]
         came_from = came_from.removeprefix(request.application_url)
     code = parse_qs(urlsplit(came_from).query).get("cycle", [""])[0]
     cycle = service.by_code(code) if code else None
+    done = request.params.get("done", "")
     return {
         **_base(request),
         "came_from": came_from,
         "error": error,
+        "done": done if done in DONE_MESSAGES else "",
+        "done_count": int(request.params.get("n", "1") or 1)
+        if request.params.get("n", "1").isdigit()
+        else 1,
         "cycles": service.cycles(),
         "cycle": cycle,
         "items": _describe_versions(request, service.awaiting_review(cycle)),
@@ -493,7 +547,55 @@ def review(request: Request) -> Any:
     except CycleError as problem:
         request.response.status = 422
         return _queue_context(request, f"Version {submission.version}: {problem}")
-    return HTTPSeeOther(_local_path(request, request.route_url("cycles.review_queue")))
+    return HTTPSeeOther(_after_review(request, submission.status.value, 1))
+
+
+def _after_review(request: Request, done: str, count: int) -> str:
+    """Back to the queue the coordinator came from, saying what was done."""
+    target = _local_path(request, request.route_url("cycles.review_queue"))
+    parts = urlsplit(target)
+    query = {k: v for k, v in parse_qs(parts.query).items() if k not in {"done", "n"}}
+    query.update(done=[done], n=[str(count)])
+    return parts._replace(query=urlencode(query, doseq=True)).geturl()
+
+
+@view_config(
+    route_name="cycles.review_many",
+    renderer="cycles/review_confirm.jinja2",
+    permission=Permission.COLLABORATIVE_MANAGE,
+    request_method="POST",
+)
+def review_many(request: Request) -> Any:
+    """Accept or return the chosen versions: first a confirmation listing them, then do it."""
+    service = service_for(request)
+    raw = request.POST.getall("ids")
+    ids = [int(i) for i in raw if i.isdigit()]
+    decision = request.POST.get("decision", "")
+    reason = request.POST.get("reason")
+    chosen = [s for s in (service.submission(i) for i in ids) if s is not None]
+    if not chosen or decision not in {"accept", "return"}:
+        request.response.status = 422
+        request.override_renderer = "cycles/review.jinja2"
+        return _queue_context(request, "Choose at least one submission, then Accept or Return.")
+    if request.POST.get("confirmed") != "yes":
+        return {
+            **_base(request),
+            "items": _describe_versions(request, chosen),
+            "decision": decision,
+            "reason": reason or "",
+            "came_from": _local_path(
+                request, request.route_url("cycles.review_queue")
+            ).removeprefix(request.application_url),
+        }
+    try:
+        done = service.review_many(
+            [s.id for s in chosen], decision, reason=reason, actor=request.identity
+        )
+    except CycleError as problem:
+        request.response.status = 422
+        request.override_renderer = "cycles/review.jinja2"
+        return _queue_context(request, str(problem))
+    return HTTPSeeOther(_after_review(request, done[0].status.value, len(done)))
 
 
 # --- completeness ------------------------------------------------------------------------------

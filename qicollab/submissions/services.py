@@ -792,6 +792,7 @@ class SubmissionService:
                 sa.delete(AggregateValue).where(AggregateValue.submission_id.in_(drafts))
             )
             self.db.execute(sa.delete(Submission).where(Submission.id.in_(drafts)))
+        warned = _warnings_by_period(prepared.validated)
         submissions: list[tuple[PeriodPlan, Submission]] = []
         for plan in to_write:
             submission = Submission(
@@ -807,6 +808,7 @@ class SubmissionService:
                 created_at=now,
                 reason=reason if plan.action is PlanAction.REPLACE else None,
                 predecessor_id=plan.current_id,
+                warnings=warned.get(plan.period) or None,
             )
             self.db.add(submission)
             submissions.append((plan, submission))
@@ -1057,6 +1059,30 @@ def _aggregate_payload(clean: pd.DataFrame, position: int) -> dict[str, Any]:
     if isinstance(comment, str) and comment:
         payload["comment"] = comment
     return payload
+
+
+def _warnings_by_period(validated: Validated) -> dict[str, list[dict[str, Any]]]:
+    """The warnings the member justified, per period label, as reviewers will read them.
+
+    A warning on a row belongs to that row's period; one on the file as a whole to every
+    period of the file.
+    """
+    periods = validated.clean.get("period")
+    by_row: dict[int, str] = {}
+    if periods is not None:
+        for position, label in enumerate(periods):
+            if label:
+                by_row[int(validated.table.rows[position])] = str(label)
+    everywhere = set(by_row.values())
+    found: dict[str, list[dict[str, Any]]] = {}
+    for problem in validated.problems:
+        if problem.severity is not Severity.WARNING:
+            continue
+        text = {"rule": problem.rule, "message": problem.message, "column": problem.column}
+        labels = [by_row[problem.row]] if problem.row in by_row else sorted(everywhere)
+        for label in labels:
+            found.setdefault(label, []).append(text)
+    return found
 
 
 def _aggregate_value(submission_id: int, payload: Mapping[str, Any]) -> AggregateValue:

@@ -327,7 +327,8 @@ def test_accept_and_return_from_the_review_queue(as_user, world, db_session):
     form = review_form(refused, ids[1])
     form["reason"] = "the denominator repeats January's"
     queue = form.submit("decision", value="return").follow()
-    assert queue.request.path_qs == "/review?cycle=C2026"
+    assert queue.request.path_qs == "/review?cycle=C2026&done=returned&n=1"
+    assert queue.html.find(id="done").text == "1 submission returned."
     queue = review_form(queue, ids[0]).submit("decision", value="accept").follow()
     assert "Nothing awaits review" in queue.text
     statuses = read(db_session, sa.select(Submission.status).order_by(Submission.id), "scalars")
