@@ -25,7 +25,13 @@ def includeme(config: Configurator) -> None:
     config.add_route("cycles.review_many", "/review/decisions")
     config.add_route("cycles.review", "/submissions/{submission_id}/review")
     config.add_route("cycles.completeness", "/completeness")
+    config.add_route("cycles.completeness_export", "/completeness.csv")
     config.add_route(
         "cycles.member_completeness", "/members/{member_id}/completeness", factory=MEMBER_FACTORY
+    )
+    config.add_route(
+        "cycles.member_completeness_export",
+        "/members/{member_id}/completeness.csv",
+        factory=MEMBER_FACTORY,
     )
     config.scan("qicollab.cycles.views")

@@ -39,6 +39,10 @@ CELL_ORDER = (
 )
 
 
+#: Which outstanding status colours a member x measure first.
+URGENCY = (CellStatus.RETURNED, CellStatus.MISSING, CellStatus.DRAFT, CellStatus.SUBMITTED)
+
+
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One member x measure x period: its status, current version and window."""
@@ -101,6 +105,15 @@ class Completeness:
             ):
                 found.update(counter)
         return {status: found.get(status, 0) for status in CELL_ORDER}
+
+    def headline(self, member_id: int, measure_id: int) -> CellStatus:
+        """The one status that colours a member x measure: the most urgent one present
+        (returned, then missing, draft, awaiting review), else accepted."""
+        counts = self._pairs.get((member_id, measure_id), Counter())
+        for status in URGENCY:
+            if counts.get(status):
+                return status
+        return CellStatus.ACCEPTED
 
     @property
     def total(self) -> int:

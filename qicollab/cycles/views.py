@@ -11,7 +11,9 @@ service raised before writing, so returning (which commits) stores nothing half-
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,9 +21,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import sqlalchemy as sa
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.response import Response
 from pyramid.view import view_config
 
-from qicollab.cycles.completeness import CELL_ORDER, CellStatus
+from qicollab.cycles.completeness import CELL_ORDER, CellStatus, Completeness
 from qicollab.cycles.deadlines import due_text
 from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, ReportingPeriod
 from qicollab.cycles.planning import CycleDraft
@@ -663,9 +666,15 @@ def member_completeness(context: MemberResource, request: Request) -> dict[str, 
         request.has_permission(Permission.MEMBER_SUBMIT, context)
         or request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
     )
+    months = [p.label for p in service.periods(cycle, Granularity.MONTH)] if cycle else []
     return {
         **_base(request),
         "member": member,
+        "month_labels": months,
+        # A yearly period's cell spans its months.
+        "year_span": {
+            label[:4]: sum(m.startswith(label[:4]) for m in months) or 1 for label in months
+        },
         "cycles": service.cycles(),
         "cycle": cycle,
         "grid": grid,
@@ -674,3 +683,77 @@ def member_completeness(context: MemberResource, request: Request) -> dict[str, 
         "can_submit": can_submit,
         "can_review": bool(request.has_permission(Permission.COLLABORATIVE_MANAGE)),
     }
+
+
+# --- completeness export -----------------------------------------------------------------------
+
+EXPORT_HEADER = (
+    "cycle",
+    "member",
+    "measure",
+    "period",
+    "status",
+    "version",
+    "window",
+    "review_reason",
+)
+
+
+def _completeness_csv(grid: Completeness, filename: str) -> Response:
+    """Every cell of the grid, one a line, for a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_HEADER)
+    for member in grid.members:
+        for measure in grid.measures:
+            for cell in grid.row(member.id, measure.id):
+                writer.writerow(
+                    (
+                        grid.cycle.code,
+                        member.code,
+                        measure.code,
+                        cell.period_label,
+                        cell.status.value,
+                        cell.version or "",
+                        cell.window.state.value,
+                        cell.review_reason or "",
+                    )
+                )
+    return Response(
+        body=out.getvalue().encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        content_disposition=f'attachment; filename="{filename}"',
+    )
+
+
+@view_config(
+    route_name="cycles.completeness_export",
+    permission=Permission.COLLABORATIVE_VIEW,
+    request_method="GET",
+)
+def completeness_export(request: Request) -> Response:
+    """The coordinators' grid as CSV (every member x measure x period)."""
+    service = service_for(request)
+    cycle = _chosen_cycle(request, service)
+    if cycle is None:
+        raise HTTPNotFound
+    return _completeness_csv(service.completeness(cycle), f"completeness-{cycle.code}.csv")
+
+
+@view_config(
+    route_name="cycles.member_completeness_export",
+    permission=Permission.MEMBER_VIEW,
+    request_method="GET",
+)
+def member_completeness_export(context: MemberResource, request: Request) -> Response:
+    """One member's cells as CSV."""
+    member = request.db.get(Member, context.member_id)
+    if member is None or member.collaborative_id != request.identity.collaborative_id:
+        raise HTTPNotFound
+    service = service_for(request)
+    cycle = _chosen_cycle(request, service)
+    if cycle is None:
+        raise HTTPNotFound
+    grid = service.completeness(cycle, member_ids=[member.id])
+    return _completeness_csv(grid, f"completeness-{cycle.code}-{member.code}.csv")

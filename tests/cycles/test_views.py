@@ -288,12 +288,24 @@ def test_coordinator_completeness_for_all_members(as_user, world, db_session):
     assert page.html.find(id="due").text == "due in 10 days"
     assert int(page.html.find(id="count-submitted").text) == 1
     assert int(page.html.find(id="count-missing").text) == 49
-    h02 = page.html.find(id="member-H02").find("td", attrs={"data-measure": "HH"}).text
-    assert "0/12 accepted" in h02
-    assert "1 submitted" in h02
-    assert "11 missing" in h02
+    cell = page.html.find(id="member-H02").find("td", attrs={"data-measure": "HH"})
+    assert cell["data-status"] == "missing"  # coloured by the most urgent state present
+    assert "st-missing" in cell["class"]
+    assert cell.text.strip() == "11 missing · 1 awaiting review"
     page = as_user("coordinator").get("/completeness?cycle=C2025")
     assert int(page.html.find(id="count-missing").text) == 2 * (12 * 3 + 1)
+    export = as_user("coordinator").get("/completeness.csv?cycle=C2026")
+    assert export.content_type == "text/csv"
+    lines = export.text.splitlines()
+    assert lines[0] == "cycle,member,measure,period,status,version,window,review_reason"
+    assert len(lines) == 1 + 50
+    assert "C2026,H02,HH,2026-01,submitted,1,open," in lines
+    # Members export their own cells only; another member's export is refused.
+    own = as_user("other_viewer").get(f"/members/{world.h02.id}/completeness.csv")
+    assert len(own.text.splitlines()) == 1 + 25
+    assert {line.split(",")[1] for line in own.text.splitlines()[1:]} == {"H02"}
+    refused = as_user("viewer").get(f"/members/{world.h02.id}/completeness.csv", expect_errors=True)
+    assert refused.status_int in {403, 404}
 
 
 # --- review ------------------------------------------------------------------------------------
