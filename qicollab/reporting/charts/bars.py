@@ -22,16 +22,19 @@ from qicollab.reporting.charts.common import (
     INK,
     LIGHT,
     Chart,
+    Labels,
     LinearScale,
+    dodge,
     dot_d,
+    fit_text,
     fmt,
     marks,
     nice_ticks,
     own_point,
     padded_range,
-    reference_line,
     svg_document,
     text,
+    text_width,
     x_axis,
     y_axis,
 )
@@ -79,13 +82,15 @@ def distribution_chart(
             q.setdefault(key, _quantile(values, level))
     extras = [v for v in (benchmark, target) if v is not None]
     lo, hi = padded_range(values, include=extras)
-    left, right, top, bottom = 40.0, WIDTH - 16, 30.0, 128.0
-    height = 170.0
+    left, right, top, bottom = 40.0, WIDTH - 16, 36.0, 134.0
+    height = 176.0
     x = LinearScale(lo, hi, left, right)
     ticks = [t for t in nice_ticks(lo, hi, 6) if lo <= t <= hi]
     body = x_axis(x, ticks, top=top, bottom=bottom, label=x_label)
     direction = "higher is better" if higher_is_better else "lower is better"
-    body.append(text(right, 12, direction, size=8.5, anchor="end", fill=GREY))
+    body.append(text(right, 10, direction, size=8.5, anchor="end", fill=GREY))
+    labels = Labels(WIDTH, height)
+    labels.add(right, 10, direction, 8.5, "end")
     mid = (top + bottom) / 2
     if values and all(k in q for k in ("p10", "p25", "p50", "p75", "p90")):
         body.append(
@@ -122,7 +127,16 @@ def distribution_chart(
             f'<line x1="{fmt(x(value))}" x2="{fmt(x(value))}" y1="{fmt(top - 6)}" '
             f'y2="{fmt(bottom)}" stroke="{INK}" stroke-width="1.4" stroke-dasharray="{dash}"/>'
         )
-        body.append(text(x(value) + 3, top - 8, label, size=8.5))
+        # Beside the top of its line, on a second row if the first is taken.
+        xv = x(value)
+        spot = labels.place(
+            label,
+            8.5,
+            [(xv + 3, row, "start") for row in (top - 8, top - 19)]
+            + [(xv - 3, row, "end") for row in (top - 8, top - 19)],
+        )
+        if spot is not None:
+            body.append(text(spot[0], spot[1], label, size=8.5, anchor=spot[2]))
     body += own_parts
     footer = f"{len(finite)} members"
     if hidden:
@@ -167,7 +181,17 @@ def bar_chart(
     lo, hi = padded_range([*finite, 0.0], include=extras)
     lo = min(lo, 0.0)
     height = 200.0
-    left, right, top, bottom = 52.0, width - 16, 18.0, 168.0
+    references = [
+        (value, label, dash)
+        for value, label, dash in (
+            (benchmark, "benchmark (ABC)", "6 3"),
+            (target, "target", "1.5 2.5"),
+        )
+        if value is not None
+    ]
+    # Reference lines are named in the right margin, pushed apart when they run close.
+    margin = max((text_width(label, 8.5) for _, label, _ in references), default=0.0)
+    left, right, top, bottom = 52.0, width - 16 - (margin + 6 if margin else 0), 18.0, 168.0
     y = LinearScale(lo, hi, bottom, top)
     ticks = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
     body = y_axis(y, ticks, left=left, right=right, label=y_label)
@@ -186,12 +210,13 @@ def bar_chart(
             f'stroke-width="0.8"/>'
         )
         body.append(text(cx, min(y0, y1) - 3, f"{value:.{digits}f}", size=8.5, anchor="middle"))
-    for value, label, dash in (
-        (benchmark, "benchmark (ABC)", "6 3"),
-        (target, "target", "1.5 2.5"),
-    ):
-        if value is not None:
-            body += reference_line(left, right, y(value), label, dash=dash, width=1.3)
+    label_ys = dodge([y(value) + 3 for value, _, _ in references], 10.0, top, bottom + 3)
+    for (value, label, dash), label_y in zip(references, label_ys, strict=True):
+        body.append(
+            f'<line x1="{fmt(left)}" x2="{fmt(right)}" y1="{fmt(y(value))}" '
+            f'y2="{fmt(y(value))}" stroke="{INK}" stroke-width="1.3" stroke-dasharray="{dash}"/>'
+        )
+        body.append(text(right + 4, label_y, label, size=8.5))
     pairs = [
         f"{label} {value:.{digits}f}" if value is not None else f"{label} no data"
         for label, value in zip(labels, values, strict=True)
@@ -217,7 +242,12 @@ def change_chart(
     """Horizontal bars of improvement per member; positive means better, whatever the measure."""
     rows_shown = list(items)
     bar_height, gap = 14.0, 5.0
-    left, right, top = 150.0, width - 50, 14.0
+    # Names get the room the longest needs (up to 40 % of the width, then an ellipsis).
+    room = min(
+        max((text_width(label, 9.5, bold=True) for label, _ in rows_shown), default=60.0),
+        width * 0.4,
+    )
+    left, right, top = room + 10, width - 50, 14.0
     height = top + len(rows_shown) * (bar_height + gap) + 34
     values = [v for _, v in rows_shown]
     lo, hi = padded_range([*values, 0.0])
@@ -233,11 +263,12 @@ def change_chart(
         y = top + index * (bar_height + gap)
         own = own_label is not None and label == own_label
         x0, x1 = x(0), x(value)
+        shown = fit_text(label, 9.5, room, bold=own)
         body.append(
             text(
                 left - 6,
                 y + bar_height - 3,
-                label,
+                shown,
                 size=9.5,
                 anchor="end",
                 weight="bold" if own else "normal",
@@ -248,14 +279,14 @@ def change_chart(
             f'height="{fmt(bar_height)}" fill="{HIGHLIGHT if own else LIGHT}" stroke="{INK}" '
             f'stroke-width="0.7"/>'
         )
-        anchor = "start" if value >= 0 else "end"
+        # A loss is labelled right of the zero line, so it never runs into the names.
         body.append(
             text(
-                x1 + (4 if value >= 0 else -4),
+                (x1 if value >= 0 else x0) + 4,
                 y + bar_height - 3,
                 f"{value:+.{digits}f}",
                 size=9,
-                anchor=anchor,
+                anchor="start",
             )
         )
     description = (

@@ -10,11 +10,15 @@ reaches the SVG is escaped here: member names and measure titles are user input.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import math
+import shutil
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from fontTools.ttLib import TTFont  # a dependency of WeasyPrint, so always installed
 from markupsafe import escape
 
 _ids = itertools.count(1)
@@ -116,6 +120,108 @@ def fmt(value: float) -> str:
     if text.endswith(".0"):
         text = text[:-2]
     return "0" if text == "-0" else text
+
+
+#: Average advance of DejaVu Sans in em, used only where the font file cannot be read.
+_FALLBACK_ADVANCE = 0.62
+
+
+@functools.cache
+def _advances(bold: bool) -> tuple[dict[int, float], float]:
+    """Advance widths (em) of the DejaVu Sans that fontconfig resolves: the font WeasyPrint and
+    the browser draw the charts with, so labels are placed by their real width."""
+    fc_match = shutil.which("fc-match")
+    path = ""
+    if fc_match:
+        pattern = "DejaVu Sans:bold" if bold else "DejaVu Sans"
+        path = subprocess.run(  # noqa: S603 - fixed arguments, no user input
+            [fc_match, "-f", "%{file}", pattern], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    if "DejaVuSans" not in path:
+        return {}, _FALLBACK_ADVANCE
+    with TTFont(path) as font:
+        em = font["head"].unitsPerEm
+        metrics = font["hmtx"].metrics
+        widths = {code: metrics[glyph][0] / em for code, glyph in font.getBestCmap().items()}
+        return widths, metrics[".notdef"][0] / em
+
+
+def text_width(content: str, size: float, *, bold: bool = False) -> float:
+    """Width in pixels of ``content`` set in DejaVu Sans at ``size``."""
+    widths, default = _advances(bold)
+    return sum(widths.get(ord(ch), default) for ch in content) * size
+
+
+def fit_text(content: str, size: float, room: float, *, bold: bool = False) -> str:
+    """``content`` cut with an ellipsis until it is at most ``room`` pixels wide."""
+    content = " ".join(str(content).split())
+    if text_width(content, size, bold=bold) <= room:
+        return content
+    while content and text_width(content + "…", size, bold=bold) > room:
+        content = content[:-1]
+    return content.rstrip() + "…"
+
+
+def dodge(wanted: Sequence[float], gap: float, lo: float, hi: float) -> list[float]:
+    """Positions as close to ``wanted`` as possible, at least ``gap`` apart, within lo..hi
+    (labels at the end of lines that run close together are pushed apart, order kept)."""
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    placed = [min(max(wanted[i], lo), hi) for i in order]
+    for k in range(1, len(placed)):
+        placed[k] = max(placed[k], placed[k - 1] + gap)
+    overflow = placed[-1] - hi if placed else 0.0
+    if overflow > 0:
+        placed[-1] -= overflow
+        for k in range(len(placed) - 2, -1, -1):
+            placed[k] = min(placed[k], placed[k + 1] - gap)
+    result = [0.0] * len(wanted)
+    for k, i in enumerate(order):
+        result[i] = placed[k]
+    return result
+
+
+@dataclass
+class Labels:
+    """Boxes of the words already on a chart; :meth:`place` puts a new label at the first of
+    its candidate spots where it covers none of them and stays inside the chart."""
+
+    width: float
+    height: float
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    @staticmethod
+    def box(
+        x: float, y: float, content: str, size: float, anchor: str, *, bold: bool = False
+    ) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) of a label: cap height above the baseline, descender
+        below, as DejaVu Sans sets it."""
+        w = text_width(content, size, bold=bold)
+        left = x - (w if anchor == "end" else w / 2 if anchor == "middle" else 0)
+        return left, y - 0.73 * size, left + w, y + 0.24 * size
+
+    def add(self, x: float, y: float, content: str, size: float, anchor: str = "start") -> None:
+        """Record words drawn elsewhere, so later labels avoid them."""
+        self.boxes.append(self.box(x, y, content, size, anchor))
+
+    def free(self, candidate: tuple[float, float, float, float], pad: float = 1.0) -> bool:
+        left, top, right, bottom = candidate
+        if left < 0 or top < 0 or right > self.width or bottom > self.height:
+            return False
+        return all(
+            right + pad <= b[0] or b[2] + pad <= left or bottom + pad <= b[1] or b[3] + pad <= top
+            for b in self.boxes
+        )
+
+    def place(
+        self, content: str, size: float, spots: Sequence[tuple[float, float, str]]
+    ) -> tuple[float, float, str] | None:
+        """The first free spot (x, y, anchor) for ``content``, recorded; None if none is free."""
+        for x, y, anchor in spots:
+            candidate = self.box(x, y, content, size, anchor)
+            if self.free(candidate):
+                self.boxes.append(candidate)
+                return x, y, anchor
+        return None
 
 
 def unique_id(prefix: str = "qc") -> str:

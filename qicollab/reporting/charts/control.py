@@ -151,6 +151,24 @@ def _step_line(
     return points
 
 
+#: A target further from the data than this share of the data's span is drawn as an arrow.
+FAR = 0.5
+
+
+def off_scale(target: float | None, shown: Sequence[float]) -> int:
+    """+1 (above) or -1 (below) when ``target`` is so far from ``shown`` that putting it on
+    the axis would squeeze the data, else 0."""
+    if target is None or not math.isfinite(target) or not shown:
+        return 0
+    lo, hi = min(shown), max(shown)
+    span = hi - lo or abs(hi) or 1.0
+    if target > hi + FAR * span:
+        return 1
+    if target < lo - FAR * span:
+        return -1
+    return 0
+
+
 def _spread(ys: list[tuple[float, str]], gap: float = 9.0) -> list[tuple[float, str]]:
     """Move line labels apart so they do not overlap."""
     ordered = sorted(ys)
@@ -201,11 +219,12 @@ def render_control_chart(
     lines = ["cl", "ucl", "lcl"] + (["ucl_2sigma", "lcl_2sigma"] if show_2sigma else [])
     values = [p.value for p in points]
     extra = [getattr(p, name) for p in points for name in lines]
-    if chart.target is not None:
-        extra.append(chart.target)
-    lo, hi = base.padded_range(
-        [v for v in values if math.isfinite(v)], include=[v for v in extra if math.isfinite(v)]
-    )
+    finite_values = [v for v in values if math.isfinite(v)]
+    finite_extra = [v for v in extra if math.isfinite(v)]
+    target_side = off_scale(chart.target, [*finite_values, *finite_extra])
+    if chart.target is not None and math.isfinite(chart.target) and not target_side:
+        finite_extra.append(chart.target)
+    lo, hi = base.padded_range(finite_values, include=finite_extra)
     ticks = base.nice_ticks(lo, hi)
     if ticks:
         lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
@@ -265,13 +284,26 @@ def render_control_chart(
             if style == "centre_signal":
                 legend.setdefault("Runs signal (Anhøj)", "line:centre_signal")
 
-    if chart.target is not None and math.isfinite(chart.target):
+    if chart.target is not None and math.isfinite(chart.target) and not target_side:
         ty = y(chart.target)
         parts.append(
             f'<line x1="{base.fmt(left)}" x2="{base.fmt(right)}" y1="{base.fmt(ty)}" '
             f'y2="{base.fmt(ty)}" {base.LINE_STYLES["target"].attrs()}/>'
         )
         legend["Target"] = "line:target"
+    elif target_side:
+        # A target far from the data would flatten the data into a line at one edge: an arrow
+        # at that edge points to it instead, and the label says it is off the scale.
+        edge = top if target_side > 0 else bottom
+        tip, tail = (edge, edge + 12) if target_side > 0 else (edge, edge - 12)
+        colour = base.LINE_STYLES["target"].stroke
+        parts.append(
+            f'<path class="target-arrow" d="M{base.fmt(right - 8)} {base.fmt(tail)}'
+            f"L{base.fmt(right - 8)} {base.fmt(tip)}M{base.fmt(right - 12)} "
+            f"{base.fmt(tip + 5 * target_side)}L{base.fmt(right - 8)} {base.fmt(tip)}"
+            f'L{base.fmt(right - 4)} {base.fmt(tip + 5 * target_side)}" stroke="{colour}" '
+            f'stroke-width="1.4" fill="none"/>'
+        )
 
     # annotations
     previous = -1e9
@@ -328,7 +360,12 @@ def render_control_chart(
             if math.isfinite(value):
                 labels.append((y(value) + 3, f"{tag} {_number(value, ndigits)}"))
     if chart.target is not None and math.isfinite(chart.target):
-        labels.append((y(chart.target) + 3, f"Target {_number(chart.target, ndigits)}"))
+        if target_side:
+            arrow = "↑" if target_side > 0 else "↓"
+            edge_y = top + 8 if target_side > 0 else bottom
+            labels.append((edge_y, f"Target {_number(chart.target, ndigits)} {arrow}"))
+        else:
+            labels.append((y(chart.target) + 3, f"Target {_number(chart.target, ndigits)}"))
     for ly, label in _spread(labels):
         parts.append(base.text(right + 4, ly, label, size=8.5, fill=base.INK))
 
@@ -398,6 +435,13 @@ def describe(chart: ControlChart) -> str:
         text += f" Variation: {chart.variation_icon.replace('_', ' ')}."
     if chart.assurance_icon:
         text += f" Assurance: {chart.assurance_icon.replace('_', ' ')}."
+    limits = [v for p in points for v in (p.lcl, p.ucl) if math.isfinite(v)]
+    side = off_scale(chart.target, [p.value for p in present] + limits)
+    if side and chart.target is not None:
+        text += (
+            f" The target, {chart.target:.4g}, lies far {'above' if side > 0 else 'below'} the"
+            " data and is marked by an arrow at the edge of the chart."
+        )
     if chart.trial_limits:
         text += " Trial limits."
     return text

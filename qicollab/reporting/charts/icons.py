@@ -1,9 +1,9 @@
 """Variation and assurance icons (NHS Making Data Count) as small accessible SVG badges.
 
-The NHS icons rely on colour (blue improvement, orange concern, grey common cause); ours add a
-letter and an arrow inside the badge and differ in fill and outline, so they read in greyscale
-and to screen readers (each badge is an ``img`` with a ``<title>``). The words are always
-printed beside the badge too.
+The badges wear the NHS colours (blue improvement, orange concern, grey common cause, purple
+neither; NHSRplotthedots' palette, darkened where white letters need contrast) and add a letter
+and an arrow inside, so they also read in greyscale and to screen readers (each badge is an
+``img`` with a ``<title>``). The words are always printed beside the badge too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Icon:
     text_fill: str
     dash: str = ""
 
-    def svg(self, size: int = 22) -> Markup:
+    def svg(self, size: int = 32) -> Markup:
         """The badge as inline SVG, labelled by its title."""
         dash = f' stroke-dasharray="{self.dash}"' if self.dash else ""
         font = 8.5 if len(self.letter) > 1 else 10
@@ -41,16 +41,16 @@ class Icon:
         )
 
 
-_IMPROVE = ("#1f4e9c", "#0d2a5c", "white")
-_CONCERN = ("white", "#b34700", "#7a3000")
-_NEITHER = ("#ece6f3", "#5b3b8a", "#3d2260")
+#: (fill, outline, letter): MDC blue, orange, purple and grey; letters at 4.5:1 contrast or more.
+_IMPROVE = ("#1d70b8", "#0b3d6b", "white")
+_CONCERN = ("#f5a623", "#8a4b00", "#2b1600")
+_NEITHER = ("#5b3b8a", "#361475", "white")
+_COMMON = ("#a6a6a6", "#595959", "#141414")
 
 #: Keyed by the SPC engine's variation icon names (NHSRplotthedots'), every one it can emit
 #: (``qicollab.stats.spc``): the last point's type, with the side it fell on.
 VARIATION: dict[str, Icon] = {
-    "common_cause": Icon(
-        "common_cause", "Common cause variation", "~", "#e4e4e4", "#6b6b6b", "#333"
-    ),
+    "common_cause": Icon("common_cause", "Common cause variation", "~", *_COMMON),
     "improvement_high": Icon(
         "improvement_high", "Special cause: improvement (higher)", "I↑", *_IMPROVE
     ),
@@ -82,9 +82,7 @@ ASSURANCE: dict[str, Icon] = {
         "inconsistent",
         "Hit and miss: may or may not meet the target",
         "?",
-        "#e4e4e4",
-        "#6b6b6b",
-        "#333",
+        *_COMMON,
     ),
 }
 NO_VARIATION = Icon(
