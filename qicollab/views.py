@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 @view_config(route_name="home", renderer="home.jinja2", permission=NO_PERMISSION_REQUIRED)
 def home(request: Request) -> dict[str, Any]:
-    """What qicollab is, and where to go next for the signed-in user."""
-    return {"user": request.identity}
+    """What qicollab is, and what the signed-in user has to do next (by role)."""
+    from qicollab.cycles.home import home_context  # noqa: PLC0415
+
+    return home_context(request)
 
 
 @view_config(route_name="health", renderer="json", permission=NO_PERMISSION_REQUIRED)
