@@ -55,6 +55,8 @@ class LivePortal:
     url: str
     world: World
     test_login: bool
+    settings: dict[str, Any]
+    engine: Any
 
     def sign_in(self, context: Any, page: Any, name: str) -> None:
         """Sign ``name`` in: the login form when it exists, else the test cookie."""
@@ -72,13 +74,14 @@ class LivePortal:
 
 
 @contextlib.contextmanager
-def live_portal(folder: Path) -> Iterator[LivePortal]:
-    """Serve a freshly migrated portal until the block ends."""
+def live_portal(folder: Path, **extra_settings: str) -> Iterator[LivePortal]:
+    """Serve a freshly migrated portal until the block ends (``extra_settings`` win)."""
     settings = {
         "sqlalchemy.url": f"sqlite:///{folder / 'portal.sqlite'}",
         "qicollab.storage": str(folder / "storage"),
         "qicollab.secret": "browser-test-secret",
         "mail.mailer": "console",
+        **extra_settings,
     }
     engine = create_engine_from_settings(settings)
     upgrade(engine)
@@ -94,7 +97,8 @@ def live_portal(folder: Path) -> Iterator[LivePortal]:
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
     try:
-        yield LivePortal(f"http://127.0.0.1:{server.effective_port}", world, test_login)
+        url = f"http://127.0.0.1:{server.effective_port}"
+        yield LivePortal(url, world, test_login, settings, engine)
     finally:
         # Closing every channel empties waitress's socket map, which ends its loop.
         for channel in list(server._map.values()):
