@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qicollab.improvement.reporting import collaborative_improvement, member_improvement
 from qicollab.reporting.models import ReportKind
 from qicollab.reporting.overview import build_overview
 from qicollab.reporting.privacy import Audience
@@ -83,6 +84,7 @@ def member_report_context(session: Session, run: RunData, member_id: int) -> dic
         "sections": sections,
         "summary": executive_summary(sections),
         "data_rows": data_appendix(run, member),
+        "improvement": member_improvement(session, run.run.collaborative_id, member_id),
     }
 
 
@@ -115,6 +117,7 @@ def collaborative_report_context(
         if len(overview.rows) <= 200
         else [r for r in overview.rows if r.flagged],
         "matrix_trimmed": len(overview.rows) > 200,
+        "improvement": collaborative_improvement(session, run.run.collaborative_id),
     }
 
 

@@ -61,12 +61,18 @@ def _label(x: object) -> str:
 
 
 def _as_date(value: object) -> dt.date | None:
+    """A date, or the first day of a period label (``YYYY-MM`` months, ``YYYY`` years)."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    raw = str(value).strip()
     try:
-        return dt.date.fromisoformat(str(value)[:10])
+        if len(raw) == 7:  # YYYY-MM
+            return dt.date.fromisoformat(f"{raw}-01")
+        if len(raw) == 4 and raw.isdigit():  # YYYY
+            return dt.date(int(raw), 1, 1)
+        return dt.date.fromisoformat(raw[:10])
     except ValueError:
         return None
 
