@@ -169,3 +169,57 @@ def test_each_user_chooses_the_kinds_of_mail(as_user, world, db_session):
         "scalars",
     )
     assert sorted(k.value for k in off) == ["deadline-reminder", "results-published"]
+
+
+def test_opening_and_reopening_mail_the_officers(smtp_settings, engine, world, db_session, inbox):
+    from qicollab.cycles.services import CycleService
+    from qicollab.notifications.services import Notifier
+
+    notifier = Notifier.from_settings(db_session, smtp_settings, clock=lambda: NOW)
+    service = CycleService(db_session, world.collaborative.id, clock=lambda: NOW, notifier=notifier)
+    coordinator = world.users["coordinator"]
+    service.transition(world.cycles["next"], "open", actor=coordinator)
+    service.reopen(
+        world.cycles["last"],
+        reason="ward 3 sheets were found after the lock",
+        closes_at=NOW + dt.timedelta(days=7),
+        actor=coordinator,
+        member=world.h02,
+        measure=world.measures["HH"],
+    )
+    assert inbox.messages == []  # nothing leaves before the commit
+    db_session.commit()
+    opened = [m for m in inbox.messages if m["Subject"].startswith("Submissions open")]
+    assert {m["X-Envelope-To"] for m in opened} == {
+        "officer@wf.example",
+        "other.officer@wf.example",
+    }
+    (reopened,) = [m for m in inbox.messages if m["Subject"].startswith("Reopened for you")]
+    assert reopened["X-Envelope-To"] == "other.officer@wf.example"
+    assert "Reason: ward 3 sheets were found after the lock" in body(reopened)
+    assert "(HH, every period)" in body(reopened)
+
+
+def test_monthly_team_report_reminder_goes_once_to_teams_that_have_not_reported(
+    smtp_settings, engine, world, db_session, inbox
+):
+    from qicollab.improvement.models import ChangePackage, MonthlyReport
+
+    factory = get_session_factory(engine)
+    early_july = dt.datetime(2026, 7, 3, 9, tzinfo=dt.UTC)
+    # Without a change package the collaborative does not keep monthly team reports.
+    assert send_due_reminders(smtp_settings, factory, now=early_july).monthly_report == 0
+    db_session.add(ChangePackage(collaborative_id=world.collaborative.id, aim="Fewer infections"))
+    db_session.add(
+        MonthlyReport(member_id=world.h01.id, month=dt.date(2026, 6, 1), tested="hand rub")
+    )
+    db_session.commit()
+    assert send_due_reminders(smtp_settings, factory, now=early_july).monthly_report == 1
+    due = [m for m in inbox.messages if "monthly team report" in m["Subject"]]
+    assert [(m["X-Envelope-To"], m["Subject"]) for m in due] == [
+        ("other.officer@wf.example", "Your monthly team report for June 2026 is due")
+    ]
+    later = early_july + dt.timedelta(days=2)
+    assert send_due_reminders(smtp_settings, factory, now=later).monthly_report == 0
+    mid_month = dt.datetime(2026, 7, 20, tzinfo=dt.UTC)
+    assert send_due_reminders(smtp_settings, factory, now=mid_month).monthly_report == 0
