@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from qicollab.benchmarking.compute import json_safe
+from qicollab.benchmarking.payloads import (
+    ChartNote,
+    ControlChartPayload,
+    RaCusumPayload,
+    VladPayload,
+)
 from qicollab.stats import cusum, spc
 
 if TYPE_CHECKING:
@@ -90,19 +95,19 @@ def _phases(notes: list[AnnotationInfo], periods: Sequence[PeriodInfo]) -> np.nd
     return phase
 
 
-def _note_rows(notes: list[AnnotationInfo], periods: Sequence[PeriodInfo]) -> list[dict[str, Any]]:
+def _note_rows(notes: list[AnnotationInfo], periods: Sequence[PeriodInfo]) -> list[ChartNote]:
     rows = []
     for note in notes:
         label = next((p.label for p in periods if p.start <= note.occurred_on <= p.end), None)
         rows.append(
-            {
-                "id": note.id,
-                "date": note.occurred_on.isoformat(),
-                "x": label,
-                "kind": note.kind,
-                "label": note.label,
-                "starts_phase": note.starts_phase,
-            }
+            ChartNote(
+                id=note.id,
+                date=note.occurred_on.isoformat(),
+                x=label,
+                kind=note.kind,
+                label=note.label,
+                starts_phase=note.starts_phase,
+            )
         )
     return rows
 
@@ -141,18 +146,18 @@ def _batch(  # noqa: PLR0917 - private; the series arrive as aligned arrays
     )
     rows = []
     for index, member_id in enumerate(member_ids):
-        payload = batch.chart_at(index).to_dict()
-        payload |= {
-            "measure": measure.code,
-            "member_id": member_id,
-            "member": inputs.member_codes.get(member_id),
-            "chart_reason": reason,
-            "multiplier": 1.0 if extra[index].get("ratio") else measure.multiplier,
-            "unit": "O/E" if extra[index].get("ratio") else measure.unit,
-            "annotations": _note_rows(notes[index], periods),
+        payload = ControlChartPayload(
+            chart=batch.chart_at(index),
+            measure=measure.code,
+            member_id=member_id,
+            member=inputs.member_codes.get(member_id),
+            chart_reason=reason,
+            multiplier=1.0 if extra[index].get("ratio") else measure.multiplier,
+            unit="O/E" if extra[index].get("ratio") else measure.unit,
+            annotations=_note_rows(notes[index], periods),
             **extra[index],
-        }
-        rows.append({"member_id": member_id, "kind": "control", "payload": json_safe(payload)})
+        )
+        rows.append({"member_id": member_id, "kind": "control", "payload": payload.to_json()})
     return rows
 
 
@@ -377,33 +382,30 @@ def case_order_charts(
         "model": "the run's pooled risk model (phase I: the cycle's pooled collaborative data)",
         "engine": "qicollab.stats.cusum",
     }
-    racusum = {
+    racusum = RaCusumPayload(
         **common,
-        "chart": "racusum",
-        "odds_ratio_upper": odds,
-        "odds_ratio_lower": 1 / odds,
-        "h_upper": upper.h,
-        "h_lower": lower.h,
-        "limit_upper": upper.to_dict(),
-        "limit_lower": lower.to_dict(),
-        "arl": upper.arl0,
-        "upper": np.round(result.upper, 4),
-        "lower": np.round(result.lower, 4),
-        "signals_upper": list(result.signals_up),
-        "signals_lower": list(result.signals_down),
-        "reset_after_signal": result.reset,
-        "upper_means": "deterioration" if measure.direction == "decrease" else "improvement",
-    }
-    track = cusum.vlad(y, p)
-    vlad = {
+        odds_ratio_upper=odds,
+        odds_ratio_lower=1 / odds,
+        h_upper=upper.h,
+        h_lower=lower.h,
+        limit_upper=upper,
+        limit_lower=lower,
+        arl=upper.arl0,
+        upper=np.round(result.upper, 4),
+        lower=np.round(result.lower, 4),
+        signals_upper=list(result.signals_up),
+        signals_lower=list(result.signals_down),
+        reset_after_signal=result.reset,
+        upper_means="deterioration" if measure.direction == "decrease" else "improvement",
+    )
+    vlad = VladPayload(
         **common,
-        "chart": "vlad",
-        "vlad": np.round(track, 4),
-        "observed": float(y.sum()),
-        "expected": float(p.sum()),
-        "meaning": "cumulative expected minus observed events (above 0: fewer than expected)",
-    }
+        vlad=np.round(cusum.vlad(y, p), 4),
+        observed=float(y.sum()),
+        expected=float(p.sum()),
+        meaning="cumulative expected minus observed events (above 0: fewer than expected)",
+    )
     return [
-        {"member_id": member_id, "kind": "racusum", "payload": json_safe(racusum)},
-        {"member_id": member_id, "kind": "vlad", "payload": json_safe(vlad)},
+        {"member_id": member_id, "kind": "racusum", "payload": racusum.to_json()},
+        {"member_id": member_id, "kind": "vlad", "payload": vlad.to_json()},
     ]

@@ -34,8 +34,21 @@ import sqlalchemy as sa
 
 from qicollab.benchmarking import loading, methods
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, RunInputs
+from qicollab.benchmarking.payloads import (
+    AbcPayload,
+    Distribution,
+    FunnelPayload,
+    MemberPayload,
+    ModelInfo,
+    PeerStanding,
+    PeriodPayload,
+    ShrinkagePayload,
+    StatusPair,
+    SummaryPayload,
+)
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
 from qicollab.measures.spec import OutcomeFamily
+from qicollab.stats import peer
 
 if TYPE_CHECKING:
     from qicollab.benchmarking.methods import Funnel
@@ -91,13 +104,14 @@ class Units:
     value: np.ndarray
     ci: dict[str, tuple[np.ndarray, np.ndarray]]  # "95"/"99.8" -> value-scale limits
     shrunk: np.ndarray
-    shrinkage: dict[str, Any]
+    shrinkage: ShrinkagePayload
     funnel_for: Callable[[np.ndarray], Funnel]
     #: ABC inputs: numerator/denominator pooled over the benchmark members, and the ranking.
     abc_numerator: np.ndarray
     abc_denominator: np.ndarray
     abc_rank_by: np.ndarray | None
     overall: float
+    #: Measure-specific summary fields (:class:`SummaryPayload` keywords).
     summary: dict[str, Any] = field(default_factory=dict)
     extra: list[dict[str, Any]] = field(default_factory=list)
     #: The funnel's own scale -> the stored limits' scale (aggregate rates: O/E -> rate), and
@@ -194,7 +208,23 @@ def _empty_summary(measure: MeasureInfo, reason: str) -> dict[str, Any]:
         "denominator": None,
         "rate": None,
         "abc": None,
-        "payload": json_safe({"computed": False, "reason": reason, "measure": measure.code}),
+        "payload": SummaryPayload(
+            **_measure_fields(measure), computed=False, reason=reason
+        ).to_json(),
+    }
+
+
+def _measure_fields(measure: MeasureInfo) -> dict[str, Any]:
+    """What every summary repeats about its measure."""
+    return {
+        "measure": measure.code,
+        "measure_type": measure.measure_type,
+        "level": measure.level,
+        "direction": measure.direction,
+        "multiplier": measure.multiplier,
+        "unit": measure.unit,
+        "target": measure.target,
+        "minimum_volume": measure.minimum_volume,
     }
 
 
@@ -283,7 +313,7 @@ def _patient_units(
         value=value,
         ci={key: (low * overall, high * overall) for key, (low, high) in ratio_ci.items()},
         shrunk=shrink.estimate * overall,
-        shrinkage={"method": shrink.method, **shrink.params, "applied_to": "O/E"},
+        shrinkage=ShrinkagePayload.of(shrink.method, shrink.params, applied_to="O/E"),
         funnel_for=funnel_for,
         abc_numerator=value * n,
         abc_denominator=n,
@@ -298,10 +328,7 @@ def _patient_units(
             "n": float(n[i]),
             "crude_rate": float(o[i] / n[i]),
             "oe": _number(ratio[i]),
-            **{
-                f"oe_ci{key.replace('.', '')}": [_number(low[i]), _number(high[i])]
-                for key, (low, high) in ratio_ci.items()
-            },
+            "oe_ci": {key: (low[i], high[i]) for key, (low, high) in ratio_ci.items()},
             "shrunk_oe": _number(shrink.estimate[i]),
             "variance": float(v[i]),
             "interval_method": "exact (<10 events) / Byar" if counts else "normal, model variance",
@@ -309,8 +336,7 @@ def _patient_units(
         for i in range(len(member_ids))
     ]
     units.summary = {
-        "overall_rate": overall,
-        "model": {"family": fit.family, "c_statistic": fit.diagnostics.get("c_statistic")},
+        "model": ModelInfo(family=fit.family, c_statistic=fit.diagnostics.get("c_statistic")),
         "observed_total": float(o.sum()),
         "expected_total": float(e.sum()),
     }
@@ -370,18 +396,12 @@ def _patient_period_rows(  # noqa: PLR0917 - private helper with aligned arrays
                 "outlier_status": None,
                 "decile": None,
                 "distance_to_abc": None,
-                "payload": json_safe(
-                    {
-                        "scope": "period",
-                        "period": info.label if info else None,
-                        "oe": ratio[i],
-                        **{
-                            f"oe_ci{k.replace('.', '')}": [lo[i], hi[i]]
-                            for k, (lo, hi) in cis.items()
-                        },
-                        "n": grouped["n"].iloc[i],
-                    }
-                ),
+                "payload": PeriodPayload(
+                    period=info.label if info else None,
+                    oe=ratio[i],
+                    oe_ci={k: (lo[i], hi[i]) for k, (lo, hi) in cis.items()},
+                    n=grouped["n"].iloc[i],
+                ).to_json(),
             }
         )
     return rows
@@ -451,7 +471,7 @@ def _aggregate_units(
         value=rate,
         ci=ci,
         shrunk=shrink.estimate,
-        shrinkage={"method": shrink.method, **shrink.params},
+        shrinkage=ShrinkagePayload.of(shrink.method, shrink.params),
         funnel_for=funnel_for,
         abc_numerator=x,
         abc_denominator=n,
@@ -467,7 +487,7 @@ def _aggregate_units(
     counts = usable.groupby("member_id", sort=True).size()
     for i, member_id in enumerate(member_ids):
         units.extra[i]["periods"] = int(counts.get(member_id, 0))
-    units.summary = {"overall_rate": overall, "numerator_total": float(x.sum())}
+    units.summary = {"numerator_total": float(x.sum())}
     # Per member x period: the period's value with its interval.
     px = usable["numerator"].to_numpy(dtype=float)
     pn = usable["denominator"].to_numpy(dtype=float)
@@ -496,11 +516,10 @@ def _aggregate_units(
                 denominator=pn[i],
                 value=prate[i],
                 ci={key: (lo[i], hi[i]) for key, (lo, hi) in pci.items()},
-                payload={
-                    "scope": "period",
-                    "period": info.label if info else None,
-                    "below_minimum_volume": bool(pn[i] < minimum),
-                },
+                payload=PeriodPayload(
+                    period=info.label if info else None,
+                    below_minimum_volume=bool(pn[i] < minimum),
+                ),
             )
         )
     return units, rows
@@ -549,7 +568,7 @@ def _mean_units(
         value=mean,
         ci=ci,
         shrunk=shrink.estimate,
-        shrinkage={"method": shrink.method, **shrink.params},
+        shrinkage=ShrinkagePayload.of(shrink.method, shrink.params),
         funnel_for=funnel_for,
         abc_numerator=mean * weight,
         abc_denominator=weight,
@@ -565,7 +584,7 @@ def _mean_units(
         }
         for i in range(len(member_ids))
     ]
-    units.summary = {"overall_mean": overall}
+    units.summary = {}
     rows = []
     for member_id, period_id, value, n in zip(
         usable["member_id"].tolist(),
@@ -584,11 +603,10 @@ def _mean_units(
                 denominator=n,
                 value=value,
                 ci={},
-                payload={
-                    "scope": "period",
-                    "period": info.label if info else None,
-                    "below_minimum_volume": bool(n < measure.minimum_volume),
-                },
+                payload=PeriodPayload(
+                    period=info.label if info else None,
+                    below_minimum_volume=bool(n < measure.minimum_volume),
+                ),
             )
         )
     return units, rows
@@ -603,7 +621,7 @@ def _period_row(
     denominator: float | None,
     value: float | None,
     ci: dict[str, tuple[float, float]],
-    payload: dict[str, Any],
+    payload: PeriodPayload,
 ) -> dict[str, Any]:
     low95, high95 = ci.get("95", (None, None))
     low998, high998 = ci.get("99.8", (None, None))
@@ -622,7 +640,7 @@ def _period_row(
         "outlier_status": None,
         "decile": None,
         "distance_to_abc": None,
-        "payload": json_safe(payload),
+        "payload": payload.to_json(),
     }
 
 
@@ -630,11 +648,14 @@ def _period_row(
 
 
 def _statuses(
-    funnel: Funnel, *, higher_is_better: bool
+    funnel: Funnel | None, count: int, *, higher_is_better: bool
 ) -> tuple[dict[str, list[str]], list[str], list[str]]:
     """Direction-aware statuses per limit, and the warning (95%) and alarm (99.8%) statuses:
-    the adjusted limits when the funnel is overdispersed, else the unadjusted ones."""
+    the adjusted limits when the funnel is overdispersed, else the unadjusted ones. Without a
+    funnel (too few contributors) there are none."""
     by_limit: dict[str, list[str]] = {}
+    if funnel is None:
+        return by_limit, [AS_EXPECTED] * count, [AS_EXPECTED] * count
     for key, flags in funnel.flags.items():
         by_limit[key] = [direction_status(f, higher_is_better=higher_is_better) for f in flags]
     for key, flags in funnel.adjusted_flags.items():
@@ -642,7 +663,6 @@ def _statuses(
             direction_status(f, higher_is_better=higher_is_better) for f in flags
         ]
     prefix = "adjusted_" if funnel.adjusted else ""
-    count = len(funnel.z)
     warning = by_limit.get(f"{prefix}95", [AS_EXPECTED] * count)
     alarm = by_limit.get(f"{prefix}99.8", [AS_EXPECTED] * count)
     return by_limit, warning, alarm
@@ -650,52 +670,71 @@ def _statuses(
 
 def _curve_rows(
     curve: dict[str, Any], key: str, x_scale: float, scale: float
-) -> list[list[float | None]]:
-    """[[x, lower, upper], ...] for one limit of a stored curve."""
+) -> list[tuple[float, float, float]]:
+    """(x, lower, upper) points of one limit of a funnel's curve, on the stored scales."""
     if key not in curve:
         return []
     low, high = curve[key]
     return [
-        [x * x_scale, lo * scale, hi * scale]
+        (x * x_scale, lo * scale, hi * scale)
         for x, lo, hi in zip(curve["x"], low, high, strict=True)
     ]
 
 
-def _funnel_summary(funnel: Funnel, units: Units) -> dict[str, Any]:
-    """The funnel as stored: statistics, and limit curves ``[[x, lower, upper], ...]`` per
-    level: ``limits`` are the ones flags use (adjusted when overdispersed)."""
+def _funnel_payload(funnel: Funnel, units: Units) -> FunnelPayload:
+    """The funnel as stored: its statistics and both sets of limit curves; ``adjusted`` says
+    which set decided the statuses."""
     curve = funnel.curve
     x_scale, scale = units.funnel_x_scale, units.funnel_to_value
     levels = [key for key in ("95", "99.8") if key in curve]
-    unadjusted = {key: _curve_rows(curve, key, x_scale, scale) for key in levels}
-    adjusted = {key: _curve_rows(curve, f"adjusted_{key}", x_scale, scale) for key in levels}
-    return {
-        "method": funnel.method,
-        "transform": funnel.scale,
-        "scale": units.funnel_scale_name,
-        "x": "expected" if units.funnel_scale_name == "oe" else "denominator",
-        "target": funnel.target * scale,
-        "phi": funnel.phi,
-        "tau2": funnel.tau2,
-        "overdispersed": funnel.overdispersed,
-        "adjusted": funnel.adjusted,
-        "note": funnel.note,
-        "units_used_for_dispersion": funnel.units_used,
-        "limits_used": "adjusted" if funnel.adjusted else "unadjusted",
-        "limits": adjusted if funnel.adjusted else unadjusted,
-        "unadjusted_limits": unadjusted,
-        "adjusted_limits": adjusted,
-    }
+    return FunnelPayload(
+        method=funnel.method,
+        transform=funnel.scale,
+        scale=units.funnel_scale_name,
+        x="expected" if units.funnel_scale_name == "oe" else "denominator",
+        target=funnel.target * scale,
+        phi=funnel.phi,
+        tau2=funnel.tau2,
+        overdispersed=funnel.overdispersed,
+        adjusted=funnel.adjusted,
+        note=funnel.note,
+        units_used_for_dispersion=funnel.units_used,
+        unadjusted_limits={key: _curve_rows(curve, key, x_scale, scale) for key in levels},
+        adjusted_limits={
+            key: _curve_rows(curve, f"adjusted_{key}", x_scale, scale) for key in levels
+        },
+    )
+
+
+def _ranks(values: np.ndarray, *, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rank (1 = best, 0 = no value) and decile of each member: the stats core's ranking."""
+    rank, decile, _ = peer.decile_ranks(
+        np.asarray(values, dtype=float),
+        improvement="increase" if higher_is_better else "decrease",
+    )
+    return rank, decile
+
+
+def withheld_reason(contributors: int, minimum: int) -> str | None:
+    """Why peer figures are not given, or None when enough members contributed."""
+    if contributors >= minimum:
+        return None
+    return (
+        f"only {contributors} member{'' if contributors == 1 else 's'} contributed "
+        f"(at least {minimum} are needed before figures about peers are shown)"
+    )
 
 
 def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: MeasureOutput) -> None:
     settings = inputs.settings
     better_high = measure.higher_is_better
     count = len(units.member_ids)
+    minimum = int(settings.get("min_contributors", 5))
     everyone = np.ones(count, dtype=bool)
-    funnel = units.funnel_for(everyone)
-    by_limit, warning, alarm = _statuses(funnel, higher_is_better=better_high)
-    deciles = methods.decile_rank(units.shrunk, higher_is_better=better_high)
+    withheld = withheld_reason(count, minimum)
+    funnel = units.funnel_for(everyone) if withheld is None else None
+    by_limit, warning, alarm = _statuses(funnel, count, higher_is_better=better_high)
+    ranks, deciles = _ranks(units.shrunk, higher_is_better=better_high)
     fraction = float(settings.get("abc_fraction", 0.1))
     benchmark = methods.abc(
         units.abc_numerator,
@@ -706,15 +745,16 @@ def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: Measu
     )
     below = units.volume < measure.minimum_volume
 
-    peers: dict[int, dict[str, Any]] = {i: {} for i in range(count)}
+    peers: dict[int, dict[str, PeerStanding]] = {i: {} for i in range(count)}
     peer_summaries = []
     for group in inputs.peer_groups:
         mask = np.array([int(m) in set(group.member_ids) for m in units.member_ids], dtype=bool)
-        summary = _summary(
+        summary, group_statuses = _summary(
             measure,
             units,
             mask,
             scope="peer-group",
+            minimum=minimum,
             group_id=group.id,
             group_code=group.code,
             fraction=fraction,
@@ -722,73 +762,82 @@ def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: Measu
         peer_summaries.append(summary)
         if not mask.any():
             continue
-        group_deciles = methods.decile_rank(units.shrunk[mask], higher_is_better=better_high)
+        group_payload = SummaryPayload.from_json(summary["payload"])
+        group_ranks, group_deciles = _ranks(units.shrunk[mask], higher_is_better=better_high)
         group_abc = summary["abc"]
-        group_statuses = summary.pop("_statuses", None)
         for rank, i in enumerate(np.flatnonzero(mask)):
-            entry: dict[str, Any] = {
-                "decile": int(group_deciles[rank]) or None,
-                "distance_to_abc": _number(units.value[i] - group_abc)
-                if group_abc is not None
+            shown = group_payload.withheld is None
+            peers[i][group.code] = PeerStanding(
+                decile=(int(group_deciles[rank]) or None) if shown else None,
+                rank=(int(group_ranks[rank]) or None) if shown else None,
+                ranked=int(np.count_nonzero(group_ranks)) if shown else 0,
+                distance_to_abc=units.value[i] - group_abc
+                if shown and group_abc is not None
                 else None,
-            }
-            if group_statuses is not None and not below[i]:
-                entry["status"] = {
-                    "warning": group_statuses[0][rank],
-                    "alarm": group_statuses[1][rank],
-                }
-            peers[i][group.code] = entry
+                status=StatusPair(warning=group_statuses[0][rank], alarm=group_statuses[1][rank])
+                if group_statuses is not None and not below[i]
+                else None,
+            )
 
-    collaborative = _summary(
-        measure, units, everyone, scope="collaborative", fraction=fraction, funnel=funnel
+    collaborative, _ = _summary(
+        measure,
+        units,
+        everyone,
+        scope="collaborative",
+        minimum=minimum,
+        fraction=fraction,
+        funnel=funnel,
+        abc_members=[
+            int(m) for m, chosen in zip(units.member_ids, benchmark.selected, strict=True) if chosen
+        ],
     )
-    collaborative.pop("_statuses", None)
-    collaborative["payload"]["abc_members"] = [
-        int(m) for m, chosen in zip(units.member_ids, benchmark.selected, strict=True) if chosen
-    ]
     output.summaries.append(collaborative)
     output.summaries.extend(peer_summaries)
 
     limit_scale = units.funnel_to_value
+    abc_value = benchmark.value if withheld is None and math.isfinite(benchmark.value) else None
     for i, member_id in enumerate(units.member_ids):
         extra = units.extra[i] if units.extra else {}
         note = None
-        status: str | None = alarm[i]
-        warning_status: str | None = warning[i]
-        if below[i]:
+        status: str | None = alarm[i] if funnel is not None else None
+        warning_status: str | None = warning[i] if funnel is not None else None
+        if withheld is not None:
+            note = f"no outlier status: {withheld}"
+        elif below[i]:
             note = (
                 f"below the minimum volume of {measure.minimum_volume} "
                 f"({units.volume[i]:g}): no outlier status"
             )
             status = None
             warning_status = None
-        abc_value = benchmark.value if math.isfinite(benchmark.value) else None
         distance = _number(units.value[i] - abc_value) if abc_value is not None else None
         gap = None
         if distance is not None:
             gap = -distance if better_high else distance
-        payload = {
-            "scope": "cycle",
-            **extra,
-            "z": funnel.z[i],
-            "outlier": {key: values[i] for key, values in by_limit.items()},
-            "status": {"warning": warning_status, "alarm": status},
-            "funnel_scale": units.funnel_scale_name,
-            "funnel_limits": {
-                key: [low[i] * limit_scale, high[i] * limit_scale]
+        limits: dict[str, tuple[float, float]] = {}
+        if funnel is not None:
+            limits = {
+                key: (low[i] * limit_scale, high[i] * limit_scale)
                 for key, (low, high) in funnel.limits.items()
-            }
-            | {
-                f"adjusted_{key}": [low[i] * limit_scale, high[i] * limit_scale]
+            } | {
+                f"adjusted_{key}": (low[i] * limit_scale, high[i] * limit_scale)
                 for key, (low, high) in funnel.adjusted_limits.items()
-            },
-            "below_minimum_volume": bool(below[i]),
-            "outlier_note": note,
-            "abc_member": bool(benchmark.selected[i]),
-            "abc_gap": gap,
-            "decile_basis": "shrunk value; 1 = best tenth",
-            "peers": peers[i],
-        }
+            }
+        payload = MemberPayload(
+            **extra,
+            z=funnel.z[i] if funnel is not None else None,
+            outlier={key: values[i] for key, values in by_limit.items()},
+            status=StatusPair(warning=warning_status, alarm=status),
+            funnel_scale=units.funnel_scale_name,
+            funnel_limits=limits,
+            below_minimum_volume=bool(below[i]),
+            outlier_note=note,
+            abc_member=bool(benchmark.selected[i]) and withheld is None,
+            abc_gap=gap,
+            rank=(int(ranks[i]) or None) if withheld is None else None,
+            ranked=int(np.count_nonzero(ranks)) if withheld is None else 0,
+            peers=peers[i],
+        )
         output.members.append(
             {
                 "member_id": int(member_id),
@@ -803,19 +852,11 @@ def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: Measu
                 "ci998_high": _number(units.ci["99.8"][1][i]) if "99.8" in units.ci else None,
                 "shrunk_value": _number(units.shrunk[i]),
                 "outlier_status": status,
-                "decile": int(deciles[i]) or None,
+                "decile": (int(deciles[i]) or None) if withheld is None else None,
                 "distance_to_abc": distance,
-                "payload": json_safe(payload),
+                "payload": payload.to_json(),
             }
         )
-
-
-def _quantile_keys(spread: dict[str, Any]) -> dict[str, float]:
-    """p10..p90 (deciles) with p25/p50/p75, the keys reports read."""
-    if not spread.get("n"):
-        return {}
-    keys = {f"p{10 * (i + 1)}": value for i, value in enumerate(spread["deciles"])}
-    return keys | {"p25": spread["q1"], "p50": spread["median"], "p75": spread["q3"]}
 
 
 def _summary(
@@ -824,45 +865,36 @@ def _summary(
     mask: np.ndarray,
     *,
     scope: str,
+    minimum: int,
     fraction: float,
     group_id: int | None = None,
     group_code: str | None = None,
     funnel: Funnel | None = None,
-) -> dict[str, Any]:
+    abc_members: list[int] | None = None,
+) -> tuple[dict[str, Any], tuple[list[str], list[str]] | None]:
+    """The stored summary row of the members in ``mask``, and their (warning, alarm) statuses
+    on this scope's own funnel (None without one)."""
     better_high = measure.higher_is_better
     members = int(mask.sum())
-    payload: dict[str, Any] = {
-        "measure": measure.code,
-        "measure_type": measure.measure_type,
-        "level": measure.level,
-        "direction": measure.direction,
-        "multiplier": measure.multiplier,
-        "unit": measure.unit,
-        "target": measure.target,
-        "minimum_volume": measure.minimum_volume,
+    fields: dict[str, Any] = {
+        **_measure_fields(measure),
         "scope_code": group_code,
-        "computed": True,
+        "contributors": members,
+        "min_contributors": minimum,
+    }
+    row: dict[str, Any] = {
+        "scope": scope,
+        "peer_group_id": group_id,
+        "n_members": members,
+        "observed": None,
+        "expected": None,
+        "denominator": None,
+        "rate": None,
+        "abc": None,
     }
     if not members:
-        payload["note"] = "no member of this group has data for the measure"
-        return {
-            "scope": scope,
-            "peer_group_id": group_id,
-            "n_members": 0,
-            "observed": None,
-            "expected": None,
-            "denominator": None,
-            "rate": None,
-            "abc": None,
-            "payload": json_safe(payload),
-        }
-    benchmark = methods.abc(
-        units.abc_numerator[mask],
-        units.abc_denominator[mask],
-        higher_is_better=better_high,
-        fraction=fraction,
-        rank_by=None if units.abc_rank_by is None else units.abc_rank_by[mask],
-    )
+        fields["note"] = "no member of this group has data for the measure"
+        return row | {"payload": SummaryPayload(**fields).to_json()}, None
     observed = float(np.nansum(units.observed[mask])) if units.observed is not None else None
     expected = float(np.nansum(units.expected[mask])) if units.expected is not None else None
     denominator = float(np.nansum(units.denominator[mask]))
@@ -872,41 +904,38 @@ def _summary(
         rate = float(np.nansum(units.abc_numerator[mask]) / denominator) if denominator else None
     else:
         rate = observed / denominator if observed is not None and denominator else None
-    statuses = None
-    if funnel is None and members >= 5:
+    # The scope's own totals are its members' own data; figures about peers need k members.
+    row |= {"observed": observed, "expected": expected, "denominator": denominator}
+    fields |= {"shrinkage": units.shrinkage, "overall": units.overall, **units.summary}
+    withheld = withheld_reason(members, minimum)
+    if withheld is not None:
+        fields |= {"withheld": withheld, "funnel_note": f"no funnel: {withheld}"}
+        return row | {"payload": SummaryPayload(**fields).to_json()}, None
+    benchmark = methods.abc(
+        units.abc_numerator[mask],
+        units.abc_denominator[mask],
+        higher_is_better=better_high,
+        fraction=fraction,
+        rank_by=None if units.abc_rank_by is None else units.abc_rank_by[mask],
+    )
+    if abc_members is None:
+        ids = units.member_ids[mask]
+        abc_members = [int(m) for m, chosen in zip(ids, benchmark.selected, strict=True) if chosen]
+    if funnel is None:
         funnel = units.funnel_for(mask)
-    if funnel is not None:
-        payload["funnel"] = _funnel_summary(funnel, units)
-        _, warning, alarm = _statuses(funnel, higher_is_better=better_high)
-        statuses = (warning, alarm)
-    else:
-        payload["funnel"] = None
-        payload["funnel_note"] = "fewer than 5 members: no funnel"
-    spread = methods.distribution(units.value[mask])
-    payload |= {
-        "distribution": spread,
-        "quantiles": _quantile_keys(spread),
-        "distribution_shrunk": methods.distribution(units.shrunk[mask]),
-        "abc": {
-            "value": benchmark.value,
-            "method": benchmark.method,
-            "fraction": fraction,
-            "members": int(benchmark.selected.sum()),
-            "direction": measure.direction,
-        },
-        "shrinkage": units.shrinkage,
-        "overall": units.overall,
-        **units.summary,
+    _, warning, alarm = _statuses(funnel, members, higher_is_better=better_high)
+    fields |= {
+        "funnel": _funnel_payload(funnel, units),
+        "distribution": Distribution(**methods.distribution(units.value[mask])),
+        "distribution_shrunk": Distribution(**methods.distribution(units.shrunk[mask])),
+        "abc": AbcPayload(
+            value=benchmark.value,
+            method=benchmark.method,
+            fraction=fraction,
+            members=int(benchmark.selected.sum()),
+            direction=measure.direction,
+            member_ids=abc_members,
+        ),
     }
-    return {
-        "scope": scope,
-        "peer_group_id": group_id,
-        "n_members": members,
-        "observed": observed,
-        "expected": expected,
-        "denominator": denominator,
-        "rate": _number(rate),
-        "abc": _number(benchmark.value),
-        "payload": json_safe(payload),
-        "_statuses": statuses,
-    }
+    row |= {"rate": _number(rate), "abc": _number(benchmark.value)}
+    return row | {"payload": SummaryPayload(**fields).to_json()}, (warning, alarm)

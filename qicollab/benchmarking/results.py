@@ -19,6 +19,7 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
+from qicollab.benchmarking.payloads import CHART_PAYLOADS, SummaryPayload, Versioned
 from qicollab.cycles.models import LearningCycle
 from qicollab.measures.models import Measure
 
@@ -67,9 +68,9 @@ def measure_summary(
 
 def stored_chart(
     session: Session, run_id: int, member_id: int, measure_id: int, kind: str = "control"
-) -> dict[str, Any] | None:
-    """A chart's JSON payload (``control``, ``racusum`` or ``vlad``), or None."""
-    return session.scalar(
+) -> Versioned | None:
+    """A stored chart (``control``, ``racusum`` or ``vlad``) as its payload class, or None."""
+    payload = session.scalar(
         sa.select(StoredChart.payload).where(
             StoredChart.run_id == run_id,
             StoredChart.member_id == member_id,
@@ -77,6 +78,7 @@ def stored_chart(
             StoredChart.kind == kind,
         )
     )
+    return None if payload is None else CHART_PAYLOADS[kind].from_json(payload)
 
 
 def run_overview(session: Session, run_id: int) -> dict[str, Any]:
@@ -122,7 +124,8 @@ def run_overview(session: Session, run_id: int) -> dict[str, Any]:
         .order_by(Measure.id)
     ).all()
     for summary, code in rows:
-        funnel = summary.payload.get("funnel") or {}
+        payload = SummaryPayload.from_json(summary.payload)
+        funnel = payload.funnel
         fit = fits.get(summary.measure_id)
         measures.append(
             {
@@ -131,13 +134,14 @@ def run_overview(session: Session, run_id: int) -> dict[str, Any]:
                 "members": summary.n_members,
                 "rate": summary.rate,
                 "abc": summary.abc,
-                "phi": funnel.get("phi"),
-                "tau2": funnel.get("tau2"),
-                "funnel_method": funnel.get("method"),
+                "phi": funnel.phi if funnel else None,
+                "tau2": funnel.tau2 if funnel else None,
+                "funnel_method": funnel.method if funnel else None,
                 "worse": statuses.get((summary.measure_id, "worse"), 0),
                 "better": statuses.get((summary.measure_id, "better"), 0),
-                "computed": summary.payload.get("computed", True),
-                "reason": summary.payload.get("reason"),
+                "computed": payload.computed,
+                "reason": payload.reason,
+                "withheld": payload.withheld,
                 "c_statistic": fit.diagnostics.get("c_statistic") if fit else None,
             }
         )

@@ -46,6 +46,7 @@ HEADER = (
     "benchmark",
     "distance_to_benchmark",
     "suppressed",
+    "peer_figures_withheld",
 )
 SUPPRESSED = formatting.SUPPRESSED
 
@@ -89,6 +90,7 @@ def _row(
         _round(abc * measure.multiplier) if abc is not None else None,
         shown(distance),
         "yes" if hidden else "no",
+        summary.withheld if summary is not None else None,
     ]
 
 
@@ -142,6 +144,7 @@ POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 IMPROVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
 CI_EXTENSION = "https://qicollab.org/fhir/StructureDefinition/interval-95"
 STATUS_EXTENSION = "https://qicollab.org/fhir/StructureDefinition/outlier-status"
+WITHHELD_EXTENSION = "https://qicollab.org/fhir/StructureDefinition/peer-figures-withheld"
 
 
 def _population(code: str, count: float | None) -> dict[str, Any] | None:
@@ -187,6 +190,9 @@ def measure_report(
         )
     if result.outlier_status:
         extensions.append({"url": STATUS_EXTENSION, "valueCode": result.outlier_status})
+    summary = run.summary(measure.id)
+    if summary is not None and summary.withheld:
+        extensions.append({"url": WITHHELD_EXTENSION, "valueString": summary.withheld})
     if extensions:
         group["extension"] = extensions
     first, last = run.run.first_period, run.run.last_period

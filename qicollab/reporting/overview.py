@@ -123,8 +123,8 @@ def chart_icons(session: Session, run_id: int) -> dict[tuple[int, int], tuple[An
     query = sa.select(
         StoredChart.member_id,
         StoredChart.measure_id,
-        StoredChart.payload["variation_icon"].as_string(),
-        StoredChart.payload["assurance_icon"].as_string(),
+        StoredChart.payload[("chart", "variation_icon")].as_string(),
+        StoredChart.payload[("chart", "assurance_icon")].as_string(),
     ).where(StoredChart.run_id == run_id, StoredChart.kind == "control")
     return {(m, k): (v, a) for m, k, v, a in session.execute(query)}
 
@@ -246,10 +246,6 @@ def build_overview(
             improvers=ranked[:TOP_IMPROVERS],
             years=pooled.get(measure.id, []),
         )
-        if overview.median == formatting.MISSING:
-            values = sorted(r.value for r in results if r.value is not None)
-            if values:
-                overview.median = measure.show(values[len(values) // 2])
         if audience.identified:
             for result in results:
                 member = run.members.get(result.member_id)

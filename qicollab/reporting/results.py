@@ -31,6 +31,15 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
+from qicollab.benchmarking.payloads import (
+    ControlChartPayload,
+    MemberPayload,
+    PeriodPayload,
+    RaCusumPayload,
+    StalePayloadError,
+    SummaryPayload,
+    VladPayload,
+)
 from qicollab.cycles.models import Annotation, CycleStatus, LearningCycle, ReportingPeriod
 from qicollab.measures.models import Measure
 from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
@@ -47,13 +56,8 @@ class ResultsNotFoundError(LookupError):
     """No such run (or not a succeeded run of this collaborative, or not published to members)."""
 
 
-def _pair(value: object) -> tuple[float | None, float | None]:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return finite(value[0]), finite(value[1])
-    if isinstance(value, dict):
-        low, high = value.get("low", value.get("lower")), value.get("high", value.get("upper"))
-        return finite(low), finite(high)
-    return None, None
+#: A run stored by another payload version: pages answer 409 and say to recompute it.
+StaleRunError = StalePayloadError
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +166,15 @@ class Result:
     outlier_status: str | None
     decile: int | None
     distance_to_abc: float | None
-    payload: dict[str, Any] = field(default_factory=dict)
+    #: The typed payload the run stored (whole cycle: MemberPayload; a period: PeriodPayload).
+    payload: MemberPayload | PeriodPayload
     period_id: int | None = None
 
     def oe(self, collaborative_rate: float | None) -> float | None:
         """Observed / expected: stored, from O and E, or the value over the collaborative rate
         (risk-adjusted rates are O/E x the collaborative rate)."""
-        stored = finite(self.payload.get("oe"))
-        if stored is not None:
-            return stored
+        if self.payload.oe is not None:
+            return self.payload.oe
         if self.observed is not None and self.expected:
             return self.observed / self.expected
         if self.value is not None and collaborative_rate:
@@ -179,21 +183,13 @@ class Result:
 
     def oe_interval(self, collaborative_rate: float | None) -> tuple[float | None, float | None]:
         """The 95% interval of O/E, on the same footing as :meth:`oe`."""
-        stored = self.payload.get("oe_ci")
-        low, high = _pair(stored.get("95")) if isinstance(stored, dict) else (None, None)
+        low, high = self.payload.oe_ci.get("95", (None, None))
         if low is not None and high is not None:
             return low, high
         low, high = self.ci95
         if low is None or high is None or not collaborative_rate:
             return None, None
         return low / collaborative_rate, high / collaborative_rate
-
-    def group_decile(self, group_code: str) -> int | None:
-        """The member's decile within a peer group, as the run stored it."""
-        peers = self.payload.get("peers")
-        entry = peers.get(group_code) if isinstance(peers, dict) else None
-        decile = entry.get("decile") if isinstance(entry, dict) else None
-        return int(decile) if isinstance(decile, int | float) and decile else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,39 +204,16 @@ class Summary:
     denominator: float | None
     rate: float | None
     abc: float | None
-    payload: dict[str, Any]
+    payload: SummaryPayload
 
     def quantiles(self) -> dict[str, float]:
-        """Stored quantiles keyed p10..p90: from the run's ``distribution`` (median, q1, q3,
-        deciles) or a plain ``quantiles`` mapping."""
-        out: dict[str, float] = {}
-        distribution = self.payload.get("distribution")
-        if isinstance(distribution, dict):
-            for key, name in (("median", "p50"), ("q1", "p25"), ("q3", "p75")):
-                number = finite(distribution.get(key))
-                if number is not None:
-                    out[name] = number
-            deciles = distribution.get("deciles")
-            if isinstance(deciles, list) and len(deciles) == 9:
-                for name, index in (("p10", 0), ("p90", 8)):
-                    number = finite(deciles[index])
-                    if number is not None:
-                        out[name] = number
-            if out:
-                return out
-        raw = self.payload.get("quantiles") or {}
-        if isinstance(raw, dict):
-            for key, value in raw.items():
-                name = str(key).lower().lstrip("pq")
-                try:
-                    level = float(name)
-                except ValueError:
-                    continue
-                level = level * 100 if level <= 1 else level
-                number = finite(value)
-                if number is not None:
-                    out[f"p{round(level)}"] = number
-        return out
+        """The run's quantiles keyed p10..p90 (with p25/p50/p75); none when withheld."""
+        return self.payload.quantiles()
+
+    @property
+    def withheld(self) -> str | None:
+        """Why figures about peers are not given (too few contributors), or None."""
+        return self.payload.withheld
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,13 +353,13 @@ class MemberData:
 
     member: MemberView
     periods: dict[int, list[PeriodPoint]]
-    #: measure id -> the stored control chart (the SPC engine's JSON).
-    charts: dict[int, dict[str, Any]]
+    #: measure id -> the stored control chart.
+    charts: dict[int, ControlChartPayload]
     annotations: list[AnnotationView]
     submissions: dict[int, SubmissionUse]
     #: measure id -> {"racusum": ..., "vlad": ...}: the member's own case-order charts of
     #: patient-level binary measures (only where the de-identification profile keeps case order).
-    sequential: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    sequential: dict[int, dict[str, RaCusumPayload | VladPayload]] = field(default_factory=dict)
 
 
 def _result(row: Any, period_id: int | None = None) -> Result:
@@ -404,7 +377,7 @@ def _result(row: Any, period_id: int | None = None) -> Result:
         outlier_status=row.outlier_status,
         decile=int(decile) if decile is not None else None,
         distance_to_abc=finite(row.distance_to_abc),
-        payload=dict(row.payload or {}),
+        payload=(PeriodPayload if period_id is not None else MemberPayload).from_json(row.payload),
         period_id=period_id,
     )
 
@@ -554,7 +527,7 @@ def _read_core(session: Session, run_id: int) -> _RunCore:
             denominator=finite(summary.denominator),
             rate=finite(summary.rate),
             abc=finite(summary.abc),
-            payload=dict(summary.payload or {}),
+            payload=SummaryPayload.from_json(summary.payload),
         )
 
     fits = {
@@ -702,8 +675,8 @@ def load_member(
             )
         )
 
-    charts: dict[int, dict[str, Any]] = {}
-    sequential: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    charts: dict[int, ControlChartPayload] = {}
+    sequential: dict[int, dict[str, RaCusumPayload | VladPayload]] = defaultdict(dict)
     for measure_id, kind, payload in session.execute(
         sa.select(StoredChart.measure_id, StoredChart.kind, StoredChart.payload).where(
             StoredChart.run_id == run_id,
@@ -712,9 +685,11 @@ def load_member(
         )
     ):
         if kind == "control":
-            charts[measure_id] = dict(payload or {})
+            charts[measure_id] = ControlChartPayload.from_json(payload)
+        elif kind == "racusum":
+            sequential[measure_id]["racusum"] = RaCusumPayload.from_json(payload)
         else:
-            sequential[measure_id][kind] = dict(payload or {})
+            sequential[measure_id]["vlad"] = VladPayload.from_json(payload)
 
     if annotations is None:
         annotations = load_annotations(session, run, member_id)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qicollab.benchmarking.payloads import MemberPayload
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
@@ -71,6 +72,8 @@ class Comparison:
     benchmark: str
     rank: int | None
     decile: int | None
+    #: Why figures about peers are not given (fewer contributors than the minimum), or None.
+    withheld: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,33 +169,6 @@ def visible(
     return shown, hidden
 
 
-def _rank(results: Sequence[Result], member_id: int, higher_is_better: bool) -> int | None:
-    ordered = sorted(
-        (r for r in results if r.value is not None),
-        key=lambda r: -(r.value or 0.0) if higher_is_better else (r.value or 0.0),
-    )
-    for position, result in enumerate(ordered, start=1):
-        if result.member_id == member_id:
-            return position
-    return None
-
-
-def _decile(rank: int | None, n: int) -> int | None:
-    if rank is None or n == 0:
-        return None
-    return min(10, math.ceil(10 * rank / n))
-
-
-def _quantile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def reaches(measure: MeasureView, value: float | None, benchmark: float | None) -> bool:
     """At or better than the benchmark, in the measure's direction."""
     if value is None or benchmark is None:
@@ -226,30 +202,40 @@ def comparison(
     member_id: int | None,
     group: PeerGroupView | None,
 ) -> Comparison:
-    """The member's standing within the collaborative or the chosen peer group."""
+    """The member's standing within the collaborative or the chosen peer group, as the run
+    stored it (or why figures about peers are withheld)."""
     member_ids = group.member_ids if group is not None else None
     results = [r for r in run.results_for(measure.id, member_ids) if r.value is not None]
     shown, hidden = visible(run, measure, audience, results)
     summary = run.summary(measure.id, group.id if group else None)
-    values = [r.value for r in results if r.value is not None]
     quantiles = summary.quantiles() if summary is not None else {}
-    median = quantiles.get("p50", _quantile(values, 0.5))
-    p25 = quantiles.get("p25", _quantile(values, 0.25))
-    p75 = quantiles.get("p75", _quantile(values, 0.75))
-    rank = _rank(results, member_id, measure.higher_is_better) if member_id is not None else None
-    scope = group.name if group is not None else "All members"
+    standing = _standing(run, measure.id, member_id, group)
     return Comparison(
-        scope_label=scope,
+        scope_label=group.name if group is not None else "All members",
         n_members=summary.n_members if summary is not None else len(results),
         n_shown=len(shown),
         hidden=hidden,
         rate=measure.show(summary.rate if summary else None),
-        median=measure.show(median),
-        quartiles=measure.show_interval(p25, p75),
+        median=measure.show(quantiles.get("p50")),
+        quartiles=measure.show_interval(quantiles.get("p25"), quantiles.get("p75")),
         benchmark=measure.show(summary.abc if summary else None),
-        rank=rank,
-        decile=_decile(rank, len(results)),
+        rank=standing[0],
+        decile=standing[1],
+        withheld=summary.withheld if summary is not None else None,
     )
+
+
+def _standing(
+    run: RunData, measure_id: int, member_id: int | None, group: PeerGroupView | None
+) -> tuple[int | None, int | None]:
+    """(rank, decile) the run stored for the member, in the collaborative or a peer group."""
+    result = run.results.get((member_id, measure_id)) if member_id is not None else None
+    if result is None or not isinstance(result.payload, MemberPayload):
+        return None, None
+    if group is None:
+        return result.payload.rank, result.decile
+    entry = result.payload.peers.get(group.code)
+    return (entry.rank, entry.decile) if entry is not None else (None, None)
 
 
 def _label(run: RunData, audience: Audience, member_id: int) -> str:
@@ -273,9 +259,12 @@ def caterpillar_for(
     member_id: int | None,
     group: PeerGroupView | None = None,
 ) -> Chart | None:
-    """O/E (or ratio to the collaborative rate) of every visible member, with 95% intervals."""
+    """O/E (or ratio to the collaborative rate) of every visible member, with 95% intervals;
+    none when figures about peers are withheld."""
     summary = run.summary(measure.id)
-    rate = summary.rate if summary else None
+    if summary is None or summary.withheld:
+        return None
+    rate = summary.rate
     member_ids = group.member_ids if group is not None else None
     shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     points = []
@@ -315,7 +304,11 @@ def distribution_for(
     member_id: int | None,
     group: PeerGroupView | None = None,
 ) -> Chart | None:
-    """Every visible member's value over the quartile box, with benchmark and target."""
+    """Every visible member's value over the quartile box, with benchmark and target; none
+    when figures about peers are withheld."""
+    summary = run.summary(measure.id, group.id if group else None)
+    if summary is None or summary.withheld:
+        return None
     member_ids = group.member_ids if group is not None else None
     shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     points = [
@@ -329,18 +322,14 @@ def distribution_for(
     ]
     if not points:
         return None
-    summary = run.summary(measure.id, group.id if group else None)
-    quantiles = {
-        key: value * measure.multiplier
-        for key, value in (summary.quantiles() if summary else {}).items()
-    }
+    quantiles = {key: value * measure.multiplier for key, value in summary.quantiles().items()}
     scope = f" ({group.name})" if group is not None else ""
     return _trim_rows(
         distribution_chart(
             points,
             title=f"{measure.code}: distribution across members{scope}",
             x_label=measure.axis_label,
-            benchmark=measure.scaled(summary.abc) if summary else None,
+            benchmark=measure.scaled(summary.abc),
             target=measure.scaled(measure.target),
             quantiles=quantiles or None,
             higher_is_better=measure.higher_is_better,
@@ -486,8 +475,7 @@ def member_sections(
             ),
         )
         if group is not None:
-            stored = result.group_decile(group.code) if result is not None else None
-            section.decile = stored if stored is not None else section.comparison.decile
+            section.decile = section.comparison.decile
         section.best, section.best_count = best_practice(run, measure, audience, member_id, group)
         if years is not None:
             section.improvement, section.improvement_detail = improvement_text(
@@ -496,12 +484,11 @@ def member_sections(
         if charts:
             section.funnel = funnel_for(run, measure, audience, member_id, group)
             section.caterpillar = caterpillar_for(run, measure, audience, member_id, group)
-            if control_payload:
+            if control_payload is not None:
                 section.control = render_stored(
                     control_payload,
                     title=f"{measure.code}: control chart",
                     annotations=notes,
-                    multiplier=measure.multiplier,
                     height=CONTROL_HEIGHT,
                 )
             cases = member.sequential.get(measure.id, {})

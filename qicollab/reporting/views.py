@@ -17,9 +17,10 @@ from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticate
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.response import FileResponse, Response
-from pyramid.view import view_config
+from pyramid.view import exception_view_config, view_config
 
 from qicollab.audit.services import record
+from qicollab.benchmarking.payloads import StalePayloadError
 from qicollab.config import storage_path
 from qicollab.jobs.models import Job
 from qicollab.jobs.services import JobService, JobState
@@ -106,6 +107,13 @@ def _load(request: Request, collaborative: Collaborative) -> RunData | None:
             raise HTTPNotFound from None
         return None
     return load_run(request.db, run.id)
+
+
+@exception_view_config(StalePayloadError, renderer="errors/409.jinja2")
+def stale_run(exc: StalePayloadError, request: Request) -> dict[str, Any]:
+    """409: the run was stored by another payload version; it is refused, never misread."""
+    request.response.status = 409
+    return {"reason": str(exc)}
 
 
 def _page(request: Request, **context: Any) -> dict[str, Any]:

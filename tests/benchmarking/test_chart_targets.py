@@ -11,6 +11,7 @@ import pytest
 
 from qicollab.benchmarking.charts import measure_charts
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, PeriodInfo, RunInputs
+from qicollab.benchmarking.payloads import ControlChartPayload
 from qicollab.reporting.charts.control import render_stored
 from qicollab.reporting.charts.icons import assurance_icon
 from qicollab.reporting.results import MeasureView
@@ -66,10 +67,10 @@ def _monthly(inputs: RunInputs, rate: float) -> pd.DataFrame:
     )
 
 
-def _stored(rate: float, target: float | None) -> dict:
+def _stored(rate: float, target: float | None) -> ControlChartPayload:
     inputs = _inputs()
     (row,) = measure_charts(_clabsi(target), inputs, _monthly(inputs, rate), MeasureOutput(1))
-    return row["payload"]
+    return ControlChartPayload.from_json(row["payload"])
 
 
 def _view(target: float | None) -> MeasureView:
@@ -94,22 +95,22 @@ def _view(target: float | None) -> MeasureView:
 
 def test_a_rate_consistently_above_its_target_fails_assurance():
     # 3 events per 1,000 line-days against a target of 0.8: every limit is above the target.
-    payload = _stored(0.003, 0.0008)
-    assert payload["target"] == pytest.approx(0.0008)
-    assert payload["points"][-1]["lcl"] > 0.0008
-    assert payload["assurance_icon"] == "consistent_fail"
-    assert assurance_icon(payload["assurance_icon"]).words == "Consistently misses the target"
+    chart = _stored(0.003, 0.0008).chart
+    assert chart.target == pytest.approx(0.0008)
+    assert chart.points[-1].lcl > 0.0008
+    assert chart.assurance_icon == "consistent_fail"
+    assert assurance_icon(chart.assurance_icon).words == "Consistently misses the target"
 
 
 def test_a_rate_consistently_below_its_target_passes_and_one_around_it_is_hit_and_miss():
-    assert _stored(0.0002, 0.0025)["assurance_icon"] == "consistent_pass"
-    assert _stored(0.003, 0.003)["assurance_icon"] == "inconsistent"
-    assert _stored(0.003, None)["assurance_icon"] is None
+    assert _stored(0.0002, 0.0025).chart.assurance_icon == "consistent_pass"
+    assert _stored(0.003, 0.003).chart.assurance_icon == "inconsistent"
+    assert _stored(0.003, None).chart.assurance_icon is None
 
 
 def test_the_drawn_target_is_on_the_display_scale():
     payload = _stored(0.003, 0.0008)
-    chart = render_stored(payload, title="CLABSI", multiplier=1000.0)
+    chart = render_stored(payload, title="CLABSI")
     assert "Target 0.80" in chart.svg
     assert "Target 800" not in chart.svg
     assert _view(0.0008).show(0.0008) == "0.8 per 1,000 line-days"

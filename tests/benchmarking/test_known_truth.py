@@ -30,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from qicollab.benchmarking.models import MemberResult, RiskModelFitRecord
+from qicollab.benchmarking.payloads import MemberPayload
 from qicollab.benchmarking.services import BenchmarkRunService
 from qicollab.db import create_engine_from_settings, get_session_factory
 from qicollab.demo.loader import HISTORY_CYCLE
@@ -38,6 +39,13 @@ from qicollab.members.models import Member
 
 PATIENT = ("SURG-MORT", "READMIT", "LOS")
 AGGREGATE = ("HH", "SEPSIS", "CLABSI", "FALLS", "D2P")
+
+
+def _oe_ci(row: MemberResult, level: str) -> tuple[float, float]:
+    low, high = MemberPayload.from_json(row.payload).oe_ci[level]
+    assert low is not None
+    assert high is not None
+    return low, high
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,7 @@ def test_true_outliers_are_flagged_in_their_direction(outcome):
     for measure, outliers in truth["outliers"].items():
         for member, label in outliers.items():
             total += 1
-            warning = results[(measure, member)].payload["status"]["warning"]
+            warning = MemberPayload.from_json(results[(measure, member)].payload).status.warning
             opposite = "better" if label == "worse" else "worse"
             assert warning != opposite, (measure, member, label)
             if warning == label:
@@ -107,11 +115,9 @@ def test_oe_intervals_cover_the_true_oe(outcome):
     for measure in PATIENT:
         pairs = [(results[(measure, m)], value) for m, value in truth["true_oe"][measure].items()]
         reference = sum(v * r.expected for r, v in pairs) / sum(r.expected for r, v in pairs)
-        cover95 = sum(
-            r.payload["oe_ci95"][0] <= v / reference <= r.payload["oe_ci95"][1] for r, v in pairs
-        )
+        cover95 = sum(_oe_ci(r, "95")[0] <= v / reference <= _oe_ci(r, "95")[1] for r, v in pairs)
         cover998 = sum(
-            r.payload["oe_ci998"][0] <= v / reference <= r.payload["oe_ci998"][1] for r, v in pairs
+            _oe_ci(r, "99.8")[0] <= v / reference <= _oe_ci(r, "99.8")[1] for r, v in pairs
         )
         assert len(pairs) == 40
         assert cover95 >= 35, (measure, cover95)

@@ -18,6 +18,11 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
+from qicollab.benchmarking.payloads import (
+    MemberPayload,
+    PeriodPayload,
+    SummaryPayload,
+)
 from qicollab.benchmarking.results import member_results, run_overview, stored_chart
 from qicollab.benchmarking.services import (
     DEFAULT_SETTINGS,
@@ -181,8 +186,9 @@ def test_execute_stores_everything_with_the_snapshot(service, factory, small_dem
         assert row.shrunk_value is not None
         assert 1 <= row.decile <= 10
         assert row.outlier_status in {"worse", "as-expected", "better", None}
-        assert set(row.payload["status"]) == {"warning", "alarm"}
-        assert row.payload["outlier"].keys() >= {"95", "99.8", "adjusted_95", "adjusted_99.8"}
+        payload = MemberPayload.from_json(row.payload)
+        assert payload.status.alarm == row.outlier_status
+        assert payload.outlier.keys() >= {"95", "99.8", "adjusted_95", "adjusted_99.8"}
 
 
 def test_payloads_have_the_documented_keys(service, factory):
@@ -199,21 +205,24 @@ def test_payloads_have_the_documented_keys(service, factory):
                 MeasureSummary.scope == "collaborative",
             )
         )
-    payload = rows[0].payload
-    for key in ("oe", "oe_ci95", "oe_ci998", "z", "funnel_limits", "peers", "abc_gap", "n"):
-        assert key in payload, key
-    assert rows[0].observed / rows[0].expected == pytest.approx(payload["oe"])
-    assert all(p.payload["scope"] == "period" for p in periods)
-    funnel = summary.payload["funnel"]
-    assert funnel["method"] == "shmi"
-    assert funnel["scale"] == "oe"
-    assert funnel["limits"]["95"][0][0] > 0  # [[x, lower, upper], ...]
-    assert len(funnel["limits"]["99.8"][0]) == 3
-    assert summary.payload["quantiles"]["p50"] == summary.payload["distribution"]["median"]
+    payload = MemberPayload.from_json(rows[0].payload)
+    assert payload.oe_ci.keys() == {"95", "99.8"}
+    assert payload.oe_ci["99.8"][0] <= payload.oe_ci["95"][0] <= payload.oe
+    assert payload.funnel_limits.keys() == {"95", "99.8", "adjusted_95", "adjusted_99.8"}
+    assert payload.z is not None
+    assert payload.n == rows[0].denominator
+    assert rows[0].observed / rows[0].expected == pytest.approx(payload.oe)
+    assert all(PeriodPayload.from_json(p.payload).period for p in periods)
+    stored = SummaryPayload.from_json(summary.payload)
+    funnel = stored.funnel
+    assert funnel is not None
+    assert funnel.method == "shmi"
+    assert funnel.scale == "oe"
+    assert funnel.limits["95"][0][0] > 0  # [(x, lower, upper), ...]
+    assert len(funnel.limits["99.8"][0]) == 3
+    assert stored.quantiles()["p50"] == stored.distribution.median
     assert summary.abc is not None
-    assert summary.rate == pytest.approx(
-        summary.observed / summary.expected * summary.payload["overall"]
-    )
+    assert summary.rate == pytest.approx(summary.observed / summary.expected * stored.overall)
     assert overview["measures"][0]["code"] == "HH"
     assert overview["snapshot_hash"] == run.snapshot_hash
 
@@ -375,9 +384,10 @@ def test_a_measure_without_enough_data_is_reported_not_fatal(service, factory):
     run = service.execute(service.create(cycle_code=HISTORY_CYCLE, submission_ids=one).id)
     assert run.status is RunStatus.SUCCEEDED
     summary = _read(factory, sa.select(MeasureSummary).where(MeasureSummary.run_id == run.id))[0]
-    assert summary.payload["computed"] is False
+    stored = SummaryPayload.from_json(summary.payload)
+    assert stored.computed is False
     # The core refuses a model it cannot trust (here a level with no rows, or too few events).
-    reason = summary.payload["reason"]
+    reason = stored.reason
     assert "no rows" in reason or "too few" in reason
     assert service.jobs.get(run.job_id).result["notes"] == [f"SURG-MORT: {reason}"]
 
@@ -390,47 +400,46 @@ def test_control_charts_follow_annotations_and_the_deid_profile(service, factory
     with factory() as session:
         improver = members[truth["improvers"][0]]
         chart = stored_chart(session, run.id, improver.id, measures["HH"].id)
-        assert chart["chart"] == "p"
-        assert chart["mode"] == "mdc"
-        assert chart["direction"] == "increase"
-        phases = [point["phase"] for point in chart["points"]]
+        assert chart.chart.chart == "p"
+        assert chart.chart.mode == "mdc"
+        assert chart.chart.direction == "increase"
+        phases = [point.phase for point in chart.chart.points]
         first_new = phases.index(2)
-        assert chart["points"][first_new]["x"] == "2024-07"  # the annotated change
-        assert any(note["starts_phase"] for note in chart["annotations"])
-        assert "variation_icon" in chart
-        assert "assurance_icon" in chart
+        assert chart.chart.points[first_new].x == "2024-07"  # the annotated change
+        assert any(note.starts_phase for note in chart.annotations)
+        assert chart.chart.variation_icon is not None
         dua = next(m for m in members.values() if m.has_data_use_agreement)
         no_dua = next(m for m in members.values() if not m.has_data_use_agreement)
         monthly = stored_chart(session, run.id, dua.id, measures["SURG-MORT"].id)
         yearly = stored_chart(session, run.id, no_dua.id, measures["SURG-MORT"].id)
-        assert monthly["series"] == "monthly"
-        assert len(monthly["points"]) == 36
-        assert yearly["series"] == "yearly"
-        assert [p["x"] for p in yearly["points"]] == ["2023", "2024", "2025"]
-        assert yearly["trial_limits"] is True
+        assert monthly.series == "monthly"
+        assert len(monthly.chart.points) == 36
+        assert yearly.series == "yearly"
+        assert [p.x for p in yearly.chart.points] == ["2023", "2024", "2025"]
+        assert yearly.chart.trial_limits is True
         cusum = stored_chart(session, run.id, dua.id, measures["SURG-MORT"].id, "racusum")
         vlad = stored_chart(session, run.id, dua.id, measures["SURG-MORT"].id, "vlad")
-        assert cusum["h_upper"] > 0
-        assert len(cusum["upper"]) == cusum["cases"] == len(vlad["vlad"])
-        assert vlad["expected"] - vlad["observed"] == pytest.approx(vlad["vlad"][-1], abs=1e-3)
+        assert cusum.h_upper > 0
+        assert len(cusum.upper) == cusum.cases == len(vlad.vlad)
+        assert vlad.expected - vlad.observed == pytest.approx(vlad.vlad[-1], abs=1e-3)
         assert stored_chart(session, run.id, no_dua.id, measures["SURG-MORT"].id, "racusum") is None
         # Length of stay is not a binary outcome: no RA-CUSUM.
         assert stored_chart(session, run.id, dua.id, measures["LOS"].id, "racusum") is None
         d2p = stored_chart(session, run.id, dua.id, measures["D2P"].id)
-        assert d2p["chart"] == "i"
+        assert d2p.chart.chart == "i"
         # Rate targets reach the engine on the data scale, so assurance compares like with like.
         for member in members.values():
             clabsi = stored_chart(session, run.id, member.id, measures["CLABSI"].id)
-            assert clabsi["target"] == pytest.approx(0.0008)
-            last = next(p for p in reversed(clabsi["points"]) if p["value"] is not None)
+            assert clabsi.chart.target == pytest.approx(0.0008)
+            last = next(p for p in reversed(clabsi.chart.points) if not math.isnan(p.value))
             expected = (
                 "consistent_pass"
-                if last["ucl"] < 0.0008
+                if last.ucl < 0.0008
                 else "consistent_fail"
-                if last["lcl"] > 0.0008
+                if last.lcl > 0.0008
                 else "inconsistent"
             )
-            assert clabsi["assurance_icon"] == expected
+            assert clabsi.chart.assurance_icon == expected
 
 
 def test_safe_harbor_collaboratives_get_no_sequential_charts(service, factory):

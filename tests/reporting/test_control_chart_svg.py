@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from qicollab.benchmarking.payloads import ChartNote, ControlChartPayload
 from qicollab.reporting.charts import base
 from qicollab.reporting.charts.control import render_control_chart, render_stored
 from qicollab.stats.spc import control_chart
@@ -142,49 +143,45 @@ def test_data_uri_round_trips() -> None:
     assert base64.b64decode(uri.split(",", 1)[1]).decode() == chart.svg
 
 
-def test_render_stored_accepts_our_json_and_scales_natural_values() -> None:
-    chart = _chart()
-    payload = chart.to_dict() | {"multiplier": 100, "unit": "%"}
+def _stored(chart, multiplier: float = 1.0, unit: str = "") -> ControlChartPayload:
+    return ControlChartPayload(
+        chart=chart,
+        measure="FALLS",
+        member_id=1,
+        chart_reason="test",
+        multiplier=multiplier,
+        unit=unit,
+        series="monthly",
+        source="test",
+    )
+
+
+def test_render_stored_reads_the_stored_chart_and_scales_natural_values() -> None:
+    payload = ControlChartPayload.from_json(_stored(_chart(), 100, "%").to_json())
     drawn = render_stored(payload, title="Falls", annotations=[("2022-05-01", "Change")])
     assert "CL 2" in drawn.svg  # centre line ~0.2 drawn as ~20 %
     assert "Change" in drawn.svg
-    scaled = control_chart(
-        [3, 4, 5, 4, 3, 5, 4, 3, 4, 5, 4, 3], [20] * 12, chart="p", multiply=100
-    ).to_dict()
+    scaled = control_chart([3, 4, 5, 4, 3, 5, 4, 3, 4, 5, 4, 3], [20] * 12, chart="p", multiply=100)
     # already multiplied (multiply = 100): not scaled again (47/240 = 19.6 %, not 1,958)
-    assert "CL 19.6" in render_stored(scaled | {"multiplier": 100}, title="t").svg
+    assert "CL 19.6" in render_stored(_stored(scaled, 100), title="t").svg
 
 
-def test_render_stored_accepts_the_interim_payload() -> None:
-    """The benchmarking module's interim engine stores runs without start/end/n_obs."""
-    payload = {
-        "chart": "i",
-        "mode": "qic",
-        "points": [
-            {
-                "x": f"2024-{m:02d}",
-                "value": float(v),
-                "n": None,
-                "cl": 5.0,
-                "ucl": 8.0,
-                "lcl": 2.0,
-                "ucl_2sigma": 7.0,
-                "lcl_2sigma": 3.0,
-                "phase": 1,
-                "excluded": False,
-                "signals": ["outside_limits"] if v > 8 else [],
-                "point_type": "special_cause_concern" if v > 8 else "common_cause",
-            }
-            for m, v in enumerate([5, 6, 4, 9, 5, 6], start=1)
-        ],
-        "runs": [{"phase": 1, "n_useful": 6, "longest_run": 2, "signal": False}],
-        "annotations": [{"x": "2024-03", "label": "Huddles"}],
-        "multiplier": 1.0,
-    }
+def test_render_stored_draws_the_stored_notes_without_annotations_given() -> None:
+    payload = _stored(_chart()).model_copy(
+        update={
+            "annotations": [
+                ChartNote(
+                    id=1,
+                    date="2022-03-01",
+                    x="2022-03",
+                    kind="change",
+                    label="Huddles",
+                    starts_phase=False,
+                )
+            ]
+        }
+    )
     drawn = render_stored(payload, title="t")
-    root = _tree(drawn.svg)
-    assert len(_classed(root, "point")) == 6
-    assert len(_classed(root, "signal-outside_limits")) == 1
     assert "Huddles" in drawn.svg
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from qicollab.benchmarking.charts import case_order_charts
 from qicollab.benchmarking.inputs import MeasureInfo
+from qicollab.benchmarking.payloads import RaCusumPayload, VladPayload
 from qicollab.reporting.charts.cusum import monthly_rows, sequential_chart, thinned
 from qicollab.stats.cusum import cusum_limits, racusum_increment
 
@@ -43,13 +44,13 @@ def _payloads(*, per_month: int = 40, months: int = 24, shift: float = 1.0, seed
     limits = cusum_limits(
         p, arl0=2_000, increments=[racusum_increment(2.0), racusum_increment(0.5)], n_paths=80
     )
-    racusum, vlad = (
+    stored = [
         row["payload"]
         for row in case_order_charts(
             MORTALITY, 1, y, p, labels=labels, limits=tuple(limits), odds=2.0
         )
-    )
-    return racusum, vlad, y, p
+    ]
+    return RaCusumPayload.from_json(stored[0]), VladPayload.from_json(stored[1]), y, p
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +64,13 @@ def _tree(chart) -> ET.Element:
 
 def test_a_worsening_member_signals_on_the_upper_chart_and_every_signal_is_marked(worsening):
     racusum, vlad, _, _ = worsening
-    assert racusum["signals_upper"], "odds x3 for a year must signal at an ARL of 2,000"
+    assert racusum.signals_upper, "odds x3 for a year must signal at an ARL of 2,000"
     chart = sequential_chart(racusum, vlad, title="MORT: cases")
     root = _tree(chart)
     upper = root.findall(".//*[@class='signal-upper']")
     lower = root.findall(".//*[@class='signal-lower']")
-    assert len(upper) == len(racusum["signals_upper"])
-    assert len(lower) == len(racusum["signals_lower"])
+    assert len(upper) == len(racusum.signals_upper)
+    assert len(lower) == len(racusum.signals_lower)
     # Fewer deaths is better: an upper signal is a concern (white fill, orange outline).
     assert all(marker.get("fill") == "#ffffff" for marker in upper)
     assert "Upper chart signalled" in chart.description
@@ -78,8 +79,8 @@ def test_a_worsening_member_signals_on_the_upper_chart_and_every_signal_is_marke
 
 def test_signals_fall_in_the_worse_half(worsening):
     racusum, _, _, _ = worsening
-    half = racusum["cases"] // 2
-    assert min(racusum["signals_upper"]) >= half * 0.8
+    half = racusum.cases // 2
+    assert min(racusum.signals_upper) >= half * 0.8
 
 
 def test_the_svg_is_accessible_and_well_formed(worsening):
@@ -103,19 +104,19 @@ def test_the_vlad_end_is_expected_minus_observed(worsening):
 def test_the_data_table_has_a_row_per_month_adding_up_to_the_cases(worsening):
     racusum, vlad, y, p = worsening
     rows = monthly_rows(racusum, vlad)
-    assert [row[0] for row in rows] == sorted(set(racusum["x"]))
+    assert [row[0] for row in rows] == sorted(set(racusum.x))
     assert sum(int(row[1].replace(",", "")) for row in rows) == len(y)
     # The monthly net E - O adds up to the VLAD's end, and each month ends where VLAD is then.
     assert sum(float(row[2]) for row in rows) == pytest.approx(p.sum() - y.sum(), abs=0.05)
-    assert float(rows[-1][5]) == pytest.approx(vlad["vlad"][-1], abs=0.01)
+    assert float(rows[-1][5]) == pytest.approx(vlad.vlad[-1], abs=0.01)
     fired = [row for row in rows if "upper at case" in row[6]]
-    assert len(fired) == len({racusum["x"][i] for i in racusum["signals_upper"]})
+    assert len(fired) == len({racusum.x[i] for i in racusum.signals_upper})
 
 
 def test_an_in_control_member_draws_no_signal():
     racusum, vlad, _, _ = _payloads(shift=1.0, seed=6)  # a seed whose cases stay in control
-    assert not racusum["signals_upper"]
-    assert not racusum["signals_lower"]
+    assert not racusum.signals_upper
+    assert not racusum.signals_lower
     chart = sequential_chart(racusum, vlad, title="t")
     assert "Upper chart: no signal." in chart.description
     assert "Lower chart: no signal." in chart.description
@@ -146,7 +147,7 @@ def test_user_text_is_escaped(worsening):
 def test_thousands_of_cases_stay_a_small_drawing():
     racusum, vlad, _, _ = _payloads(per_month=2_000, months=24, shift=1.5)
     chart = sequential_chart(racusum, vlad, title="t")
-    assert racusum["cases"] == 48_000
+    assert racusum.cases == 48_000
     assert len(chart.svg) < 80_000
 
 

@@ -15,6 +15,7 @@ from bs4 import BeautifulSoup
 
 from qicollab.audit.models import AuditEvent
 from qicollab.benchmarking.models import StoredChart
+from qicollab.benchmarking.payloads import CHART_PAYLOADS
 from qicollab.cycles.models import Annotation, AnnotationKind
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
@@ -90,12 +91,14 @@ def test_member_page_charts_have_data_tables(portal, world):
 def test_member_page_draws_the_members_own_cases_in_order(portal, world, db_session):
     surg = db_session.scalar(sa.select(Measure).where(Measure.code == "SURG"))
     stored = {
-        kind: db_session.scalar(
-            sa.select(StoredChart.payload).where(
-                StoredChart.run_id == world.run_id,
-                StoredChart.member_id == world.member,
-                StoredChart.measure_id == surg.id,
-                StoredChart.kind == kind,
+        kind: CHART_PAYLOADS[kind].from_json(
+            db_session.scalar(
+                sa.select(StoredChart.payload).where(
+                    StoredChart.run_id == world.run_id,
+                    StoredChart.member_id == world.member,
+                    StoredChart.measure_id == surg.id,
+                    StoredChart.kind == kind,
+                )
             )
         )
         for kind in ("racusum", "vlad")
@@ -106,8 +109,8 @@ def test_member_page_draws_the_members_own_cases_in_order(portal, world, db_sess
     ]
     assert len(charts) == 1
     assert charts[0].desc.get_text() == describe(stored["racusum"], stored["vlad"])
-    assert len(charts[0].select(".signal-upper")) == len(stored["racusum"]["signals_upper"]) > 0
-    assert stored["racusum"]["member_id"] == world.member
+    assert len(charts[0].select(".signal-upper")) == len(stored["racusum"].signals_upper) > 0
+    assert stored["racusum"].member_id == world.member
 
 
 def test_member_page_has_variation_and_assurance_icons(portal, world):

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from qicollab.accounts.models import Role, User
+from qicollab.benchmarking import methods
 from qicollab.benchmarking.charts import case_order_charts, cusum_limits
 from qicollab.benchmarking.models import (
     BenchmarkRun,
@@ -31,6 +32,16 @@ from qicollab.benchmarking.models import (
     RunStatus,
     StoredChart,
     run_submissions,
+)
+from qicollab.benchmarking.payloads import (
+    ControlChartPayload,
+    Distribution,
+    FunnelPayload,
+    MemberPayload,
+    PeerStanding,
+    PeriodPayload,
+    StatusPair,
+    SummaryPayload,
 )
 from qicollab.benchmarking.services import measure_info
 from qicollab.cycles.models import (
@@ -52,7 +63,9 @@ from qicollab.members.models import (
     Rurality,
     peer_group_members,
 )
+from qicollab.stats import peer
 from qicollab.stats.cusum import CusumLimit
+from qicollab.stats.spc_results import ControlChart
 from qicollab.submissions.models import Submission, SubmissionStatus
 
 HOSTILE_MEMBER = '<img src="file:///etc/passwd">St Evil <link href="http://example.com/x.css">'
@@ -499,7 +512,7 @@ def build_world(
                         "outlier_status": None,
                         "decile": None,
                         "distance_to_abc": None,
-                        "payload": {},
+                        "payload": PeriodPayload(period=period.label, n=n, oe=None).to_json(),
                     }
                 )
                 sd = float(np.std(values)) or 0.01
@@ -526,20 +539,33 @@ def build_world(
                     "measure_id": measure.id,
                     "member_id": member.id,
                     "kind": "control",
-                    "payload": {
-                        "chart": "p" if template.measure_type is MeasureType.PROPORTION else "i",
-                        "mode": "mdc",
-                        "points": chart_points,
-                        # The engine's icon names: improvement on the better side.
-                        "variation_icon": (
-                            "improvement_high" if higher_better else "improvement_low"
-                        )
-                        if j % 2 == 0
-                        else "common_cause",
-                        "assurance_icon": "inconsistent" if template.target else None,
-                        "multiplier": 1.0 if patient else template.multiplier,
-                        "unit": "O/E" if patient else template.unit,
-                    },
+                    "payload": ControlChartPayload(
+                        chart=ControlChart.from_dict(
+                            {
+                                "chart": "p"
+                                if template.measure_type is MeasureType.PROPORTION
+                                else "i",
+                                "mode": "mdc",
+                                "points": chart_points,
+                                # The engine's icon names: improvement on the better side.
+                                "variation_icon": (
+                                    "improvement_high" if higher_better else "improvement_low"
+                                )
+                                if j % 2 == 0
+                                else "common_cause",
+                                "assurance_icon": "inconsistent" if template.target else None,
+                            }
+                        ),
+                        measure=measure.code,
+                        member_id=member.id,
+                        member=member.code,
+                        chart_reason="planted by the test world",
+                        multiplier=1.0 if patient else template.multiplier,
+                        unit="O/E" if patient else template.unit,
+                        series="monthly" if not patient else "yearly",
+                        source="test world",
+                        ratio=patient,
+                    ).to_json(),
                 }
             )
             if patient:
@@ -596,17 +622,18 @@ def build_world(
                     "ci998_high": value + 3.09 * se,
                     "shrunk_value": value,
                     "payload": {
-                        "scope": "cycle",
+                        "n": n_sum,
                         "oe": value / template.base if patient else None,
                         "oe_ci": {
-                            "95": [
+                            "95": (
                                 (value - 1.96 * se) / template.base,
                                 (value + 1.96 * se) / template.base,
-                            ],
+                            ),
                         }
                         if patient
                         else {},
-                        "peers": {},
+                        "interval_method": "normal (test world)",
+                        "funnel_scale": "oe" if patient else "value",
                     },
                 }
             )
@@ -615,9 +642,17 @@ def build_world(
             if template.measure_type is MeasureType.MEAN
             else (total_o / total_e * template.base if total_e else total_o / total_n)
         )
+        way = "increase" if higher_better else "decrease"
         ordered = sorted(all_values, reverse=higher_better)
         abc = float(np.mean(ordered[: max(1, len(ordered) // 10 + 1)]))
-        for row in overall_rows:
+        ranks, deciles, _ = peer.decile_ranks(all_values, improvement=way)
+        in_group = [r["member_id"] in group_ids for r in overall_rows]
+        group_ranks, group_deciles, _ = peer.decile_ranks(
+            [v for v, inside in zip(all_values, in_group, strict=True) if inside],
+            improvement=way,
+        )
+        group_position = 0
+        for i, row in enumerate(overall_rows):
             value = row["value"]
             low, high = row["ci998_low"], row["ci998_high"]
             if low > rate:
@@ -626,54 +661,65 @@ def build_world(
                 status = "worse" if higher_better else "better"
             else:
                 status = "as-expected"
-            rank = ordered.index(value) + 1
             row["outlier_status"] = status
-            row["decile"] = min(10, math.ceil(10 * rank / len(ordered)))
+            row["decile"] = int(deciles[i])
             row["distance_to_abc"] = value - abc
-            if row["member_id"] in group_ids:
-                in_group = sorted(
-                    (r["value"] for r in overall_rows if r["member_id"] in group_ids),
-                    reverse=higher_better,
+            peers_of = {}
+            if in_group[i]:
+                peers_of["TEACH"] = PeerStanding(
+                    decile=int(group_deciles[group_position]),
+                    rank=int(group_ranks[group_position]),
+                    ranked=len(group_ranks),
                 )
-                group_rank = in_group.index(value) + 1
-                row["payload"]["peers"]["TEACH"] = {
-                    "decile": min(10, math.ceil(10 * group_rank / len(in_group)))
-                }
+                group_position += 1
+            row["payload"] = MemberPayload(
+                **row["payload"],
+                status=StatusPair(alarm=status),
+                rank=int(ranks[i]),
+                ranked=len(ranks),
+                peers=peers_of,
+            ).to_json()
         results.extend(overall_rows)
-        distribution = {
-            "n": len(all_values),
-            "mean": float(np.mean(all_values)),
-            "median": float(np.median(all_values)),
-            "q1": float(np.quantile(all_values, 0.25)),
-            "q3": float(np.quantile(all_values, 0.75)),
-            "min": float(min(all_values)),
-            "max": float(max(all_values)),
-            "deciles": [float(d) for d in np.quantile(all_values, np.arange(1, 10) / 10)],
+        common = {
+            "measure": measure.code,
+            "measure_type": template.measure_type.value,
+            "level": template.level.value,
+            "direction": template.direction.value,
+            "multiplier": template.multiplier,
+            "unit": template.unit,
+            "target": template.target,
+            "minimum_volume": 0,
+            "min_contributors": 5,
         }
-        summary_payload: dict = {"distribution": distribution, "funnel": None}
+        funnel = None
         if template.measure_type in {MeasureType.PROPORTION, MeasureType.RATIO}:
-            # Stored limit curves in the engine's format (value scale, adjusted for phi).
+            # Limit curves in the stored format (O/E for patient-level measures, else the
+            # value), the adjusted ones 1.3 times wider: they decided the statuses.
+            centre = 1.0 if patient else rate
             xs = [r["expected"] if patient else r["denominator"] for r in overall_rows]
             grid = np.geomspace(max(min(xs) * 0.5, 1.0), max(xs) * 1.1, 60)
-            curve: dict = {"x": grid.tolist(), "x_label": "expected" if patient else "denominator"}
+            unadjusted, adjusted = {}, {}
             for key, z in (("95", 1.96), ("99.8", 3.09)):
-                if patient:
-                    half = rate * z / np.sqrt(grid)
-                else:
-                    half = z * np.sqrt(rate * (1 - rate) / grid)
-                curve[key] = [(rate - half).tolist(), (rate + half).tolist()]
-                curve[f"adjusted_{key}"] = [
-                    (rate - 1.3 * half).tolist(),
-                    (rate + 1.3 * half).tolist(),
-                ]
-            summary_payload["funnel"] = {
-                "method": "shmi" if patient else "spiegelhalter",
-                "phi": 1.69,
-                "adjusted": True,
-                "target_value": rate,
-                "note": "",
-                "curve": curve,
-            }
+                half = z / np.sqrt(grid) if patient else z * np.sqrt(rate * (1 - rate) / grid)
+                unadjusted[key] = list(zip(grid, centre - half, centre + half, strict=True))
+                adjusted[key] = list(
+                    zip(grid, centre - 1.3 * half, centre + 1.3 * half, strict=True)
+                )
+            funnel = FunnelPayload(
+                method="shmi" if patient else "spiegelhalter",
+                transform="log" if patient else "arcsine",
+                scale="oe" if patient else "value",
+                x="expected" if patient else "denominator",
+                target=centre,
+                phi=1.69,
+                tau2=None,
+                overdispersed=True,
+                adjusted=True,
+                note="",
+                units_used_for_dispersion=n_members,
+                unadjusted_limits=unadjusted,
+                adjusted_limits=adjusted,
+            )
         summaries.append(
             {
                 "run_id": run.id,
@@ -686,7 +732,13 @@ def build_world(
                 "denominator": total_n,
                 "rate": rate,
                 "abc": abc,
-                "payload": summary_payload,
+                "payload": SummaryPayload(
+                    **common,
+                    contributors=n_members,
+                    distribution=Distribution(**methods.distribution(np.array(all_values))),
+                    funnel=funnel,
+                    overall=template.base if patient else rate,
+                ).to_json(),
             }
         )
         group_values = [v for v, m in zip(all_values, members, strict=True) if m.id in group_ids]
@@ -702,14 +754,12 @@ def build_world(
                 "denominator": None,
                 "rate": float(np.mean(group_values)),
                 "abc": float(max(group_values) if higher_better else min(group_values)),
-                "payload": {
-                    "distribution": {
-                        "n": len(group_values),
-                        "median": float(np.median(group_values)),
-                        "q1": float(np.quantile(group_values, 0.25)),
-                        "q3": float(np.quantile(group_values, 0.75)),
-                    }
-                },
+                "payload": SummaryPayload(
+                    **common,
+                    scope_code=group.code,
+                    contributors=len(group_values),
+                    distribution=Distribution(**methods.distribution(np.array(group_values))),
+                ).to_json(),
             }
         )
         if template.level is DataLevel.PATIENT:

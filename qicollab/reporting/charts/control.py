@@ -18,10 +18,13 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qicollab.reporting.charts import base
 from qicollab.stats.spc_results import ControlChart
+
+if TYPE_CHECKING:
+    from qicollab.benchmarking.payloads import ControlChartPayload
 
 CHART_NAMES = {
     "run": "Run chart",
@@ -463,27 +466,23 @@ def _rescaled(chart: ControlChart, scale: float) -> ControlChart:
 
 
 def render_stored(
-    payload: Mapping[str, Any],
+    payload: ControlChartPayload,
     *,
     title: str,
     annotations: Sequence[Any] = (),
-    multiplier: float = 1.0,
     height: float = HEIGHT,
 ) -> base.Chart:
-    """Draw a stored chart payload (``ControlChart.to_dict()`` or the interim engine's JSON).
+    """Draw a stored control chart.
 
-    Values already on the display scale (``multiply`` != 1) are drawn as they are; otherwise
-    they (and the target, stored on the same data scale) are scaled by the payload's
-    ``multiplier`` or ``multiplier``. Without annotations the payload's own ``annotations``
-    rows (``x``, ``label``) are used.
+    Values already on the display scale (the engine's ``multiply`` != 1) are drawn as they
+    are; otherwise they (and the target, stored on the same data scale) are scaled by the
+    payload's ``multiplier``. Without annotations the payload's own notes are used.
     """
-    chart = ControlChart.from_dict(payload)
-    already = float(payload.get("multiply") or 1.0) != 1.0
-    scale = 1.0 if already else float(payload.get("multiplier") or multiplier or 1.0)
-    notes = list(annotations) or list(payload.get("annotations") or ())
-    unit = str(payload.get("unit") or "")
+    chart = payload.chart
+    scale = 1.0 if chart.multiply != 1.0 else payload.multiplier
+    notes = list(annotations) or [(note.x, note.label) for note in payload.annotations if note.x]
     return render_control_chart(
-        _rescaled(chart, scale), title=title, annotations=notes, y_label=unit, height=height
+        _rescaled(chart, scale), title=title, annotations=notes, y_label=payload.unit, height=height
     )
 
 
@@ -497,18 +496,14 @@ class StoredInfo:
     signal_labels: list[str] = field(default_factory=list)
 
 
-def stored_info(payload: Mapping[str, Any] | None) -> StoredInfo:
-    """Chart name, icon names and the periods that signalled, from a stored chart payload."""
-    if not payload:
+def stored_info(payload: ControlChartPayload | None) -> StoredInfo:
+    """Chart name, icon names and the periods that signalled, from a stored chart."""
+    if payload is None:
         return StoredInfo()
-    chart = str(payload.get("chart", ""))
+    chart = payload.chart
     return StoredInfo(
-        name=CHART_NAMES.get(chart, chart.upper() or "Control chart"),
-        variation=payload.get("variation_icon"),
-        assurance=payload.get("assurance_icon"),
-        signal_labels=[
-            _label(point.get("x", ""))
-            for point in payload.get("points") or ()
-            if point.get("signals")
-        ],
+        name=CHART_NAMES.get(chart.chart, chart.chart.upper() or "Control chart"),
+        variation=chart.variation_icon,
+        assurance=chart.assurance_icon,
+        signal_labels=[_label(point.x) for point in chart.points if point.signals],
     )

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qicollab.reporting.charts import base
 from qicollab.reporting.charts.common import reference_line
 from qicollab.reporting.charts.control import annotation_pairs
+
+if TYPE_CHECKING:
+    from qicollab.benchmarking.payloads import RaCusumPayload, VladPayload
 
 WIDTH, HEIGHT = 720.0, 230.0
 _LEFT, _RIGHT = 48.0, 16.0  # margins: y tick labels on the left
@@ -61,22 +64,20 @@ class _Cases:
     signals_down: list[int]
 
     @classmethod
-    def read(cls, racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None) -> _Cases:
-        labels = [str(x) for x in racusum.get("x") or ()]
+    def read(cls, racusum: RaCusumPayload, vlad: VladPayload | None) -> _Cases:
+        labels = [str(x) for x in racusum.x]
         months = np.asarray(labels)
         first = np.flatnonzero(np.r_[True, months[1:] != months[:-1]]) if labels else []
         cases = len(labels)
         return cls(
             labels=labels,
             # JSON nulls become NaN (numpy's float conversion of None).
-            upper=np.array(racusum.get("upper") or (), dtype=float),
-            lower=np.array(racusum.get("lower") or (), dtype=float),
-            track=np.array((vlad or {}).get("vlad") or (), dtype=float),
+            upper=np.array(racusum.upper, dtype=float),
+            lower=np.array(racusum.lower, dtype=float),
+            track=np.array(vlad.vlad if vlad is not None else (), dtype=float),
             starts=[(int(i), labels[i]) for i in first],
-            signals_up=[int(i) for i in racusum.get("signals_upper") or () if 0 <= int(i) < cases],
-            signals_down=[
-                int(i) for i in racusum.get("signals_lower") or () if 0 <= int(i) < cases
-            ],
+            signals_up=[i for i in racusum.signals_upper if 0 <= i < cases],
+            signals_down=[i for i in racusum.signals_lower if 0 <= i < cases],
         )
 
 
@@ -160,8 +161,8 @@ def _kinds(upper_means: str) -> tuple[str, str]:
 
 
 def sequential_chart(
-    racusum: Mapping[str, Any],
-    vlad: Mapping[str, Any] | None = None,
+    racusum: RaCusumPayload,
+    vlad: VladPayload | None = None,
     *,
     title: str,
     annotations: Sequence[Any] = (),
@@ -172,9 +173,9 @@ def sequential_chart(
     data = _Cases.read(racusum, vlad)
     labels, upper, lower, track = data.labels, data.upper, data.lower, data.track
     cases = len(upper)
-    h_up = float(racusum.get("h_upper") or math.nan)
-    h_down = float(racusum.get("h_lower") or math.nan)
-    up_kind, down_kind = _kinds(str(racusum.get("upper_means", "deterioration")))
+    h_up = racusum.h_upper
+    h_down = racusum.h_lower
+    up_kind, down_kind = _kinds(racusum.upper_means)
 
     top, bottom = 34.0, height - 58.0
     with_vlad = len(track) > 0
@@ -195,8 +196,8 @@ def sequential_chart(
     parts += cusum_panel.level(0.0, "", "phase")
     parts += cusum_panel.path(upper, "centre", "cusum-upper")
     parts += cusum_panel.path(lower, "data", "cusum-lower")
-    legend[f"Upper: odds x {float(racusum.get('odds_ratio_upper', 2)):g}"] = "line:centre"
-    legend[f"Lower: odds x {float(racusum.get('odds_ratio_lower', 0.5)):g}"] = "line:data"
+    legend[f"Upper: odds x {racusum.odds_ratio_upper:g}"] = "line:centre"
+    legend[f"Lower: odds x {racusum.odds_ratio_lower:g}"] = "line:data"
     for side, fired, values, shape, kind, words in (
         ("upper", data.signals_up, upper, "square", up_kind, UP_WORDS),
         ("lower", data.signals_down, lower, "triangle-down", down_kind, DOWN_WORDS),
@@ -264,9 +265,7 @@ def sequential_chart(
     )
 
 
-def monthly_rows(
-    racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None
-) -> tuple[tuple[str, ...], ...]:
+def monthly_rows(racusum: RaCusumPayload, vlad: VladPayload | None) -> tuple[tuple[str, ...], ...]:
     """The chart as a table, one row per month (thousands of case rows help nobody)."""
     return _monthly_rows(_Cases.read(racusum, vlad))
 
@@ -300,21 +299,21 @@ def _monthly_rows(data: _Cases) -> tuple[tuple[str, ...], ...]:
     return tuple(rows)
 
 
-def describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None) -> str:
+def describe(racusum: RaCusumPayload, vlad: VladPayload | None) -> str:
     """A few sentences for ``<desc>`` and the ``alt`` text."""
     return _describe(racusum, vlad, _Cases.read(racusum, vlad))
 
 
-def _describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None, data: _Cases) -> str:
+def _describe(racusum: RaCusumPayload, vlad: VladPayload | None, data: _Cases) -> str:
     labels = data.labels
     cases = len(labels)
     if not cases:
         return "Risk-adjusted CUSUM without cases."
     text = (
         f"Risk-adjusted CUSUM (Steiner) of {cases:,} cases from {labels[0]} to {labels[-1]}, "
-        f"limits h {float(racusum.get('h_upper', math.nan)):.2f} (upper) and "
-        f"{float(racusum.get('h_lower', math.nan)):.2f} (lower) for an in-control average run "
-        f"length of {float(racusum.get('arl', math.nan)):,.0f} cases."
+        f"limits h {racusum.h_upper:.2f} (upper) and "
+        f"{racusum.h_lower:.2f} (lower) for an in-control average run "
+        f"length of {racusum.arl:,.0f} cases."
     )
     for name, fired, words in (
         ("Upper", data.signals_up, UP_WORDS),
@@ -326,8 +325,7 @@ def _describe(racusum: Mapping[str, Any], vlad: Mapping[str, Any] | None, data: 
         else:
             text += f" {name} chart: no signal."
     if vlad:
-        observed = float(vlad.get("observed", math.nan))
-        expected = float(vlad.get("expected", math.nan))
+        observed, expected = vlad.observed, vlad.expected
         if math.isfinite(observed) and math.isfinite(expected):
             text += (
                 f" VLAD ends at {expected - observed:+.1f}: {observed:,.0f} events observed, "

@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qicollab.reporting.charts.common import (
     DENSE,
@@ -37,7 +36,7 @@ from qicollab.reporting.charts.common import (
     x_axis,
     y_axis,
 )
-from qicollab.reporting.formatting import finite, scaled
+from qicollab.reporting.formatting import scaled
 
 if TYPE_CHECKING:
     from qicollab.reporting.results import MeasureView, Result, Summary
@@ -60,6 +59,8 @@ class FunnelCurve:
     level: str
     points: tuple[tuple[float, float | None, float | None], ...]
     dash: str
+    #: Drawn lighter: the limits that did not decide the statuses (unadjusted, when adjusted).
+    lighter: bool = False
 
 
 def funnel_chart(
@@ -131,8 +132,9 @@ def funnel_chart(
             if len(coords) < 2:
                 continue
             path = "M" + " L".join(f"{fmt(a)} {fmt(b)}" for a, b in coords)
+            stroke = LIGHT if curve.lighter else INK
             body.append(
-                f'<path d="{path}" fill="none" stroke="{INK}" stroke-width="1" '
+                f'<path d="{path}" fill="none" stroke="{stroke}" stroke-width="1" '
                 f'stroke-dasharray="{curve.dash}" clip-path="url(#{clip})"/>'
             )
     body += reference_line(left, right, y(target), target_label, width=1.3)
@@ -152,7 +154,14 @@ def funnel_chart(
     body += marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
     body += own_parts
     body.append(
-        text(left, height - 18, "dashed: 95% limits; dotted: 99.8% limits", size=8.5, fill=GREY)
+        text(
+            left,
+            height - 18,
+            "dashed: 95% limits; dotted: 99.8% limits"
+            + ("; grey: unadjusted" if any(c.lighter for c in curves) else ""),
+            size=8.5,
+            fill=GREY,
+        )
     )
     if hidden:
         body.append(
@@ -184,26 +193,23 @@ def funnel(
     *,
     hidden: int = 0,
 ) -> Chart | None:
-    """A funnel of the visible members on the value scale: the run's stored limit curves when
-    it stored them (``payload["funnel"]["curve"]``: ``x``, ``x_label`` and ``[low, high]`` lists
-    per level, adjusted for overdispersion under ``adjusted_<level>``), else limits computed
-    here around the collaborative value (unadjusted, and said so)."""
-    stored = summary.payload.get("funnel") if isinstance(summary.payload, dict) else None
-    curve = stored.get("curve") if isinstance(stored, dict) else None
-    by_expected = measure.risk_adjusted or measure.measure_type == "ratio"
-    note = ""
-    curves: list[FunnelCurve] = []
-    target = summary.rate
-    if isinstance(curve, dict) and curve.get("x"):
-        by_expected = curve.get("x_label") == "expected"
-        curves = _stored_curves(curve, bool(stored.get("adjusted")), measure.multiplier)
-        target = finite(stored.get("target_value")) or summary.rate
-        note = str(stored.get("note") or "")
-        phi = finite(stored.get("phi"))
-        if phi is not None and stored.get("adjusted"):
-            note = f"Limits adjusted for overdispersion ({stored.get('method')}, phi = {phi:.2f})."
-    if target is None:
+    """A funnel of the visible members on the value scale, with the limits that decided their
+    statuses (adjusted for overdispersion where the run adjusted them; then the unadjusted ones
+    lighter) and the run's note on overdispersion. No stored funnel (too few contributors), no
+    chart: nothing here computes limits of its own."""
+    stored = summary.payload.funnel
+    if stored is None:
         return None
+    # O/E limits (patient-level measures) are drawn on the value scale: value = O/E x overall.
+    to_value = (summary.payload.overall or 0.0) if stored.scale == "oe" else 1.0
+    target = stored.target * to_value if stored.target is not None else None
+    if target is None or not to_value:
+        return None
+    by_expected = stored.x == "expected"
+    scale = to_value * measure.multiplier
+    curves = _stored_curves(stored.limits, scale) + _stored_curves(
+        stored.other_limits, scale, lighter=True
+    )
     points: list[FunnelPoint] = []
     for label, result, own in labelled:
         x = result.expected if by_expected else result.denominator
@@ -213,64 +219,34 @@ def funnel(
         points.append(FunnelPoint(label, x, y, own))
     if not points:
         return None
-    if not curves:
-        if measure.measure_type in {"mean", "time-between-events"}:
-            return None
-        curves = _computed_curves(measure, target, by_expected, max(p.x for p in points) * 1.05)
-        note = "Limits are not adjusted for overdispersion."
-    x_label = "Expected events" if by_expected else "Denominator"
     return funnel_chart(
         points,
         curves,
         title=f"{measure.code}: funnel plot",
         target=target * measure.multiplier,
-        x_label=x_label,
+        x_label="Expected events" if by_expected else "Denominator",
         y_label=measure.axis_label,
         target_label="collaborative",
         higher_is_better=measure.higher_is_better,
         hidden=hidden,
         digits=measure.digits,
-        note=note,
+        note=stored.overdispersion_note(),
     )
 
 
-def _stored_curves(curve: dict[str, Any], adjusted: bool, multiplier: float) -> list[FunnelCurve]:
-    grid = [finite(x) for x in curve.get("x") or []]
+def _stored_curves(
+    limits: dict[str, list[tuple[float | None, float | None, float | None]]],
+    scale: float,
+    *,
+    lighter: bool = False,
+) -> list[FunnelCurve]:
     curves = []
     for key, dash in (("95", "5 3"), ("99.8", "1.5 2.5")):
-        pair = curve.get(f"adjusted_{key}" if adjusted else key) or curve.get(key)
-        if not (isinstance(pair, list) and len(pair) == 2):
-            continue
-        lows, highs = pair
-        rows = [
-            (x, scaled(low, multiplier), scaled(high, multiplier))
-            for x, low, high in zip(grid, lows, highs, strict=False)
+        rows = tuple(
+            (x, scaled(low, scale), scaled(high, scale))
+            for x, low, high in limits.get(key, ())
             if x is not None
-        ]
+        )
         if rows:
-            curves.append(FunnelCurve(key, tuple(rows), dash))
-    return curves
-
-
-def _computed_curves(
-    measure: MeasureView, rate: float, by_expected: bool, x_max: float
-) -> list[FunnelCurve]:
-    """Normal-approximation limits: binomial for proportions, Poisson for rates and O/E."""
-    steps = [x_max * (i / 80) ** 2 for i in range(1, 81)]
-    curves = []
-    for level, dash in ((0.95, "5 3"), (0.998, "1.5 2.5")):
-        z = NormalDist().inv_cdf(0.5 + level / 2)
-        rows: list[tuple[float, float | None, float | None]] = []
-        for x in steps:
-            if by_expected:
-                half = rate * z / math.sqrt(x)
-            elif measure.measure_type == "proportion":
-                half = z * math.sqrt(max(rate * (1 - rate), 0.0) / x)
-            else:
-                half = z * math.sqrt(max(rate, 0.0) / x)
-            low, high = max(0.0, rate - half), rate + half
-            if measure.measure_type == "proportion" and not by_expected:
-                high = min(1.0, high)
-            rows.append((x, low * measure.multiplier, high * measure.multiplier))
-        curves.append(FunnelCurve(f"{level:g}", tuple(rows), dash))
+            curves.append(FunnelCurve(key, rows, dash, lighter=lighter))
     return curves

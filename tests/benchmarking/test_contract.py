@@ -1,0 +1,160 @@
+"""The stored-results contract: what a run writes is what every reader reads.
+
+A real run over the small demo is read back through the payload classes and the reporting
+loaders; a payload of another version, or with a key the classes do not know, is refused;
+peer figures are withheld (with the reason) when too few members contribute.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from pyramid import testing
+
+from qicollab.benchmarking.models import MeasureSummary, MemberResult, StoredChart
+from qicollab.benchmarking.payloads import (
+    CHART_PAYLOADS,
+    PAYLOAD_VERSION,
+    MemberPayload,
+    StalePayloadError,
+    SummaryPayload,
+)
+from qicollab.benchmarking.services import BenchmarkRunService
+from qicollab.db import get_session_factory
+from qicollab.demo.loader import HISTORY_CYCLE
+from qicollab.reporting import formatting
+from qicollab.reporting.charts.peer_funnel import funnel
+from qicollab.reporting.privacy import Audience
+from qicollab.reporting.results import load_member, load_run
+from qicollab.reporting.sections import comparison
+from qicollab.reporting.views import stale_run
+from qicollab.submissions.models import Submission
+
+
+@pytest.fixture
+def factory(small_engine):
+    return get_session_factory(small_engine)
+
+
+@pytest.fixture
+def service(factory):
+    return BenchmarkRunService(factory)
+
+
+def test_every_payload_a_run_stores_reads_back_through_its_class(service, factory):
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    with factory() as session:
+        for (payload,) in session.execute(
+            sa.select(MeasureSummary.payload).where(MeasureSummary.run_id == run.id)
+        ):
+            stored = SummaryPayload.from_json(payload)
+            assert stored.to_json() == payload  # nothing lost or added on the way
+        for kind, payload in session.execute(
+            sa.select(StoredChart.kind, StoredChart.payload).where(StoredChart.run_id == run.id)
+        ):
+            assert CHART_PAYLOADS[kind].from_json(payload).to_json() == payload
+        data = load_run(session, run.id)
+        member = load_member(session, data, next(iter(data.members)))
+    assert data.results
+    assert member.charts
+    assert any("racusum" in kinds for kinds in load_sequential_kinds(factory, run.id))
+
+
+def load_sequential_kinds(factory, run_id: int) -> list[set[str]]:
+    with factory() as session:
+        rows = session.execute(
+            sa.select(StoredChart.member_id, StoredChart.kind).where(StoredChart.run_id == run_id)
+        ).all()
+    by_member: dict[int, set[str]] = {}
+    for member_id, kind in rows:
+        by_member.setdefault(member_id, set()).add(kind)
+    return list(by_member.values())
+
+
+def test_statuses_follow_the_limits_the_chart_draws(service, factory):
+    """A flagged member lies outside the limits that decided its status, and the funnel chart
+    draws those limits with the run's overdispersion note."""
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    with factory() as session:
+        data = load_run(session, run.id)
+    flagged = 0
+    for measure in data.measures:
+        summary = data.summary(measure.id)
+        if summary is None or summary.payload.funnel is None:
+            continue
+        stored = summary.payload.funnel
+        prefix = "adjusted_" if stored.adjusted else ""
+        for result in data.results_for(measure.id):
+            payload = result.payload
+            assert isinstance(payload, MemberPayload)
+            if result.outlier_status not in {"worse", "better"}:
+                continue
+            flagged += 1
+            low, high = payload.funnel_limits[f"{prefix}99.8"]
+            position = payload.oe if stored.scale == "oe" else result.value
+            assert position is not None
+            assert not (low <= position <= high), (measure.code, result.member_id)
+        labelled = [("x", r, False) for r in data.results_for(measure.id)]
+        chart = funnel(measure, summary, labelled)
+        assert chart is not None
+        assert stored.overdispersion_note() in chart.description
+    assert flagged > 0
+
+
+def test_a_run_stored_by_another_payload_version_is_refused(service, factory):
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    with factory() as session, session.begin():
+        summary = session.scalars(
+            sa.select(MeasureSummary).where(MeasureSummary.run_id == run.id).limit(1)
+        ).one()
+        summary.payload = {**summary.payload, "version": PAYLOAD_VERSION - 1}
+    with factory() as session, pytest.raises(StalePayloadError, match="recompute this run"):
+        load_run(session, run.id)
+    request = testing.DummyRequest()
+    stale_run(StalePayloadError("recompute this run"), request)
+    assert request.response.status_code == 409
+
+
+def test_a_key_the_contract_does_not_know_is_refused():
+    good = MemberPayload(interval_method="Wilson", funnel_scale="value").to_json()
+    assert MemberPayload.from_json(good) == MemberPayload.from_json(good)
+    # The old writer's key that no reader read: refused, not silently ignored.
+    with pytest.raises(StalePayloadError, match="MemberPayload"):
+        MemberPayload.from_json({**good, "oe_ci95": [0.5, 1.5]})
+    with pytest.raises(StalePayloadError, match="version None"):
+        SummaryPayload.from_json({"computed": False})
+
+
+def test_one_contributor_shows_no_peer_figures(service, factory):
+    """The reported bug: one member's data made "All members 6.47, middle half 6.47-6.47"."""
+    with factory() as session:
+        member_id = session.scalar(sa.select(sa.func.min(Submission.member_id)))
+        ids = list(
+            session.scalars(sa.select(Submission.id).where(Submission.member_id == member_id))
+        )
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE, submission_ids=ids).id)
+    with factory() as session:
+        rows = session.scalars(
+            sa.select(MemberResult).where(
+                MemberResult.run_id == run.id, MemberResult.period_id.is_(None)
+            )
+        ).all()
+        data = load_run(session, run.id)
+    assert rows
+    assert all(row.decile is None and row.distance_to_abc is None for row in rows)
+    assert all(row.outlier_status is None for row in rows)
+    for measure in data.measures:
+        summary = data.summary(measure.id)
+        assert summary is not None
+        if not summary.payload.computed:
+            continue
+        assert summary.abc is None
+        assert summary.payload.distribution is None
+        assert summary.payload.funnel is None
+        assert "only 1 member contributed" in (summary.withheld or "")
+        shown = comparison(
+            data, measure, Audience.coordinator(data.run.min_cell_size), member_id, None
+        )
+        assert shown.median == formatting.MISSING
+        assert shown.quartiles == formatting.MISSING
+        assert shown.withheld == summary.withheld
