@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
 from pyramid.httpexceptions import HTTPNotFound
+from pyramid.renderers import render_to_response
 from pyramid.view import view_config
 
 from qicollab.jobs.models import Job
@@ -60,7 +61,15 @@ def job_factory(request: Request) -> JobResource:
     request_method="GET",
     permission=Permission.COLLABORATIVE_VIEW,
 )
-def job_status(context: JobResource, request: Request) -> dict[str, Any]:
-    """Status, progress (done/total), message, error and result of a job; never cached."""
+def job_status(context: JobResource, request: Request) -> Any:
+    """Status, progress (done/total), message, error and result of a job; never cached.
+
+    A browser (asking for HTML) gets a page that refreshes until the job ends; programs get
+    the JSON document."""
+    state = JobState.of(context.job)
+    if "text/html" in request.headers.get("Accept", ""):
+        response = render_to_response("jobs/status.jinja2", {"job": state}, request=request)
+        response.cache_control = "no-store"
+        return response
     request.response.cache_control = "no-store"
-    return JobState.of(context.job).to_json()
+    return state.to_json()

@@ -11,11 +11,19 @@ real loader reads it), so WebTest and Chromium see exactly what a person would.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import sqlalchemy as sa
+import waitress
+import webtest
 
 from qicollab.accounts.models import User
 from qicollab.accounts.sessions import SESSION_COOKIE, create_session
@@ -29,6 +37,25 @@ from tests.cycles.world import build_world as build_workflow
 from tests.reporting.world import build_world as build_reporting
 
 #: The roles walked, as (label, world, user name in that world); None is the anonymous visitor.
+#: How many pages of one shape (the path with its numbers and query values blanked) are opened.
+PER_SHAPE = 3
+
+#: Wording no page may print: big counts with a decimal zero (11,129.0; rates and scores keep
+#: theirs), and a plural after the number one.
+WORDING = [
+    (
+        re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+|\d{4,})\.0(?![\d%])"),
+        "a count (a thousand or more) printed with a decimal zero",
+    ),
+    (
+        re.compile(
+            r"(?<![\d.,])1 (?:members|measures|periods|submissions|events|rows|cases|users"
+            r"|errors|warnings|days|records|patients|hospitals|pages|charts|reports)\b"
+        ),
+        "a plural after 1",
+    ),
+]
+
 ROLES: dict[str, tuple[str, str] | None] = {
     "anonymous": None,
     "quality_officer": ("workflow", "officer"),
@@ -119,3 +146,82 @@ def build_site(folder: Path, sqlite_template: Path | None = None) -> Site:
             world, name = source
             ids[role] = workflow.users[name].id if world == "workflow" else reporting.users[name]
     return Site(settings, engine, ids)
+
+
+def shape(path: str) -> str:
+    """A path with ids and query values blanked: pages of one kind share a shape."""
+    parts = urlsplit(path)
+    query = "&".join(sorted(p.split("=")[0] for p in parts.query.split("&") if p))
+    return re.sub(r"/\d+(?=/|$)", "/N", parts.path) + ("?" + query if query else "")
+
+
+def links(page: webtest.TestResponse) -> list[tuple[str, str]]:
+    """(text, same-site path) of every link on an HTML page."""
+    found = []
+    for anchor in page.html.find_all("a", href=True):
+        href = urljoin(page.request.url, anchor["href"])
+        parts = urlsplit(href)
+        if parts.scheme not in {"http", "https"} or parts.netloc != "localhost":
+            continue
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        found.append((" ".join(anchor.get_text().split()), path))
+    return found
+
+
+def walk(
+    browser: webtest.TestApp, per_shape: int = PER_SHAPE
+) -> tuple[list[str], list[str], set[str]]:
+    """Breadth-first over the site: (failures, HTML pages opened, texts of the menu links)."""
+    failures: list[str] = []
+    opened: list[str] = []
+    checked: dict[str, int] = {}
+    shapes: Counter[str] = Counter()
+    queue: deque[tuple[str, str]] = deque([("/", "start")])
+    menu: set[str] = set()
+    while queue:
+        path, found_on = queue.popleft()
+        if path in checked:
+            continue
+        if shapes[shape(path)] >= per_shape:
+            continue
+        shapes[shape(path)] += 1
+        response = browser.get(path, expect_errors=True)
+        checked[path] = response.status_int
+        if response.status_int >= 400:
+            failures.append(f"{path} -> {response.status_int} (linked from {found_on})")
+            continue
+        if 300 <= response.status_int < 400:
+            target = urlsplit(urljoin(f"http://localhost{path}", response.headers["Location"]))
+            queue.append((target.path + ("?" + target.query if target.query else ""), path))
+            continue
+        if response.content_type != "text/html":
+            continue
+        opened.append(path)
+        words = " ".join(response.html.get_text(" ").split())
+        for pattern, what in WORDING:
+            for match in pattern.finditer(words):
+                context = words[max(match.start() - 60, 0) : match.end() + 20]
+                failures.append(f"{path}: {what}: {match.group(0)!r} in {context!r}")
+        nav = response.html.find("nav", attrs={"aria-label": "Main"})
+        if nav is not None:
+            menu.update(" ".join(a.get_text().split()) for a in nav.find_all("a"))
+        for _text, target in links(response):
+            if target.split("#")[0] and target.split("#")[0] not in checked:
+                queue.append((target.split("#")[0], path))
+    return failures, opened, menu
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` under waitress on a free loopback port until the block ends; yields its URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        # Closing every channel empties waitress's socket map, which ends its loop.
+        for channel in list(server._map.values()):
+            channel.close()
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)

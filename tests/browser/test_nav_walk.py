@@ -12,20 +12,16 @@ the walk stays small; links are still checked on every page that is opened.
 
 from __future__ import annotations
 
-import re
-from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
 import pytest
 import webtest
 
-from tests.browser.site import ROLES, Site, build_site
+from qicollab.accounts.models import User
+from tests.browser.site import ROLES, Site, build_site, walk
 from tests.cycles.world import make_app
 
-#: How many pages of one shape (the path with its numbers and query values blanked) are opened.
-PER_SHAPE = 3
 #: The menu items each role must have reached (the walk is not allowed to go quiet).
 MENUS = {
     "quality_officer": ["Results", "Submit data", "Completeness", "Measures"],
@@ -49,62 +45,6 @@ def app(site: Site):
     return make_app(site.settings, site.engine)
 
 
-def shape(path: str) -> str:
-    """A path with ids and query values blanked: pages of one kind share a shape."""
-    parts = urlsplit(path)
-    query = "&".join(sorted(p.split("=")[0] for p in parts.query.split("&") if p))
-    return re.sub(r"/\d+(?=/|$)", "/N", parts.path) + ("?" + query if query else "")
-
-
-def links(page: webtest.TestResponse) -> list[tuple[str, str]]:
-    """(text, same-site path) of every link on an HTML page."""
-    found = []
-    for anchor in page.html.find_all("a", href=True):
-        href = urljoin(page.request.url, anchor["href"])
-        parts = urlsplit(href)
-        if parts.scheme not in {"http", "https"} or parts.netloc != "localhost":
-            continue
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        found.append((" ".join(anchor.get_text().split()), path))
-    return found
-
-
-def walk(browser: webtest.TestApp) -> tuple[list[str], list[str], set[str]]:
-    """Breadth-first over the site: (failures, opened paths, texts of the menu links)."""
-    failures: list[str] = []
-    opened: list[str] = []
-    checked: dict[str, int] = {}
-    shapes: Counter[str] = Counter()
-    queue: deque[tuple[str, str]] = deque([("/", "start")])
-    menu: set[str] = set()
-    while queue:
-        path, found_on = queue.popleft()
-        if path in checked:
-            continue
-        if shapes[shape(path)] >= PER_SHAPE:
-            continue
-        shapes[shape(path)] += 1
-        response = browser.get(path, expect_errors=True)
-        checked[path] = response.status_int
-        if response.status_int >= 400:
-            failures.append(f"{path} -> {response.status_int} (linked from {found_on})")
-            continue
-        if 300 <= response.status_int < 400:
-            target = urlsplit(urljoin(f"http://localhost{path}", response.headers["Location"]))
-            queue.append((target.path + ("?" + target.query if target.query else ""), path))
-            continue
-        opened.append(path)
-        if response.content_type != "text/html":
-            continue
-        nav = response.html.find("nav", attrs={"aria-label": "Main"})
-        if nav is not None:
-            menu.update(" ".join(a.get_text().split()) for a in nav.find_all("a"))
-        for _text, target in links(response):
-            if target.split("#")[0] and target.split("#")[0] not in checked:
-                queue.append((target.split("#")[0], path))
-    return failures, opened, menu
-
-
 @pytest.mark.parametrize("role", list(ROLES))
 def test_every_link_answers_for_the_role_that_sees_it(role: str, site: Site, app):
     browser = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
@@ -116,3 +56,32 @@ def test_every_link_answers_for_the_role_that_sees_it(role: str, site: Site, app
     assert set(MENUS.get(role, [])) <= menu
     # The walk really went somewhere: signed-in roles open many pages, anonymous a few.
     assert len(opened) >= (2 if role == "anonymous" else 8), opened
+
+
+def test_a_job_is_a_page_for_people_and_json_for_programs(site: Site, app):
+    from qicollab.db import get_session_factory
+    from qicollab.jobs.models import Job
+
+    with get_session_factory(site.engine)() as session:
+        coordinator = session.get(User, site.user_ids["coordinator"])
+        job = Job(
+            collaborative_id=coordinator.collaborative_id,
+            kind="benchmark_run",
+            created_by_id=coordinator.id,
+            done=1234,
+            total=5000,
+            message="fitting risk models",
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    browser = webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    browser.set_cookie(*site.session_cookie("coordinator"))
+    page = browser.get(f"/jobs/{job_id}", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.content_type == "text/html"
+    assert page.html.title.get_text().startswith(f"Job {job_id}: benchmark run")
+    assert "1,234 of 5,000 (25%)" in " ".join(page.html.get_text(" ").split())
+    assert page.html.find("meta", attrs={"http-equiv": "refresh"}) is not None
+    document = browser.get(f"/jobs/{job_id}", headers={"Accept": "application/json"})
+    assert document.json["done"] == 1234
+    assert document.json["progress"] == 0.2468

@@ -181,7 +181,10 @@ def funnel_chart(
         description += f" {note}"
     if hidden:
         description += f" {hidden} members are not shown because their numbers are small."
-    rows = tuple((p.label, f"{p.x:,.1f}", f"{p.y:.{digits}f}") for p in points)
+    rows = tuple(
+        (p.label, f"{p.x:,.0f}" if float(p.x).is_integer() else f"{p.x:,.1f}", f"{p.y:.{digits}f}")
+        for p in points
+    )
     svg = svg_document(width, height, title, description, body)
     return Chart(svg, title, description, ("Member", x_label, y_label), rows)
 
