@@ -31,6 +31,8 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include(".db")
     # Deny-by-default authorization; identity is loaded by the accounts domain.
     config.include(".security")
+    # Requests refused before any parse (bad encodings, huge or deep bodies, overflowing ids).
+    config.include(".guards")
     # Home, health and error pages.
     config.include(".views")
     # Domains, in dependency order.
