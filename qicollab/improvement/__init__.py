@@ -27,6 +27,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("improvement.package", "/change-package")
     config.add_route("improvement.sessions", "/learning-sessions")
     config.add_route("improvement.session", "/learning-sessions/{session_id}")
+    config.add_route("improvement.best_practice", "/best-practice")
     config.add_route("api.pdsa_list", "/api/pdsa")
     config.add_route("api.pdsa", "/api/pdsa/{pdsa_id}")
     config.scan("qicollab.improvement.views")

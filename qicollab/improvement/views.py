@@ -23,12 +23,14 @@ from qicollab.improvement.drawing import distribution_svg, driver_diagram_svg, p
 from qicollab.improvement.models import ActDecision, Scorer
 from qicollab.improvement.package import ChangePackageService, parse_evidence
 from qicollab.improvement.pdsa import PdsaDraft, PdsaService, change_label, stage
+from qicollab.improvement.practice import best_practice
 from qicollab.improvement.progress import SCALE, ProgressService
 from qicollab.improvement.sessions import SessionService, calendar
 from qicollab.improvement.text import ImprovementError
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
+from qicollab.reporting.results import ResultsNotFoundError, find_run, load_run
 from qicollab.resources import MemberResource
 from qicollab.schedule.calendar import LearningCycle
 
@@ -587,3 +589,24 @@ def _edit_session(request: Request, service: SessionService, session_id: int) ->
     except ImprovementError as problem:
         return str(problem)
     return None
+
+
+# --- best-practice comparison -------------------------------------------------------------------
+
+
+@view_config(
+    route_name="improvement.best_practice",
+    renderer="improvement/best_practice.jinja2",
+    permission=Permission.COLLABORATIVE_READ,
+    request_method="GET",
+)
+def best_practice_page(request: Request) -> dict[str, Any]:
+    """What the best performers and the improvers changed, against the rest (blinded counts);
+    members read the newest published run, coordinators the newest run."""
+    coordinator = bool(request.has_permission(Permission.COLLABORATIVE_VIEW))
+    try:
+        run = find_run(request.db, _collaborative_id(request), None, published_only=not coordinator)
+    except ResultsNotFoundError:
+        return _base(request, run=None, measures=[])
+    data = load_run(request.db, run.id)
+    return _base(request, run=data, measures=best_practice(request.db, data))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qicollab.improvement.practice import cached_best_practice
 from qicollab.improvement.reporting import collaborative_improvement, member_improvement
 from qicollab.reporting.models import ReportKind
 from qicollab.reporting.overview import build_overview
@@ -85,6 +86,7 @@ def member_report_context(session: Session, run: RunData, member_id: int) -> dic
         "summary": executive_summary(sections),
         "data_rows": data_appendix(run, member),
         "improvement": member_improvement(session, run.run.collaborative_id, member_id),
+        "practice": cached_best_practice(session, run),
     }
 
 
@@ -118,6 +120,7 @@ def collaborative_report_context(
         else [r for r in overview.rows if r.flagged],
         "matrix_trimmed": len(overview.rows) > 200,
         "improvement": collaborative_improvement(session, run.run.collaborative_id),
+        "practice": cached_best_practice(session, run),
     }
 
 

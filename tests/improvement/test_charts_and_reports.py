@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from pyramid.csrf import CookieCSRFStoragePolicy
 
 from qicollab import make_config
@@ -122,3 +123,57 @@ def test_the_member_report_renders_as_pdf(db_session, world):
     spec = ReportSpec(ReportKind.MEMBER, world.member)
     pdf = PdfRenderer().render(TEMPLATES[spec.kind], report_context(db_session, run, spec))
     assert pdf.startswith(b"%PDF")
+
+
+def test_best_practice_counts_what_every_group_adopted(settings, engine, db_session, world):
+    """Every member adopts L1 on CLABSI: each shown group adopted it to a member (100%)."""
+    from qicollab.improvement.models import ChangeIdea
+    from qicollab.improvement.practice import best_practice
+
+    idea_id = db_session.scalar(sa.select(ChangeIdea.id))
+    pdsa = PdsaService(db_session, world.collaborative_id)
+    for member_id in world.member_ids[1:]:
+        pdsa.create(
+            member_id,
+            PdsaDraft(
+                title="Checklist",
+                starts_on=dt.date(2024, 4, 1),
+                measure_ids=(world.measure_ids["CLABSI"],),
+                change_idea_id=idea_id,
+                decision=ActDecision.ADOPT,
+                decided_on=dt.date(2024, 5, 1),
+            ),
+            actor="officer",
+        )
+    db_session.commit()
+    run = load_run(db_session, world.run_id)
+    practice = {p.measure.code: p for p in best_practice(db_session, run, min_contributors=3)}
+    clabsi = practice["CLABSI"]
+    comparison = clabsi.comparison
+    measure = run.measure(world.measure_ids["CLABSI"])
+    shown = len(run.results_for(measure.id)) - len(run.suppressed(measure))
+    assert comparison.contributors <= shown
+    assert comparison.best + comparison.rest <= comparison.contributors
+    (row,) = clabsi.used
+    assert any(not g.withheld for g in (row.best, row.improved, row.rest))
+    for group in (row.best, row.improved, row.rest):
+        if group.members >= 3:
+            assert (group.tested, group.adopted, group.adopted_share) == (
+                group.members,
+                group.members,
+                1.0,
+            )
+        else:
+            assert group.withheld
+    assert practice["HH"].used == ()  # no cycle is linked to HH
+    withheld = best_practice(db_session, run, min_contributors=100)
+    assert all(p.comparison.withheld for p in withheld)
+    config = make_config({**settings, "db.engine": engine})
+    config.registry[IDENTITY_LOADER_KEY] = _loader
+    config.set_csrf_storage_policy(CookieCSRFStoragePolicy())
+    page = Portal(config.make_wsgi_app(), world).as_user("viewer").get("/best-practice")
+    section = page.html.find(id="practice-CLABSI")
+    assert "L1 Insertion checklist" in section.text
+    assert not any(name in page.text for name in world.names.values())
+    blinded = _html(db_session, world, ReportSpec(ReportKind.BLINDED_SUMMARY))
+    assert "What the best performers do" in blinded
