@@ -134,8 +134,14 @@ def interval(
 
 
 def ratio(raw: object, digits: int = 2) -> str:
-    """An O/E ratio or odds ratio."""
-    return MISSING if not is_number(raw) else f"{float(raw):.{digits}f}"  # type: ignore[arg-type]
+    """An O/E ratio or odds ratio; below 0.1 (or above 1,000) with three significant digits,
+    so a small odds ratio never prints as 0.00."""
+    if not is_number(raw):
+        return MISSING
+    value = float(raw)  # type: ignore[arg-type]
+    if value != 0 and (abs(value) < 0.1 or abs(value) >= 1000):
+        return f"{value:.3g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+    return f"{value:.{digits}f}"
 
 
 def signed(raw: object, multiplier: float = 1.0, digits: int = 1, unit: str = "") -> str:
