@@ -19,8 +19,6 @@ from qicollab.accounts.models import Role, User
 from qicollab.accounts.passwords import hash_password
 from qicollab.audit.services import record
 from qicollab.cycles.models import (
-    Annotation,
-    AnnotationKind,
     CycleStatus,
     Granularity,
     LearningCycle,
@@ -28,6 +26,7 @@ from qicollab.cycles.models import (
     ReportingPeriod,
 )
 from qicollab.demo.generator import DemoCollaborative
+from qicollab.demo.improvement import seed_improvement
 from qicollab.measures.models import DataLevel, Direction, Measure, MeasureType
 from qicollab.members.models import (
     BedSizeBand,
@@ -241,20 +240,16 @@ def load(
             title="Spring learning session: what the top performers changed",
         )
     )
-    for code in demo.truth.improvers:
-        for measure_code in ("HH", "SEPSIS", "CLABSI", "FALLS", "D2P"):
-            session.add(
-                Annotation(
-                    collaborative_id=collaborative.id,
-                    member_id=members[code].id,
-                    measure_id=measures[measure_code].id,
-                    kind=AnnotationKind.CHANGE,
-                    occurred_on=demo.truth.change_date,
-                    label="Care bundle and audit-feedback launched",
-                    body="PDSA-tested change package rolled out hospital-wide.",
-                    starts_phase=True,
-                )
-            )
+    seed_improvement(
+        session,
+        collaborative_id=collaborative.id,
+        members=members,
+        measures=measures,
+        truth=demo.truth,
+        history=history,
+        last_month=demo.months[-1],
+    )
+    step("change package, PDSA ramps, progress scores, learning sessions", len(members))
 
     n_aggregate = _load_aggregate(session, demo.aggregate, members, measures, periods)
     step("aggregate submissions", n_aggregate)
