@@ -27,6 +27,8 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B.measurereport import MeasureReport
 
+from qicollab.submissions.identifiers import scrub
+
 MEASURE_POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 MEMBER_IDENTIFIER_SYSTEM = "urn:qicollab:member"
 FHIR_JSON = "application/fhir+json"
@@ -54,11 +56,12 @@ class Issue:
 
     def to_json(self) -> dict[str, Any]:
         """The issue as FHIR JSON."""
+        text = scrub(self.text)  # never quote back a value the screen would refuse
         issue: dict[str, Any] = {
             "severity": self.severity,
             "code": self.code,
-            "details": {"text": self.text},
-            "diagnostics": self.text,
+            "details": {"text": text},
+            "diagnostics": text,
         }
         if self.expression:
             issue["expression"] = list(self.expression)

@@ -50,6 +50,7 @@ from qicollab.submissions.errors import (
     SubmissionError,
     WindowClosedError,
 )
+from qicollab.submissions.identifiers import scrub
 from qicollab.submissions.models import AggregateValue, Submission, SubmissionSource
 from qicollab.submissions.parsing import Limits
 from qicollab.submissions.services import CommitResult, PreviewResult, SubmissionService
@@ -71,6 +72,7 @@ class ApiError(Exception):
     """A documented error response; views catch it and return it."""
 
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        message = scrub(message)  # never quote back a value the screen would refuse
         super().__init__(message)
         self.status = status
         self.code = code
@@ -868,8 +870,10 @@ def api_request_invalid(exc: RequestValidationError, request: Request) -> Respon
 
     status = 401 if any(isinstance(e, SecurityValidationError) for e in exc.errors) else 400
     extract = request.registry.settings["pyramid_openapi3_extract_errors"]
+    # openapi-core quotes the offending value in its messages ("'123-45-6789' is too long"):
+    # scrubbed, so an identifier sent in the wrong place is not echoed back.
     errors = [
-        {key: value for key, value in error.items() if key in {"field", "message"}}
+        {key: scrub(str(value)) for key, value in error.items() if key in {"field", "message"}}
         for error in extract(request, exc.errors)
     ]
     headers = {"WWW-Authenticate": 'Bearer realm="qicollab"'} if status == 401 else {}

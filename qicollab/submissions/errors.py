@@ -43,6 +43,17 @@ class Problem:
     column: str | None = None
     value: str = ""
 
+    def __post_init__(self) -> None:
+        # Nothing the de-identification screen would refuse is ever quoted back: not in the
+        # value, the message, the fix or the column name (which comes from the file's header).
+        from qicollab.submissions.identifiers import safe_column, safe_value, scrub  # noqa: PLC0415
+
+        object.__setattr__(self, "value", safe_value(self.value))
+        object.__setattr__(self, "message", scrub(self.message))
+        object.__setattr__(self, "fix", scrub(self.fix))
+        if self.column:
+            object.__setattr__(self, "column", safe_column(self.column))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe form for the API and the as-you-type validation endpoint."""
         data = asdict(self)

@@ -46,7 +46,7 @@ import phonenumbers
 import pyarrow as pa
 import usaddress
 
-_MASKABLE = re.compile(r"[^\W_]", re.UNICODE)
+_MASKABLE = re.compile(r"[^\s\-./:()+@,_#…]")
 MASK_MAX_CHARS = 24
 
 
@@ -711,3 +711,44 @@ def opaque_filename(name: str, token: str) -> str:
     if extension and extension.isalnum() and len(extension) <= 5:
         return f"upload-{token}.{extension}"
     return f"upload-{token}"
+
+
+# --- quoting values back ---------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^[-+]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][-+]?[0-9]+)?%?$")
+_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _./:+-]{0,39}$")
+_MASKED = re.compile(r"^[^A-Za-z0-9]*$")
+_QUOTED_VALUE = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+@functools.lru_cache(maxsize=65_536)
+def safe_value(value: str) -> str:
+    """``value`` as it may be quoted back in a message, a log line or an audit record.
+
+    Numbers, and short plain tokens (codes, periods) the screen finds nothing in, are shown
+    as they are; anything else is shown as its masked shape.
+    """
+    if not value or _NUMBER.match(value) or _MASKED.match(value):
+        return value
+    keylike = _KEY_ALLOWED.match(value) is not None
+    if _PLAIN_TOKEN.match(value) and not screen_text(value) and not (keylike and screen_key(value)):
+        return value
+    return mask(value)
+
+
+def safe_column(name: str) -> str:
+    """A column name (from a file's header) as it may be quoted back."""
+    return mask(name) if screen_text(name.replace("_", " ")) else name
+
+
+def scrub(message: str) -> str:
+    """``message`` with every quoted value (``'...'``, ``"..."``) put through :func:`safe_value`."""
+    if "'" not in message and '"' not in message:
+        return message
+
+    def replace(found: re.Match[str]) -> str:
+        quote = "'" if found.group(1) is not None else '"'
+        inner = found.group(1) if found.group(1) is not None else found.group(2)
+        return f"{quote}{safe_value(inner)}{quote}"
+
+    return _QUOTED_VALUE.sub(replace, message)
