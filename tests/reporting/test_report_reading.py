@@ -73,3 +73,37 @@ def test_odds_ratios_and_diagnostics_never_print_as_zeros_or_bare_dashes(rendere
                 assert "baseline" in cells[3]
             else:
                 assert cells[2] != "0.00"
+
+
+def _figures(reader) -> list[str]:
+    """The /Alt text of every /Figure element in the PDF's structure tree."""
+    found: list[str] = []
+
+    def visit(node) -> None:
+        node = node.get_object()
+        if isinstance(node, list):
+            for child in node:
+                visit(child)
+            return
+        if not hasattr(node, "get"):
+            return
+        if node.get("/S") == "/Figure":
+            found.append(str(node.get("/Alt", "")))
+        kids = node.get("/K")
+        if kids is not None:
+            visit(kids)
+
+    visit(reader.trailer["/Root"]["/StructTreeRoot"])
+    return found
+
+
+def test_every_chart_in_the_tagged_pdf_carries_its_alt_text(rendered):
+    for report in (rendered.member, rendered.collaborative, rendered.summary):
+        soup = BeautifulSoup(report.html, "html.parser")
+        charts = [img["alt"] for img in soup.find_all("img") if "svg" in img["src"][:30]]
+        assert charts
+        assert all(alt.strip() for alt in charts)
+        alts = _figures(report.reader)
+        assert len([a for a in alts if a.strip()]) >= len(charts)
+        for alt in charts:
+            assert " ".join(alt.split())[:60] in {" ".join(a.split())[:60] for a in alts}
