@@ -738,7 +738,7 @@ def safe_value(value: str) -> str:
 
 def safe_column(name: str) -> str:
     """A column name (from a file's header) as it may be quoted back."""
-    return mask(name) if screen_text(name.replace("_", " ")) else name
+    return mask(name) if screen_text(name.replace("_", " "), dates=False) else name
 
 
 def scrub(message: str) -> str:
