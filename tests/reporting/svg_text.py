@@ -178,8 +178,26 @@ def _box(element: ET.Element, matrix: Matrix, style: dict[str, str], content: st
     return Box(min(xs), min(ys), max(xs), max(ys), " ".join(content.split()))
 
 
+#: Grid lines are drawn this pale; text may sit on them.
+PALE = {"#ececec", "#c8c8c8", "#f0f0f0", "#f4f4f4"}
+
+
+def _strong_lines(svg: str) -> list[tuple[float, float, float, float]]:
+    """Horizontal and vertical ``<line>`` elements that are not pale grid lines (untransformed;
+    the charts draw their lines at the top level)."""
+    lines = []
+    for line in ET.fromstring(svg).iter(f"{SVG}line"):
+        if line.get("stroke", "").lower() in PALE:
+            continue
+        x1, y1, x2, y2 = (float(line.get(k, 0)) for k in ("x1", "y1", "x2", "y2"))
+        if x1 == x2 or y1 == y2:
+            lines.append((x1, y1, x2, y2))
+    return lines
+
+
 def problems(svg: str, *, tolerance: float = 0.5) -> list[str]:
-    """Words that leave the viewBox or cover other words, described for a failure message."""
+    """Words that leave the viewBox, cover other words or are crossed by a line (not a pale
+    grid line), described for a failure message."""
     (vx, vy, vw, vh), boxes = text_boxes(svg)
     found = []
     for box in boxes:
@@ -193,6 +211,15 @@ def problems(svg: str, *, tolerance: float = 0.5) -> list[str]:
                 f"{box.content!r} leaves the {vw:g}x{vh:g} viewBox: "
                 f"({box.left:.1f}, {box.top:.1f})-({box.right:.1f}, {box.bottom:.1f})"
             )
+    for line in _strong_lines(svg):
+        x1, y1, x2, y2 = line
+        for box in boxes:
+            across = y1 == y2 and box.top + 1 < y1 < box.bottom - 1
+            across = across and min(x1, x2) < box.right - 1 and max(x1, x2) > box.left + 1
+            down = x1 == x2 and box.left + 1 < x1 < box.right - 1
+            down = down and min(y1, y2) < box.bottom - 1 and max(y1, y2) > box.top + 1
+            if across or down:
+                found.append(f"a line at ({x1:g}, {y1:g})-({x2:g}, {y2:g}) crosses {box.content!r}")
     for i, first in enumerate(boxes):
         for second in boxes[i + 1 :]:
             if first.overlap(second) > tolerance * tolerance * 4:

@@ -71,6 +71,13 @@ def test_the_check_sees_an_overlap_and_a_clipped_label():
     )
     found = problems(svg)
     assert "'target' covers 'benchmark (ABC)'" in found
+    crossed = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 100">'
+        '<text x="20" y="50" font-size="10">Phase 2</text>'
+        '<line x1="0" x2="200" y1="47" y2="47" stroke="#0b4f8a"/>'
+        '<line x1="0" x2="200" y1="46" y2="46" stroke="#ececec"/></svg>'
+    )
+    assert problems(crossed) == ["a line at (0, 47)-(200, 47) crosses 'Phase 2'"]
     assert any(p.startswith("'benchmark (ABC)' leaves") for p in found)
     assert not any("centred" in p for p in found)
     # A rotated axis title: its box is tall and narrow.

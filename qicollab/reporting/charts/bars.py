@@ -209,7 +209,12 @@ def bar_chart(
             f'height="{fmt(max(abs(y0 - y1), 0.5))}" fill="{LIGHT}" stroke="{INK}" '
             f'stroke-width="0.8"/>'
         )
-        body.append(text(cx, min(y0, y1) - 3, f"{value:.{digits}f}", size=8.5, anchor="middle"))
+        # Above the bar, unless a reference line runs through that spot: then inside its top.
+        label_y = min(y0, y1) - 3
+        crossed = any(label_y - 7 < y(ref) < label_y + 3 for ref, _, _ in references)
+        if crossed and abs(y0 - y1) > 24:
+            label_y = min(y0, y1) + 11
+        body.append(text(cx, label_y, f"{value:.{digits}f}", size=8.5, anchor="middle"))
     label_ys = dodge([y(value) + 3 for value, _, _ in references], 10.0, top, bottom + 3)
     for (value, label, dash), label_y in zip(references, label_ys, strict=True):
         body.append(

@@ -95,7 +95,7 @@ def caterpillar_chart(
         flag = _flag(point, reference)
         counts[flag] += 1
         if point.own:
-            own_parts += _own_marker(x, point, y)
+            own_parts += _own_marker(x, point, y, avoid=y(reference))
             continue
         if point.low is not None and point.high is not None:
             intervals.append(f"M{fmt(x)} {fmt(y(point.low))}V{fmt(y(point.high))}")
@@ -151,7 +151,9 @@ def caterpillar_chart(
     return Chart(svg, title, description, ("Member", "Estimate", "95% low", "95% high"), rows)
 
 
-def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale) -> list[str]:
+def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale, *, avoid: float) -> list[str]:
+    """The member's diamond and interval; its name above the interval, or below it (or higher)
+    when the reference line at ``avoid`` would run through the name."""
     parts = []
     if point.low is not None and point.high is not None:
         parts.append(
@@ -161,6 +163,9 @@ def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale) -> list[str]:
     cy = y(point.estimate)
     size = 6.0
     top = y(point.high) if point.high is not None else cy - size
+    low = y(point.low) if point.low is not None else cy + size
+    spots = [max(top - 6, 20), min(low + 14, BOTTOM - 2), max(top - 18, 20)]
+    label_y = next((ly for ly in spots if not ly - 9 < avoid < ly + 4), spots[0])
     return parts + own_point(
-        x, cy, point.label, middle=(LEFT + RIGHT) / 2, size=size, label_y=max(top - 6, 20)
+        x, cy, point.label, middle=(LEFT + RIGHT) / 2, size=size, label_y=label_y
     )
