@@ -162,3 +162,17 @@ def test_making_data_count_icons_wear_their_colours_at_a_readable_size(icon, hue
         assert 0.3 < r < 0.8
     letter = root.find(f"{SVG}text")
     assert _contrast(fill, letter.attrib["fill"]) >= 4.5
+
+
+@pytest.mark.parametrize("target", [55.0, 60.0, 62.0, 64.0, 66.0])
+def test_the_target_line_never_runs_through_the_phase_names(target):
+    """Two phases (a shift from about 50 to 56) and targets from mid-range to the top edge,
+    where the line passes the height at which the phases are named."""
+    rng = np.random.default_rng(2)
+    values = np.r_[rng.normal(50, 2, 18), rng.normal(56, 2, 18)]
+    months = [dt.date(2023 + m // 12, m % 12 + 1, 1) for m in range(36)]
+    spc = control_chart(values, chart="i", x=months, target=target, part=[18])
+    chart = render_control_chart(spc, title="Door to provider", y_label="Minutes")
+    _, boxes = text_boxes(chart.svg)
+    assert {"Phase 1", "Phase 2"} <= {b.content for b in boxes}
+    assert problems(chart.svg) == []

@@ -255,6 +255,12 @@ def render_control_chart(
         phases[-1].append(i)
     runs = {r.phase: r for r in chart.runs}
     legend: dict[str, str] = {}
+    # Phase names sit at the top of the plot, below the target line when it runs through there.
+    phase_y = top + 11
+    if chart.target is not None and math.isfinite(chart.target) and not target_side:
+        ty = y(chart.target)
+        if phase_y - 9 < ty < phase_y + 4:
+            phase_y = ty + 12
     for number, idx in enumerate(phases):
         seg_x = [xs[i] for i in idx]
         if number > 0:
@@ -267,7 +273,7 @@ def render_control_chart(
             phase_no = points[idx[0]].phase
             parts.append(
                 base.text(
-                    seg_x[0] - step / 2 + 3, top + 11, f"Phase {phase_no}", size=8.5, fill=base.GREY
+                    seg_x[0] - step / 2 + 3, phase_y, f"Phase {phase_no}", size=8.5, fill=base.GREY
                 )
             )
         phase_runs = runs.get(points[idx[0]].phase)
