@@ -79,16 +79,17 @@ def _check_unique(table: CsvTable, units: pd.Series, column: str) -> None:
 )
 @click.option(
     "--method",
-    type=click.Choice(["shmi", "cqc", "spiegelhalter"]),
+    type=click.Choice(["random-effects", "shmi", "cqc", "spiegelhalter"]),
     default=None,
-    help="Overdispersion method [default: shmi for ratios, cqc for proportions].",
+    help="Overdispersion method [default: random-effects, the calibrated one; shmi, cqc and "
+    "spiegelhalter are the published variants].",
 )
 @click.option(
     "--trim",
     type=click.FloatRange(0.0, 0.5, max_open=True),
     default=0.1,
     show_default=True,
-    help="SHMI truncation / winsorising fraction.",
+    help="SHMI truncation / winsorising fraction (published methods).",
 )
 @click.option("--aggregate", is_flag=True, help="Sum rows per unit first.")
 @click.option(

@@ -52,6 +52,8 @@ class TestFunnel:
                 "deaths",
                 "--expected",
                 "expected",
+                "--method",
+                "shmi",
             )
         )
         assert out["method"] == "shmi"
@@ -71,6 +73,31 @@ class TestFunnel:
         }
         low, high = unit["limits"]["95"]
         assert low < 1 < high
+
+    def test_default_is_the_calibrated_random_effects_method(self, ratio_csv: Path) -> None:
+        out = _json(
+            _run(
+                "funnel",
+                str(ratio_csv),
+                "--unit",
+                "trust",
+                "--observed",
+                "deaths",
+                "--expected",
+                "expected",
+            )
+        )
+        assert out["method"] == "random-effects"
+        assert out["adjustment"] == "predictive"
+        assert out["tau2"] > 0
+        # b (150 of 112 expected) is high before the adjustment and within the predictive
+        # limits after it; the adjusted limits are never narrower.
+        unit = out["units"][1]
+        assert unit["outlier"]["99.8"] == "high"
+        assert unit["outlier"]["adjusted_99.8"] is None
+        for key in ("95", "99.8"):
+            assert unit["adjusted_limits"][key][0] <= unit["limits"][key][0]
+            assert unit["adjusted_limits"][key][1] >= unit["limits"][key][1]
 
     def test_cqc_method_and_trim(self, ratio_csv: Path) -> None:
         out = _json(
@@ -136,6 +163,8 @@ class TestFunnel:
                 "denominator",
                 "--type",
                 "proportion",
+                "--method",
+                "cqc",
             )
         )
         assert out["method"] == "cqc"
@@ -187,6 +216,8 @@ class TestFunnel:
             "deaths",
             "--expected",
             "expected",
+            "--method",
+            "shmi",
             "--svg",
             str(svg),
         )
