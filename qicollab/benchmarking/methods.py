@@ -31,6 +31,7 @@ from qicollab.stats import funnel as stats_funnel
 from qicollab.stats import intervals as stats_intervals
 from qicollab.stats import peer as stats_peer
 from qicollab.stats import risk_models as stats_risk
+from qicollab.stats import se_funnel as stats_se_funnel
 from qicollab.stats import shrinkage as stats_shrinkage
 
 LEVELS = stats_intervals.LEVELS
@@ -40,9 +41,7 @@ class MeasureNotComputableError(ValueError):
     """The data of a measure cannot support the method (too few events, one level, ...)."""
 
 
-def z_of(level: float) -> float:
-    """Two-sided normal quantile: 1.959964 for 95%, 3.090232 for 99.8%."""
-    return float(stats.norm.ppf(1 - (1 - level) / 2))
+z_of = stats_intervals.z_value
 
 
 def level_key(level: float) -> str:
@@ -300,15 +299,11 @@ def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
 
 
 def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:
-    """y_j ~ N(theta_j, se_j^2), theta_j ~ N(target, tau^2); tau^2 by moments (DerSimonian-
-    Laird around the target); shrunk y_j = target + tau^2/(tau^2 + se_j^2) (y_j - target)."""
-    y = np.asarray(y, dtype=float)
-    se = np.asarray(se, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(se) & (se > 0)
-    tau2 = _tau2(y[ok] - target, se[ok], np.mean(((y[ok] - target) / se[ok]) ** 2))
-    weight = tau2 / (tau2 + se**2) if tau2 > 0 else np.zeros_like(y)
-    shrunk = np.where(ok, target + weight * (y - target), np.nan)
-    return Shrinkage("normal-normal", shrunk, {"tau2": float(tau2), "target": float(target)})
+    """Normal-normal EB towards ``target``: :func:`qicollab.stats.shrinkage.
+    normal_normal_shrinkage`."""
+    result = stats_shrinkage.normal_normal_shrinkage(y, se, target)
+    shrunk = np.array([estimate.shrunk for estimate in result.estimates])
+    return Shrinkage(result.method, shrunk, {"tau2": result.tau2, "target": result.target})
 
 
 # --- funnels ----------------------------------------------------------------------------------
@@ -337,54 +332,6 @@ class Funnel:
     curve: dict[str, Any] = field(default_factory=dict)
     adjustment: str = "additive"
     pvalue: float | None = None
-
-
-def _tau2(y: np.ndarray, s: np.ndarray, phi: float) -> float:
-    """Additive between-unit variance around the fixed target (DerSimonian-Laird moments)."""
-    count = len(y)
-    if count < 2:
-        return 0.0
-    w = 1 / s**2
-    if count * phi < count - 1:
-        return 0.0
-    return max(0.0, float((count * phi - (count - 1)) / (w.sum() - (w**2).sum() / w.sum())))
-
-
-def _dispersion(z: np.ndarray, s: np.ndarray, method: str, trim: float) -> tuple[float, float, int]:
-    """phi and tau^2 after SHMI truncation or Spiegelhalter/CQC winsorisation of z."""
-    ok = np.isfinite(z) & np.isfinite(s) & (s > 0)
-    z, s = z[ok], s[ok]
-    count = len(z)
-    if count < 2:
-        return 1.0, 0.0, count
-    if method == "shmi" and trim > 0:
-        k = 1 / trim
-        rank = stats.rankdata(z)
-        band = np.floor(rank * k / (count + 1))
-        keep = (band > 0) & (band < k - 1)
-        if keep.sum() >= 2:
-            z, s = z[keep], s[keep]
-    elif trim > 0:
-        low, high = np.quantile(z, [trim, 1 - trim])
-        z = np.clip(z, low, high)
-    phi = float(np.mean(z**2))
-    # tau^2 from the (winsorised/kept) z: y - target = z * s.
-    return phi, _tau2(z * s, s, phi), len(z)
-
-
-def _flags(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> list[str | None]:
-    """ "high"/"low" when strictly outside the limits (on a limit is not an outlier)."""
-    result: list[str | None] = []
-    for v, lo, hi in zip(value, low, high, strict=True):
-        if not np.isfinite(v):
-            result.append(None)
-        elif np.isfinite(hi) and v > hi:
-            result.append("high")
-        elif np.isfinite(lo) and v < lo:
-            result.append("low")
-        else:
-            result.append(None)
-    return result
 
 
 def funnel_ratio(
@@ -502,70 +449,43 @@ def _funnel_ratio_variance(
     variance: np.ndarray,
     levels: Sequence[float],
 ) -> Funnel:
-    """The ratio funnel with Var O given (additive tau^2 on the SHMI log or CQC sqrt scale)."""
-    o = np.asarray(observed, dtype=float)
+    """The ratio funnel with Var O given: :func:`qicollab.stats.se_funnel.ratio_se_funnel`."""
     e = np.asarray(expected, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(e > 0, o / e, np.nan)
-        var = np.asarray(variance, dtype=float)
-        if method == "shmi":
-            scale = "log"
-            y = np.log(np.where(o > 0, ratio, np.nan))
-            # Zero counts: no log; use the half-event continuity value for the z-score only.
-            y = np.where(o > 0, y, np.log(0.5 / e))
-            s = np.sqrt(var) / e
-            target_y = 0.0
-        else:
-            scale = "sqrt"
-            y = np.sqrt(ratio)
-            s = np.sqrt(var) / (2 * e)
-            target_y = 1.0
-        z = (y - target_y) / s
-    phi, tau2, used = _dispersion(z, s, method, trim)
-    count = int(np.isfinite(z).sum())
-    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
-    overdispersed = phi > threshold
-    adjusted = phi > 1 and tau2 > 0
-    note = (
-        f"phi = {phi:.3f} <= 1: adjusted limits are the unadjusted ones"
-        if not adjusted
-        else f"overdispersion phi = {phi:.3f}, tau2 = {tau2:.5f}: limits widened"
+    var = np.asarray(variance, dtype=float)
+    result = stats_se_funnel.ratio_se_funnel(
+        observed,
+        e,
+        var,
+        method="shmi" if method == "shmi" else "cqc",
+        trim=trim,
     )
+    curve = _ratio_curve(e, var, result, levels)
+    return _from_se_funnel(result, levels, curve)
 
-    def bounds(spread: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        z_level = z_of(level)
-        if scale == "log":
-            return np.exp(-z_level * spread), np.exp(z_level * spread)
-        low = np.clip(target_y - z_level * spread, 0, None) ** 2
-        return low, (target_y + z_level * spread) ** 2
 
-    limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    adjusted_limits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for level in levels:
-        key = level_key(level)
-        limits[key] = bounds(s, level)
-        adjusted_limits[key] = bounds(np.sqrt(s**2 + tau2), level) if adjusted else limits[key]
-    # On the log scale a zero count is -infinity, below every limit however wide; flag it by
-    # its continuity-corrected value (0.5 events), as its z-score does.
-    flagged = np.where(o > 0, ratio, 0.5 / e) if scale == "log" else ratio
-    flags = {key: _flags(flagged, *limits[key]) for key in limits}
-    adjusted_flags = {key: _flags(flagged, *adjusted_limits[key]) for key in adjusted_limits}
-    curve = _ratio_curve(e, var, scale, target_y, tau2 if adjusted else 0.0, levels)
+def _from_se_funnel(
+    result: stats_se_funnel.SeFunnelResult, levels: Sequence[float], curve: dict[str, Any]
+) -> Funnel:
+    count = int(np.isfinite(result.z).sum())
+    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
+    keys = [level_key(level) for level in levels]
     return Funnel(
-        method=method,
-        scale=scale,
-        target=1.0,
-        z=z,
-        phi=phi,
-        tau2=tau2,
-        overdispersed=overdispersed,
-        adjusted=adjusted,
-        note=note,
-        limits=limits,
-        adjusted_limits=adjusted_limits,
-        flags=flags,
-        adjusted_flags=adjusted_flags,
-        units_used=used,
+        method=result.method,
+        scale=result.scale,
+        target=result.target,
+        z=result.z,
+        phi=result.phi,
+        tau2=result.tau2,
+        overdispersed=result.phi > threshold,
+        adjusted=not result.fallback,
+        note=result.note,
+        limits={key: (result.lower[key], result.upper[key]) for key in keys},
+        adjusted_limits={
+            key: (result.adjusted_lower[key], result.adjusted_upper[key]) for key in keys
+        },
+        flags={key: list(result.flags[key]) for key in keys},
+        adjusted_flags={key: list(result.adjusted_flags[key]) for key in keys},
+        units_used=result.n_used,
         curve=curve,
     )
 
@@ -580,12 +500,10 @@ def _grid(precision: np.ndarray) -> np.ndarray:
     return np.geomspace(low, high, 60)
 
 
-def _ratio_curve(  # noqa: PLR0917 - private helper
+def _ratio_curve(
     e: np.ndarray,
     var: np.ndarray,
-    scale: str,
-    target_y: float,
-    tau2: float,
+    result: stats_se_funnel.SeFunnelResult,
     levels: Sequence[float],
 ) -> dict[str, Any]:
     grid = _grid(e)
@@ -594,17 +512,13 @@ def _ratio_curve(  # noqa: PLR0917 - private helper
     # Spread per unit of E, interpolated from the members' own sqrt(Var O) / E.
     order = np.argsort(e)
     per = np.interp(grid, e[order], (np.sqrt(var) / e)[order])
+    if result.scale == "sqrt":
+        per = per / 2
     curve: dict[str, Any] = {"x": grid.tolist(), "x_label": "expected"}
     for level in levels:
         key = level_key(level)
-        z_level = z_of(level)
-        for name, spread in (("", per), ("adjusted_", np.sqrt(per**2 + tau2))):
-            if scale == "log":
-                low, high = np.exp(-z_level * spread), np.exp(z_level * spread)
-            else:
-                s = spread / 2
-                low = np.clip(target_y - z_level * s, 0, None) ** 2
-                high = (target_y + z_level * s) ** 2
+        for name, adjusted in (("", False), ("adjusted_", True)):
+            low, high = result.limits_for_se(per, level=level, adjusted=adjusted)
             curve[f"{name}{key}"] = [low.tolist(), high.tolist()]
     return curve
 
@@ -651,28 +565,9 @@ def funnel_normal(
     levels: Sequence[float] = LEVELS,
     precision: np.ndarray | None = None,
 ) -> Funnel:
-    """Funnel for means: z = (y - target)/se, winsorised phi, additive tau^2 on the identity
-    scale."""
-    y = np.asarray(value, dtype=float)
-    s = np.asarray(se, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (y - target) / s
-    phi, tau2, used = _dispersion(z, s, "spiegelhalter", trim)
-    count = int(np.isfinite(z).sum())
-    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
-    adjusted = phi > 1 and tau2 > 0
-    limits = {
-        level_key(level): (target - z_of(level) * s, target + z_of(level) * s) for level in levels
-    }
-    wide = np.sqrt(s**2 + tau2)
-    adjusted_limits = {
-        level_key(level): (
-            (target - z_of(level) * wide, target + z_of(level) * wide)
-            if adjusted
-            else limits[level_key(level)]
-        )
-        for level in levels
-    }
+    """Funnel for means: :func:`qicollab.stats.se_funnel.normal_funnel`."""
+    result = stats_se_funnel.normal_funnel(value, se, target, trim=trim)
+    s = result.se
     curve: dict[str, Any] = {}
     if precision is not None:
         grid = _grid(np.asarray(precision, dtype=float))
@@ -684,34 +579,10 @@ def funnel_normal(
             curve = {"x": grid.tolist(), "x_label": "denominator"}
             for level in levels:
                 key = level_key(level)
-                zl = z_of(level)
-                curve[key] = [(target - zl * spread).tolist(), (target + zl * spread).tolist()]
-                wide_curve = np.sqrt(spread**2 + tau2) if adjusted else spread
-                curve[f"adjusted_{key}"] = [
-                    (target - zl * wide_curve).tolist(),
-                    (target + zl * wide_curve).tolist(),
-                ]
-    return Funnel(
-        method="normal",
-        scale="identity",
-        target=float(target),
-        z=z,
-        phi=phi,
-        tau2=tau2,
-        overdispersed=phi > threshold,
-        adjusted=adjusted,
-        note=(
-            f"overdispersion phi = {phi:.3f}, tau2 = {tau2:.5g}: limits widened"
-            if adjusted
-            else f"phi = {phi:.3f} <= 1: adjusted limits are the unadjusted ones"
-        ),
-        limits=limits,
-        adjusted_limits=adjusted_limits,
-        flags={key: _flags(y, *value) for key, value in limits.items()},
-        adjusted_flags={key: _flags(y, *value) for key, value in adjusted_limits.items()},
-        units_used=used,
-        curve=curve,
-    )
+                for name, adjusted in (("", False), ("adjusted_", True)):
+                    low, high = result.limits_for_se(spread, level=level, adjusted=adjusted)
+                    curve[f"{name}{key}"] = [low.tolist(), high.tolist()]
+    return _from_se_funnel(result, levels, curve)
 
 
 # --- peer benchmarks --------------------------------------------------------------------------
@@ -786,20 +657,14 @@ def abc(
         )
         selected[list(result.benchmark_units)] = True
         return Benchmark(result.abc, selected, result.method)
-    score = np.where(ok & np.isfinite(rank_by), np.asarray(rank_by, dtype=float), np.nan)
-    keyed = -score if higher_is_better else score
-    order = np.argsort(np.where(np.isfinite(keyed), keyed, np.inf), kind="stable")
-    order = order[np.isfinite(keyed[order])]
-    need = fraction * n[ok].sum()
-    total = 0.0
-    cut = None
-    for index in order:
-        selected[index] = True
-        total += n[index]
-        if total >= need:
-            cut = keyed[index]
-            break
-    if cut is not None:
-        selected |= ok & np.isclose(keyed, cut, rtol=0, atol=1e-12)
-    value = float(x[selected].sum() / n[selected].sum())
-    return Benchmark(value, selected, "pared mean, ranked by the shrunk value")
+    index = np.flatnonzero(ok)
+    result = stats_achievable.achievable_benchmark(
+        index,
+        x[ok],
+        n[ok],
+        fraction=fraction,
+        lower_is_better=not higher_is_better,
+        rank_by=np.asarray(rank_by, dtype=float)[ok],
+    )
+    selected[list(result.benchmark_units)] = True
+    return Benchmark(result.abc, selected, "pared mean, ranked by the shrunk value")

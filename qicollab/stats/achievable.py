@@ -10,6 +10,13 @@ cover at least 10% of all patients, so it is both excellent and demonstrably att
    of the total; providers tied on AFP with the last one taken are all included, and at least
    ``min_units`` providers are taken when that option is set;
 4. ABC = sum x_j / sum n_j over the selected providers (raw counts: the "pared mean").
+
+Indicators that are not counts of successes (means, length of stay) have no AFP; they rank on
+``rank_by``, their shrunk values (:func:`qicollab.stats.shrinkage.normal_normal_shrinkage` or
+gamma-Poisson), which do for them what AFP does for proportions: keep a small member's lucky
+value from setting the benchmark. The numerator is then the value times the denominator, the
+pooled value over the selected providers is the ABC, and providers without a finite ranking
+value are left out (``excluded``).
 """
 
 from __future__ import annotations
@@ -124,6 +131,7 @@ def achievable_benchmark(
     fraction: float = 0.10,
     lower_is_better: bool = False,
     min_units: int = 1,
+    rank_by: npt.ArrayLike | None = None,
 ) -> AbcResult:
     """Compute the ABC (see the module docstring for the steps).
 
@@ -139,6 +147,9 @@ def achievable_benchmark(
         Rank by AFP ascending (e.g. complication rates).
     min_units : int
         Take at least this many providers.
+    rank_by : array_like, optional
+        Rank on these values (shrunk means or ratios) instead of AFP; then the numerator may
+        exceed the denominator (value x denominator) and the ``afp`` field holds the value.
     """
     labels = np.asarray(units, dtype=object)
     x = np.asarray(numerator, dtype=float)
@@ -152,8 +163,12 @@ def achievable_benchmark(
     if np.any(~np.isfinite(x)) or np.any(~np.isfinite(n)) or np.any(x < 0) or np.any(n < 0):
         msg = "numerator and denominator must be finite and non-negative"
         raise ValueError(msg)
-    if np.any(x > n):
+    score = None if rank_by is None else np.asarray(rank_by, dtype=float)
+    if score is None and np.any(x > n):
         msg = "a numerator exceeds its denominator"
+        raise ValueError(msg)
+    if score is not None and score.shape != x.shape:
+        msg = "rank_by must have one value per unit"
         raise ValueError(msg)
     if not 0.0 < fraction <= 1.0:
         msg = f"fraction must be in (0, 1], got {fraction!r}"
@@ -162,7 +177,7 @@ def achievable_benchmark(
         msg = "min_units must be at least 1"
         raise ValueError(msg)
 
-    keep = n > 0
+    keep = (n > 0) if score is None else (n > 0) & np.isfinite(score)
     excluded = tuple(_plain(u) for u in labels[~keep])
     labels, x, n = labels[keep], x[keep], n[keep]
     if x.size == 0:
@@ -172,7 +187,7 @@ def achievable_benchmark(
         msg = f"min_units = {min_units} exceeds the {x.size} providers with data"
         raise ValueError(msg)
 
-    afp = (x + 1.0) / (n + 2.0)
+    afp = (x + 1.0) / (n + 2.0) if score is None else score[keep]
     key = afp if lower_is_better else -afp
     order = np.argsort(key, kind="stable")
     cumulative = np.cumsum(n[order])
@@ -205,7 +220,9 @@ def achievable_benchmark(
         for rank, j in enumerate(order, start=1)
     )
     return AbcResult(
-        method="Achievable Benchmark of Care (pared mean)",
+        method="Achievable Benchmark of Care (pared mean)"
+        if score is None
+        else "Achievable Benchmark of Care (pared mean, ranked by the shrunk value)",
         abc=abc,
         overall=overall,
         benchmark_units=tuple(_plain(labels[j]) for j in selected),

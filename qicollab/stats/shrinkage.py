@@ -35,6 +35,8 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import optimize, special, stats
 
+from qicollab.stats.funnel import dispersion
+
 Prior = Literal["mean-one", "free"]
 _LOG_A_BOUNDS = (math.log(1e-4), math.log(1e9))
 INFINITE_PRECISION = 1e8
@@ -426,6 +428,85 @@ def beta_binomial_shrinkage(
         estimates=estimates,
         note=note,
     )
+
+
+# --- normal-normal (means, log O/E of non-count outcomes) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NormalShrinkageResult:
+    """Normal-normal empirical Bayes: y_j ~ N(theta_j, s_j^2), theta_j ~ N(target, tau^2).
+
+    Why: means (and log O/E of outcomes that are not counts) have no Poisson or binomial
+    variance to shrink with; their own standard errors play that part.
+
+    Parameters
+    ----------
+    method : str
+        ``"normal-normal"``.
+    target : float
+        Prior mean (the collaborative's value, fixed).
+    tau2 : float
+        Between-member variance by DerSimonian-Laird moments around the fixed target
+        (:func:`qicollab.stats.funnel.dispersion`); 0 when members vary no more than chance.
+    level : float
+        Level of the posterior intervals.
+    estimates : tuple of ShrunkEstimate
+        Per member: observed = raw = y_j, exposure = 1 / s_j^2, shrunk = target + w (y - target)
+        with w = tau^2 / (tau^2 + s_j^2), posterior interval shrunk -/+ z sqrt(w) s_j; nan
+        where s_j is missing or not positive.
+    """
+
+    method: str
+    target: float
+    tau2: float
+    level: float
+    estimates: tuple[ShrunkEstimate, ...]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per unit."""
+        names = ShrunkEstimate.__dataclass_fields__
+        return pd.DataFrame([{k: getattr(e, k) for k in names} for e in self.estimates])
+
+
+def normal_normal_shrinkage(
+    y: npt.ArrayLike,
+    se: npt.ArrayLike,
+    target: float,
+    *,
+    units: Sequence[Hashable] | np.ndarray | pd.Series | None = None,
+    level: float = 0.95,
+) -> NormalShrinkageResult:
+    """Shrink each y_j towards ``target`` by tau^2 / (tau^2 + s_j^2) (see the result class)."""
+    values = np.asarray(y, dtype=float)
+    s = np.asarray(se, dtype=float)
+    if values.shape != s.shape or values.ndim != 1:
+        msg = "y and se must be 1-d arrays of the same length"
+        raise ValueError(msg)
+    ok = np.isfinite(values) & np.isfinite(s) & (s > 0)
+    tau2 = 0.0
+    if ok.sum() >= 2:
+        tau2 = dispersion((values[ok] - target) / s[ok], s[ok])[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(ok, tau2 / (tau2 + s**2), np.nan)
+        shrunk = np.where(ok, target + weight * (values - target), np.nan)
+        half = stats.norm.ppf(1 - (1 - level) / 2) * np.sqrt(weight) * s
+        precision = np.where(ok, 1.0 / s**2, np.nan)
+    labels = _labels(units, values.size)
+    rows = tuple(
+        ShrunkEstimate(
+            unit=labels[j],
+            observed=float(values[j]),
+            exposure=float(precision[j]),
+            raw=float(values[j]),
+            shrunk=float(shrunk[j]),
+            lower=float(shrunk[j] - half[j]),
+            upper=float(shrunk[j] + half[j]),
+            weight=float(weight[j]),
+        )
+        for j in range(values.size)
+    )
+    return NormalShrinkageResult("normal-normal", float(target), float(tau2), level, rows)
 
 
 # --- random-intercept model (small collaboratives only) ----------------------------------------
