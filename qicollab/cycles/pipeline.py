@@ -46,7 +46,10 @@ def _n(count: int, thing: str, plural: str | None = None) -> str:
 class LockFacts:
     """What a lock would freeze now."""
 
+    #: Calendar days to the deadline (0 on its day or after it).
     days_left: int
+    #: The deadline is still ahead (even later today).
+    before_deadline: bool
     missing: int
     total: int
     unreviewed: int
@@ -55,7 +58,7 @@ class LockFacts:
     @property
     def needs_reason(self) -> bool:
         """Locking early or with gaps needs a reason on record."""
-        return self.days_left > 0 or bool(self.missing or self.unreviewed or self.returned)
+        return self.before_deadline or bool(self.missing or self.unreviewed or self.returned)
 
     def to_json(self) -> dict[str, Any]:
         """For the audit log."""
@@ -70,8 +73,9 @@ class LockFacts:
     def sentences(self) -> list[str]:
         """The consequences in numbers, one sentence each."""
         said = []
-        if self.days_left > 0:
-            said.append(f"The deadline is not reached yet: {_n(self.days_left, 'day')} left.")
+        if self.before_deadline:
+            left = _n(self.days_left, "day") + " left" if self.days_left else "it is today"
+            said.append(f"The deadline is not reached yet: {left}.")
         if self.missing:
             said.append(
                 f"{self.missing:,} of {_n(self.total, 'member x measure x period cell')} "
@@ -126,13 +130,13 @@ class Pipeline(CompletenessQueries, Review):
 
     def lock_facts(self, cycle: LearningCycle) -> LockFacts:
         """Days to the deadline, missing cells, unreviewed and returned versions, now."""
+        now = self.clock()
         counts = self.completeness(cycle).counts()
         total = sum(counts.values())
         returned = counts[CellStatus.RETURNED]
         return LockFacts(
-            days_left=max(0, days_until(cycle.deadline, self.clock()))
-            if self.clock() < cycle.deadline
-            else 0,
+            days_left=max(0, days_until(cycle.deadline, now)),
+            before_deadline=now < cycle.deadline,
             missing=counts[CellStatus.MISSING] + counts[CellStatus.DRAFT],
             total=total,
             unreviewed=counts[CellStatus.SUBMITTED],
