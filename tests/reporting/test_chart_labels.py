@@ -16,8 +16,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.control import render_control_chart
 from qicollab.reporting.charts.icons import ASSURANCE, VARIATION
+from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_chart
 from qicollab.stats.spc import control_chart
 from tests.reporting.svg_text import SVG, problems, text_boxes
 
@@ -175,4 +177,42 @@ def test_the_target_line_never_runs_through_the_phase_names(target):
     chart = render_control_chart(spc, title="Door to provider", y_label="Minutes")
     _, boxes = text_boxes(chart.svg)
     assert {"Phase 1", "Phase 2"} <= {b.content for b in boxes}
+    assert problems(chart.svg) == []
+
+
+def test_the_funnels_target_name_stays_off_the_members_points():
+    """Members crowd the right end of the collaborative line, where its name used to go."""
+    points = [FunnelPoint(f"Z{i:03d}", 800 + 20 * i, 0.5 + 0.002 * (i % 3)) for i in range(10)]
+    points += [FunnelPoint(f"Y{i:03d}", 50 + 30 * i, 0.3 + 0.04 * i) for i in range(8)]
+    chart = funnel_chart(points, [], title="Funnel", target=0.5, x_label="Cases", y_label="Rate")
+    _, boxes = text_boxes(chart.svg)
+    name = next(b for b in boxes if b.content == "collaborative")
+    centres = [
+        (float(m.group(1)) + 2.7, float(m.group(2)))
+        for m in re.finditer(r"M(-?[\d.]+) (-?[\d.]+)a2\.7", chart.svg)
+    ]
+    assert len(centres) == len(points)
+    for cx, cy in centres:
+        assert not (name.left - 3 < cx < name.right + 3 and name.top - 3 < cy < name.bottom + 3)
+    assert problems(chart.svg) == []
+
+
+def test_you_on_the_caterpillar_stays_off_the_neighbours_dots():
+    """Twenty members with nearly equal estimates and narrow intervals: the dots to the right of
+    the member's own sit exactly where its name would go above its interval."""
+    points = [
+        CaterpillarPoint(f"Z{i:03d}", 1.0 + 0.01 * i, 0.98 + 0.01 * i, 1.02 + 0.01 * i)
+        for i in range(20)
+    ]
+    points[5] = CaterpillarPoint("You", points[5].estimate, points[5].low, points[5].high, True)
+    chart = caterpillar_chart(points, title="O/E", reference=0.8)
+    _, boxes = text_boxes(chart.svg)
+    you = next(b for b in boxes if b.content == "You")
+    centres = [
+        (float(m.group(1)) + float(m.group(3)), float(m.group(2)))
+        for m in re.finditer(r"M(-?[\d.]+) (-?[\d.]+)a([\d.]+) ", chart.svg)
+    ]
+    assert len(centres) == 19
+    for cx, cy in centres:
+        assert not (you.left - 2 < cx < you.right + 2 and you.top - 2 < cy < you.bottom + 2)
     assert problems(chart.svg) == []

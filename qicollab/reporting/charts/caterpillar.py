@@ -18,6 +18,7 @@ from qicollab.reporting.charts.common import (
     HIGHLIGHT,
     LIGHT,
     Chart,
+    Labels,
     LinearScale,
     dot_d,
     fmt,
@@ -87,6 +88,13 @@ def caterpillar_chart(
     worse_word = "higher is worse" if higher_is_worse else "higher is better"
     body.append(text(RIGHT, 12, worse_word, size=8.5, anchor="end", fill=GREY))
     own_parts: list[str] = []
+    own: tuple[float, CaterpillarPoint] | None = None
+    # What the member's name must not cover: the reference line and the other members' dots.
+    obstacles = [
+        (LEFT, y(reference) - 1, RIGHT, y(reference) + 1),
+        Labels.box(RIGHT - 2, y(reference) - 3, reference_label, 8.5, "end"),
+        Labels.box(RIGHT, 12, worse_word, 8.5, "end"),
+    ]
     counts = {"above": 0, "below": 0, "within": 0}
     intervals: list[str] = []
     open_points: list[str] = []
@@ -95,8 +103,11 @@ def caterpillar_chart(
         flag = _flag(point, reference)
         counts[flag] += 1
         if point.own:
-            own_parts += _own_marker(x, point, y, avoid=y(reference))
+            own = (x, point)
             continue
+        obstacles.append(
+            (x - radius, y(point.estimate) - radius, x + radius, y(point.estimate) + radius)
+        )
         if point.low is not None and point.high is not None:
             intervals.append(f"M{fmt(x)} {fmt(y(point.low))}V{fmt(y(point.high))}")
         target = open_points if flag == "within" else filled_points
@@ -104,6 +115,8 @@ def caterpillar_chart(
     body += marks(intervals, f'fill="none" stroke="{LIGHT}" stroke-width="{line_width}"')
     body += marks(open_points, f'fill="white" stroke="{GREY}" stroke-width="0.8"')
     body += marks(filled_points, f'fill="{GREY}" stroke="{GREY}" stroke-width="0.8"')
+    if own is not None:
+        own_parts += _own_marker(*own, y, obstacles=obstacles)
     body += own_parts
     body.append(text(LEFT, HEIGHT - 10, f"{len(shown)} members, ranked", size=9, fill=GREY))
     if hidden:
@@ -151,9 +164,15 @@ def caterpillar_chart(
     return Chart(svg, title, description, ("Member", "Estimate", "95% low", "95% high"), rows)
 
 
-def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale, *, avoid: float) -> list[str]:
-    """The member's diamond and interval; its name above the interval, or below it (or higher)
-    when the reference line at ``avoid`` would run through the name."""
+def _own_marker(
+    x: float,
+    point: CaterpillarPoint,
+    y: LinearScale,
+    *,
+    obstacles: list[tuple[float, float, float, float]],
+) -> list[str]:
+    """The member's diamond and interval, and its name beside them where it covers neither the
+    reference line nor another member's dot: above the interval, below it, or higher."""
     parts = []
     if point.low is not None and point.high is not None:
         parts.append(
@@ -164,8 +183,11 @@ def _own_marker(x: float, point: CaterpillarPoint, y: LinearScale, *, avoid: flo
     size = 6.0
     top = y(point.high) if point.high is not None else cy - size
     low = y(point.low) if point.low is not None else cy + size
-    spots = [max(top - 6, 20), min(low + 14, BOTTOM - 2), max(top - 18, 20)]
-    label_y = next((ly for ly in spots if not ly - 9 < avoid < ly + 4), spots[0])
-    return parts + own_point(
-        x, cy, point.label, middle=(LEFT + RIGHT) / 2, size=size, label_y=label_y
-    )
+    middle = (LEFT + RIGHT) / 2
+    anchor = "end" if x > middle else "start"
+    label_x = x - (size + 2) if anchor == "end" else x + size + 2
+    spots = [max(top - 6, 20), min(low + 14, BOTTOM - 2), max(top - 18, 20), max(top - 30, 20)]
+    free = Labels(WIDTH, HEIGHT, list(obstacles))
+    chosen = free.place(point.label, 10, [(label_x, ly, anchor) for ly in spots], bold=True)
+    label_y = chosen[1] if chosen is not None else spots[0]
+    return parts + own_point(x, cy, point.label, middle=middle, size=size, label_y=label_y)

@@ -213,11 +213,16 @@ class Labels:
         )
 
     def place(
-        self, content: str, size: float, spots: Sequence[tuple[float, float, str]]
+        self,
+        content: str,
+        size: float,
+        spots: Sequence[tuple[float, float, str]],
+        *,
+        bold: bool = False,
     ) -> tuple[float, float, str] | None:
         """The first free spot (x, y, anchor) for ``content``, recorded; None if none is free."""
         for x, y, anchor in spots:
-            candidate = self.box(x, y, content, size, anchor)
+            candidate = self.box(x, y, content, size, anchor, bold=bold)
             if self.free(candidate):
                 self.boxes.append(candidate)
                 return x, y, anchor

@@ -22,6 +22,7 @@ from qicollab.reporting.charts.common import (
     INK,
     LIGHT,
     Chart,
+    Labels,
     LinearScale,
     dot_d,
     fmt,
@@ -137,7 +138,9 @@ def funnel_chart(
                 f'<path d="{path}" fill="none" stroke="{stroke}" stroke-width="1" '
                 f'stroke-dasharray="{curve.dash}" clip-path="url(#{clip})"/>'
             )
-    body += reference_line(left, right, y(target), target_label, width=1.3)
+    body += reference_line(left, right, y(target), "", width=1.3)
+    points_at: list[tuple[float, float]] = []
+    own_box: tuple[float, float, float, float] | None = None
     own_parts: list[str] = []
     peer_marks: list[str] = []
     outside = 0
@@ -145,14 +148,30 @@ def funnel_chart(
         if not (math.isfinite(point.x) and math.isfinite(point.y)):
             continue
         px, py = x(point.x), y(min(max(point.y, y_lo), y_hi))
+        points_at.append((px, py))
         if point.own:
             own_parts += own_point(px, py, point.label, middle=(left + right) / 2)
+            side = "end" if px > (left + right) / 2 else "start"
+            own_box = Labels.box(px + (-9 if side == "end" else 9), py - 9, point.label, 10, side)
             continue
         if not y_lo <= point.y <= y_hi:
             outside += 1
         peer_marks.append(dot_d(px, py, 2.7, dense=len(points) > DENSE))
     body += marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
     body += own_parts
+    # The target line's name goes where no member's point is: above or below the line, at
+    # either end or in the middle (the first free spot; else the right end, as before).
+    free = Labels(width, height, [(px - 4, py - 4, px + 4, py + 4) for px, py in points_at])
+    if own_box is not None:
+        free.boxes.append(own_box)
+    ty = y(target)
+    spots = [
+        (sx, sy, anchor)
+        for sy in (ty - 3, ty + 10)
+        for sx, anchor in ((right - 2, "end"), (left + 2, "start"), ((left + right) / 2, "middle"))
+    ]
+    spot = free.place(target_label, 8.5, spots) or spots[0]
+    body.append(text(spot[0], spot[1], target_label, size=8.5, anchor=spot[2]))
     body.append(
         text(
             left,
