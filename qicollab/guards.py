@@ -222,14 +222,14 @@ def id_out_of_range(exc: Exception, request: Request) -> Response:
 
     The database driver refuses it (``OverflowError`` from SQLite, ``NumericValueOutOfRange``
     and other data errors from PostgreSQL): no row can have that id (404); any other value
-    the database cannot store is the client's (400). Logged without the value.
+    the database cannot store is unprocessable (422). Logged without the value.
     """
     orig = getattr(exc, "orig", exc)
     log.warning("refused %s %s: %s", request.method, request.path_url, type(orig).__name__)
     if isinstance(exc, OverflowError) or type(orig).__name__ == "NumericValueOutOfRange":
         return refusal_response(request, RefusedRequestError(404, "not_found", "no such item"))
     message = "the request holds a value the database cannot store"
-    return refusal_response(request, RefusedRequestError(400, "bad_value", message))
+    return refusal_response(request, RefusedRequestError(422, "bad_value", message))
 
 
 def includeme(config: Configurator) -> None:

@@ -156,7 +156,9 @@ def _structure(document: Any) -> MeasureReport:
             )
             for problem in error.errors(include_url=False, include_input=False)[:50]
         ]
-        raise FhirImportError(400, issues) from None
+        # JSON the document accepts but FHIR R4 does not: unprocessable, like any other
+        # well-formed request that fails the measure's rules.
+        raise FhirImportError(422, issues) from None
 
 
 def _measure_code(report: MeasureReport, issues: list[Issue]) -> str:

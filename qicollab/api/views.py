@@ -112,11 +112,52 @@ def api_view(handler: Callable[[Request], Response]) -> Callable[[Request], Resp
     @functools.wraps(handler)
     def wrapper(request: Request) -> Response:
         try:
+            _refuse_undeclared_query(request)
             return handler(request)
         except ApiError as error:
             return json_response(error.status, error.body())
 
     return wrapper
+
+
+def _refuse_undeclared_query(request: Request) -> None:
+    """A query parameter the document does not declare is a mistake (a typo of ``dry_run``
+    would otherwise store what was meant as a trial): 400."""
+    route = request.matched_route
+    if route is None or not request.GET:
+        return
+    declared = _query_names().get((route.pattern, request.method.lower()))
+    if declared is None:
+        return
+    unknown = sorted(set(request.GET) - declared)
+    if unknown:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"unknown query parameter(s): {', '.join(repr(name) for name in unknown[:5])}; "
+            "see /api/openapi.json",
+        )
+
+
+@functools.cache
+def _query_names() -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters the document declares, by (path, method)."""
+    document = json.loads(_spec_json())
+    shared = document.get("components", {}).get("parameters", {})
+
+    def resolve(parameter: dict[str, Any]) -> dict[str, Any]:
+        reference = parameter.get("$ref", "")
+        return shared[reference.rsplit("/", 1)[-1]] if reference else parameter
+
+    names: dict[tuple[str, str], frozenset[str]] = {}
+    for path, item in document["paths"].items():
+        common = [resolve(p) for p in item.get("parameters", [])]
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or method == "parameters":
+                continue
+            parameters = common + [resolve(p) for p in operation.get("parameters", [])]
+            names[path, method] = frozenset(p["name"] for p in parameters if p["in"] == "query")
+    return names
 
 
 # --- who and for which member --------------------------------------------------------------------
@@ -856,11 +897,38 @@ def api_forbidden(exc: HTTPForbidden, request: Request) -> Response:
 
 @notfound_view_config(path_info=API_PATHS)
 def api_not_found(request: Request) -> Response:
-    """Unknown API paths (and methods) answer in JSON."""
-    message = f"no such endpoint: {request.method} {request.path}"
+    """Unknown API paths answer 404 in JSON; a known path with an undeclared method 405."""
+    allowed = _declared_methods(request)
+    if allowed and request.method not in allowed:
+        message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+        headers = {"Allow": ", ".join(allowed)}
+        if _is_fhir(request):
+            response = fhir_response(405, [fhir.Issue("error", "not-supported", message)])
+            response.headers.update(headers)
+            return response
+        body = ApiError(405, "method_not_allowed", message).body()
+        return json_response(405, body, headers=headers)
+    # The path is not quoted back: it is whatever the client typed.
+    message = f"no such endpoint: {request.method} (see /api/openapi.json)"
     if _is_fhir(request):
         return fhir_response(404, [fhir.Issue("error", "not-found", message)])
     return json_response(404, ApiError(404, "not_found", message).body())
+
+
+@functools.cache
+def _methods_by_path() -> dict[str, tuple[str, ...]]:
+    paths = json.loads(_spec_json())["paths"]
+    verbs = ("get", "put", "post", "delete", "patch", "head", "options")
+    return {path: tuple(v.upper() for v in verbs if v in item) for path, item in paths.items()}
+
+
+def _declared_methods(request: Request) -> tuple[str, ...]:
+    """The methods the document declares for the route the request matched (none: no route)."""
+    route = request.matched_route
+    if route is None:
+        return ()
+    declared = _methods_by_path().get(route.pattern, ())
+    return (*declared, "HEAD") if "GET" in declared and "HEAD" not in declared else declared
 
 
 @exception_view_config(RequestValidationError, path_info=API_PATHS)

@@ -214,7 +214,7 @@ def test_locked_period_says_why(api, world):
 
 
 def test_malformed_structure_is_400_with_the_path(api, world):
-    response = post(api("officer"), report(period={"start": "January"}), status=400)
+    response = post(api("officer"), report(period={"start": "January"}), status=422)
     assert expressions(response) == ["MeasureReport.period.start"]
     wrong_type = post(api("officer"), {"resourceType": "Patient", "id": "x"}, status=400)
     assert expressions(wrong_type) == ["resourceType"]

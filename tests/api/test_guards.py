@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -56,6 +57,7 @@ def test_bodies_that_are_not_utf8_or_too_deep_or_too_wide_are_refused(api):
         response = client.post(post, body, content_type="application/json", expect_errors=True)
         _secured(response)
         assert response.json["code"] == code
+    gc.collect()  # close WebOb's spooled bodies here, where their warning is expected
     form = client.post(
         "/login",
         b"email=%ff%fe",
@@ -77,3 +79,29 @@ def test_json_depth_ignores_brackets_inside_strings():
     assert json_depth(b"1") == 0
     assert json_depth(b"[" * (MAX_JSON_DEPTH + 1)) == MAX_JSON_DEPTH + 1
     assert MAX_JSON_KEYS >= 100
+
+
+def test_undeclared_methods_on_every_api_path_are_405(api):
+    client = api("officer")
+    document = client.get("/api/openapi.json").json
+    for path, item in document["paths"].items():
+        concrete = path.replace("{code}", "HH").replace("{submission_id}", "1")
+        concrete = concrete.replace("{pdsa_id}", "1")
+        for method in ("PUT", "DELETE", "PATCH"):
+            if method.lower() in item:
+                continue
+            response = client.request(concrete, method=method, expect_errors=True)
+            assert response.status_int == 405, (method, path, response.status)
+            assert response.headers["Allow"]
+            _secured(response)
+
+
+def test_undeclared_query_parameters_are_400_and_empty_values_documented(api):
+    client = api("officer")
+    typo = client.get("/api/measures?dryrun=true", expect_errors=True)
+    assert typo.status_int == 400
+    assert typo.json["code"] == "bad_request"
+    document = client.get("/api/openapi.json").json
+    member = document["components"]["parameters"]["Member"]["schema"]
+    assert member["minLength"] == 1  # so an empty ?member= is documented as invalid
+    assert client.get("/api/measures?member=", expect_errors=True).status_int == 400
