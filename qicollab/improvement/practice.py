@@ -1,8 +1,10 @@
 """The best-practice comparison of a benchmark run: what the best performers and the improvers
 changed, against the rest (:func:`qicollab.stats.practice.compare_practice` computes it).
 
+Run results are read through the stored payload classes (:mod:`qicollab.benchmarking.payloads`).
 Per measure, a member is a best performer when its whole-cycle value is at or better than the
-achievable benchmark, and an improver when its control chart shows a special-cause improvement.
+achievable benchmark, and an improver when the run's test of change over the cycle
+(:mod:`qicollab.stats.change`, ``MemberPayload.change``) says it improved beyond chance.
 Its change ideas are those of its PDSA cycles linked to the measure (adopted: Act = adopt).
 Members whose figures are suppressed for the measure are left out, so the comparison never
 stands on a small cell; groups below the minimum number of contributors are withheld.
@@ -18,9 +20,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from cachetools import LRUCache
 
+from qicollab.benchmarking.payloads import MemberPayload
 from qicollab.improvement.models import ActDecision, PdsaCycle, pdsa_measures
 from qicollab.improvement.package import ChangePackageService, IdeaView
-from qicollab.reporting.overview import chart_icons
 from qicollab.reporting.sections import reaches
 from qicollab.stats.practice import MIN_CONTRIBUTORS, GroupUse, PracticeComparison, compare_practice
 
@@ -82,11 +84,13 @@ def best_practice(
     collaborative_id = run.run.collaborative_id
     ideas = ChangePackageService(session, collaborative_id).diagram().ideas
     by_id = {idea.id: idea for idea in ideas}
-    icons = chart_icons(session, run.run.id)
     out = []
     for measure in run.measures:
         summary = run.summary(measure.id)
         abc = summary.abc if summary else None
+        # The run's own minimum when it stored one (never below the caller's).
+        stored = summary.payload.min_contributors if summary else 0
+        k = max(min_contributors, stored or 0)
         hidden = run.suppressed(measure)
         contributors, best, improved = set(), set(), set()
         for (member_id, measure_id), result in run.results.items():
@@ -95,8 +99,8 @@ def best_practice(
             contributors.add(member_id)
             if reaches(measure, result.value, abc):
                 best.add(member_id)
-            variation = (icons.get((member_id, measure.id)) or (None, None))[0] or ""
-            if variation.startswith("improvement"):
+            change = result.payload.change if isinstance(result.payload, MemberPayload) else None
+            if change is not None and change.verdict == "improved":
                 improved.add(member_id)
         tested, adopted = _change_ideas_by_member(session, collaborative_id, measure.id)
         comparison = compare_practice(
@@ -106,7 +110,7 @@ def best_practice(
             tested=tested,
             adopted=adopted,
             ideas=list(by_id),
-            min_contributors=min_contributors,
+            min_contributors=k,
         )
         rows = tuple(IdeaRow(by_id[r.idea], r.best, r.improved, r.rest) for r in comparison.ideas)
         out.append(MeasurePractice(measure, comparison, rows))

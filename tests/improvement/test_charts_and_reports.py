@@ -154,10 +154,11 @@ def test_best_practice_counts_what_every_group_adopted(settings, engine, db_sess
     shown = len(run.results_for(measure.id)) - len(run.suppressed(measure))
     assert comparison.contributors <= shown
     assert comparison.best + comparison.rest <= comparison.contributors
+    assert comparison.min_contributors >= 3  # the run's stored minimum wins when larger
     (row,) = clabsi.used
     assert any(not g.withheld for g in (row.best, row.improved, row.rest))
     for group in (row.best, row.improved, row.rest):
-        if group.members >= 3:
+        if group.members >= comparison.min_contributors:
             assert (group.tested, group.adopted, group.adopted_share) == (
                 group.members,
                 group.members,
