@@ -27,7 +27,7 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B.measurereport import MeasureReport
 
-from qicollab.submissions.identifiers import scrub
+from qicollab.submissions.identifiers import screen_text, scrub
 
 MEASURE_POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 MEMBER_IDENTIFIER_SYSTEM = "urn:qicollab:member"
@@ -126,6 +126,40 @@ def fhir_path(location: Sequence[Any]) -> str:
     return path
 
 
+#: Elements that carry narrative or point at individuals; a summary report needs none of them.
+_IDENTIFYING_ELEMENTS = {
+    "text": "narrative text can name or describe patients",
+    "contained": "contained resources can be patients or their records",
+    "subject": "a report about one subject is individual-level data",
+    "subjectResults": "lists of the subjects counted identify them",
+    "evaluatedResource": "references to the resources evaluated point at patient records",
+}
+
+
+def _identifying_elements(node: Any, path: str) -> list[tuple[str, str]]:
+    """(FHIRPath, reason) for every narrative or identifying element under ``node``.
+
+    Refused, not trimmed: the sender must know what it sent. Free-text strings elsewhere
+    (``display``, notes in extensions) go through the de-identification screen.
+    """
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}"
+            if key in _IDENTIFYING_ELEMENTS and value not in (None, [], {}):
+                found.append((where, _IDENTIFYING_ELEMENTS[key]))
+            elif key in {"display", "valueString", "valueMarkdown", "description"} and (
+                isinstance(value, str) and screen_text(value, dates=False)
+            ):
+                found.append((where, "the text looks like it carries an identifier"))
+            else:
+                found += _identifying_elements(value, where)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _identifying_elements(value, f"{path}[{index}]")
+    return found
+
+
 def _structure(document: Any) -> MeasureReport:
     if not isinstance(document, dict):
         raise FhirImportError(
@@ -142,6 +176,21 @@ def _structure(document: Any) -> MeasureReport:
                     f"resourceType must be MeasureReport, not {str(kind)[:40]!r}",
                     ("resourceType",),
                 )
+            ],
+        )
+    identifying = _identifying_elements(document, "MeasureReport")
+    if identifying:
+        raise FhirImportError(
+            422,
+            [
+                Issue(
+                    "error",
+                    "security",
+                    f"{path} is not accepted: {why}; the collaborative takes summary counts "
+                    "only. Remove the element and send the report again.",
+                    (path,),
+                )
+                for path, why in identifying[:50]
             ],
         )
     try:

@@ -187,7 +187,7 @@ def bad_reports():
         (
             "contained patient",
             report(contained=[{"resourceType": "Patient", "id": "p1"}]),
-            ["MeasureReport.contained[0]"],
+            ["MeasureReport.contained"],
         ),
         ("no groups", report(group=[]), ["MeasureReport.group"]),
     ]
@@ -258,3 +258,29 @@ def test_mean_measures_read_the_measure_score():
         "value": 27.5,
         "denominator": 140,
     }
+
+
+@pytest.mark.parametrize(
+    ("changes", "element"),
+    [
+        (
+            {"text": {"status": "generated", "div": "<div>John Smith, MRN 1234567</div>"}},
+            "MeasureReport.text",
+        ),
+        ({"contained": [{"resourceType": "Patient", "id": "p1"}]}, "MeasureReport.contained"),
+        ({"subject": {"reference": "Patient/123"}}, "MeasureReport.subject"),
+        ({"evaluatedResource": [{"reference": "Encounter/9"}]}, "MeasureReport.evaluatedResource"),
+        (
+            {"reporter": {"display": "Ward clerk Mary Johnson", "reference": "Organization/H01"}},
+            "MeasureReport.reporter.display",
+        ),
+    ],
+)
+def test_narrative_and_identifying_elements_are_refused_by_name(api, world, changes, element):
+    response = post(api("officer"), report(**changes), status=422)
+    outcome = response.json
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert element in outcome["issue"][0]["expression"]
+    assert element in outcome["issue"][0]["diagnostics"]
+    for secret in ("John", "Smith", "1234567", "Mary", "Johnson"):
+        assert secret not in response.text
