@@ -410,6 +410,72 @@ def check_zip(data: bytes, filename: str, limits: Limits) -> None:
         names = {entry.filename for entry in entries}
         if "[Content_Types].xml" not in names or not any(name.startswith("xl/") for name in names):
             raise ParseError("the file is not an Excel workbook", file=filename)
+        _refuse_hidden_parts(archive, filename)
+
+
+#: Parts of a workbook that are not its cells and could carry identifiers unseen.
+_HIDDEN_PARTS = (
+    (
+        ("xl/media/", "xl/embeddings/"),
+        "xlsx_images",
+        "the workbook contains images or embedded objects (a photograph identifies)",
+        "Delete the pictures and objects, or copy the template's columns into a new workbook.",
+    ),
+    (
+        ("xl/comments", "xl/threadedComments/", "xl/persons/"),
+        "xlsx_notes",
+        "the workbook has cell notes or comments, which are not read and could hold identifiers",
+        "Delete the notes (Review > Delete), or copy the cells into a new workbook.",
+    ),
+    (
+        ("docProps/custom.xml",),
+        "xlsx_properties",
+        "the workbook has custom document properties, which could hold identifiers",
+        "Remove them (File > Info > Properties), or save the data as CSV.",
+    ),
+)
+_HIDDEN_SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*\bstate=\"(?:hidden|veryHidden)\"[^>]*>")
+#: The hidden sheet the platform's own templates carry (the code lists behind the drop-downs);
+#: its cells are screened like any typed text when a workbook is read.
+TEMPLATE_LISTS_SHEET = "Lists"
+_CORE_TEXT = re.compile(
+    rb"<(?:\w+:)?(title|subject|description|keywords|category)>([^<]{1,2000})</", re.IGNORECASE
+)
+
+
+def _refuse_hidden_parts(archive: zipfile.ZipFile, filename: str) -> None:
+    """Refuse what a reviewer would not see in the grid: pictures, notes, hidden sheets, and
+    document properties; the refused workbook is neither stored nor kept pending."""
+    from qicollab.submissions.identifiers import screen_text  # noqa: PLC0415
+
+    names = archive.namelist()
+    for prefixes, rule, message, fix in _HIDDEN_PARTS:
+        if any(name.startswith(prefixes) for name in names):
+            raise ParseError(message, file=filename, rule=rule, fix=fix)
+
+    def small(name: str) -> bytes:
+        entry = archive.getinfo(name)
+        return archive.read(name) if entry.file_size <= MiB else b""
+
+    hidden = _HIDDEN_SHEET.findall(small("xl/workbook.xml")) if "xl/workbook.xml" in names else []
+    if any(f'name="{TEMPLATE_LISTS_SHEET}"'.encode() not in tag for tag in hidden):
+        raise ParseError(
+            "the workbook has hidden sheets, which are not read and could hold identifiers",
+            file=filename,
+            rule="xlsx_hidden_sheet",
+            fix="Delete the hidden sheets (right-click a sheet tab > Unhide, then delete).",
+        )
+    if "docProps/core.xml" in names:
+        for _, text in _CORE_TEXT.findall(small("docProps/core.xml")):
+            if screen_text(text.decode("utf-8", "replace")):
+                raise ParseError(
+                    "the workbook's document properties (title, subject, keywords) look like "
+                    "they hold an identifier",
+                    file=filename,
+                    rule="xlsx_properties",
+                    fix="Clear them (File > Info > Properties), or save the data as CSV.",
+                )
+
         try:
             content_types = archive.read("[Content_Types].xml")
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
@@ -444,6 +510,26 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
+def _screen_lists(sheet: Any, filename: str, limits: Limits) -> None:
+    """The template's hidden code lists hold codes only: any identifier there is refused."""
+    from qicollab.submissions.identifiers import screen_text  # noqa: PLC0415
+
+    seen: set[str] = set()
+    for values in sheet.iter_rows(values_only=True, max_row=limits.max_rows):
+        for value in values[: limits.max_columns]:
+            text = _cell_text(value)
+            if text and text not in seen:
+                seen.add(text)
+                if screen_text(text):
+                    raise ParseError(
+                        "the hidden Lists sheet holds something other than the template's "
+                        "codes, which looks like an identifier",
+                        file=filename,
+                        rule="xlsx_hidden_sheet",
+                        fix="Start from a fresh template, or delete the Lists sheet.",
+                    )
+
+
 def parse_xlsx(data: bytes, filename: str, limits: Limits | None = None) -> Table:
     """Read the "Data" sheet (or the first sheet) of an .xlsx workbook as text."""
     limits = limits or Limits()
@@ -460,6 +546,8 @@ def parse_xlsx(data: bytes, filename: str, limits: Limits | None = None) -> Tabl
             try:
                 names = workbook.sheetnames
                 sheet = workbook["Data"] if "Data" in names else workbook.worksheets[0]
+                if TEMPLATE_LISTS_SHEET in names and sheet.title != TEMPLATE_LISTS_SHEET:
+                    _screen_lists(workbook[TEMPLATE_LISTS_SHEET], filename, limits)
                 records: list[list[str]] = []
                 width = 0
                 for values in sheet.iter_rows(values_only=True):
