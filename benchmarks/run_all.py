@@ -27,6 +27,7 @@ BENCHMARKS = {
     "ingest": "validate and commit 100k rows on SQLite, 1M on PostgreSQL (issue 5, item 12)",
     "portal_load": "50 simulated members on the portal (issue 5, item 12)",
     "reports": "one report warm, 1,000 reports, the results page (issue 6, item 10)",
+    "identifiers": "the de-identification screen on planted and clean corpora (issue 14, item 2)",
 }
 
 
