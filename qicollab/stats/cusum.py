@@ -10,12 +10,21 @@ and EWMA (design/METHODS.md part B, 1.6).
   ``X_t = max(0, X_(t-1) + W_t)`` signals when X_t >= h (lhubig/cusum; vlad uses >) and, by
   default, restarts from 0 after a signal. The "upper" chart tests RA = 2 (deterioration),
   the "lower" one RA = 1/2 (improvement) and is shown below zero, as in the cusum package.
-* **Control limit by simulation** (:func:`cusum_limit`): in-control paths draw patients from the
-  phase-I risks, outcomes y ~ Bernoulli(p), and h is found by bisection so that the average run
-  length to the first signal is the target ARL0. The CUSUM before its first signal does not
-  depend on h, so each path is simulated once (vectorised over paths with Lindley's
-  ``X_t = S_t - min(0, min_(s<=t) S_s)``, S the cumulative sum of the increments) and its
-  running maximum gives the run length for every h: each bisection step is a binary search.
+* **Control limit by a Markov chain, checked by simulation** (:func:`cusum_limit`). Limits
+  chosen from a few hundred simulated paths missed the asked in-control ARL by up to +/-14%
+  (issue 11), so h is now found by bisection on the Markov-chain ARL of Brook and Evans
+  (Biometrika 1972; 59:539-549), as Steiner et al. (2000) did for the RA-CUSUM: the CUSUM is
+  kept on a grid of ``states`` points 0, h/states, ...; each step's increment, over the
+  phase-I risks (grouped into at most 400 equal-count groups) and y in {0, 1}, is split between
+  the two grid points around it (keeping its mean, so the ARL is continuous in h); values below
+  0 go to 0 and values at or above h signal. The ARL from 0 solves
+  (I - R) a = 1; its grid error shrinks like 1/states, so the ARL used is the Richardson
+  extrapolation 2 ARL(states) - ARL(states/2), and ``arl_se`` is |ARL(states) - ARL(states/2)|.
+  The chosen h is then checked by an independent simulation (in-control paths
+  draw patients from the phase-I risks, y ~ Bernoulli(p); the CUSUM before its first signal does
+  not depend on h, so each path is simulated once, vectorised with Lindley's
+  ``X_t = S_t - min(0, min_(s<=t) S_s)``): its ARL and standard error are stored
+  (``check_arl``, ``check_arl_se``) beside the chain's.
 * **VLAD** ``V_t = sum (p_i - y_i)`` ("lives gained") with the equivalent **E-O CUSUM** on
   z_t = p_t - y_t (Wittenberg, Gan and Knoth 2018): deterioration
   ``T_t = min(0, T_(t-1) + z_t + k)``, improvement ``S_t = max(0, S_(t-1) + z_t - k)``, with
@@ -42,6 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import linalg
 
 FloatArray = npt.NDArray[np.float64]
 Increment = Callable[[FloatArray, npt.NDArray[np.bool_]], FloatArray]
@@ -227,11 +237,15 @@ def _cusum_path(
 
 @dataclass(frozen=True, slots=True)
 class CusumLimit:
-    """A control limit chosen by simulation for an in-control average run length.
+    """A control limit chosen for an in-control average run length, and its check.
 
-    ``arl`` is the simulated in-control ARL at ``h`` (standard error ``arl_se``) from
-    ``n_paths`` paths of at most ``max_cases`` cases each; ``censored`` is the share of paths
-    that had not signalled by then (their run length counts as ``max_cases``).
+    ``arl`` is the in-control ARL at ``h`` by ``method``: ``"markov-chain"`` on ``states``
+    grid points, extrapolated (``arl_se``: the grid's error, |ARL - ARL at half the states|),
+    or ``"simulation"`` (limits stored before the Markov chain; ``arl_se`` its standard error).
+    ``check_arl`` and ``check_arl_se`` are an independent simulation's ARL and standard error
+    at ``h``, from ``n_paths`` paths of at most ``max_cases`` cases each (seed ``seed``);
+    ``censored`` is the share of those paths that had not signalled by then (their run length
+    counts as ``max_cases``).
     """
 
     h: float
@@ -242,15 +256,28 @@ class CusumLimit:
     max_cases: int
     censored: float
     seed: int
+    method: str = "simulation"
+    states: int = 0
+    check_arl: float = math.nan
+    check_arl_se: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dictionary."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """JSON-safe dictionary (a missing check is None)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("check_arl", "check_arl_se"):
+            if not math.isfinite(data[name]):
+                data[name] = None
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CusumLimit:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        """Inverse of :meth:`to_dict`; limits stored before the Markov chain read as
+        ``method="simulation"`` without a check."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name in ("check_arl", "check_arl_se"):
+            if values.get(name) is None:
+                values[name] = math.nan
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,21 +380,78 @@ def eocusum_increment(odds_ratio: float, k: float) -> Increment:
     return increment
 
 
-def _bisect(records: _Records, arl0: float) -> float:
+MARKOV_STATES = 600
+"""Grid points of the Markov chain: the ARL moves by well under 1% between 250 and 2,000."""
+_RISK_GROUPS = 400
+
+
+def increment_distribution(
+    risks: npt.ArrayLike, increment: Increment, *, groups: int = _RISK_GROUPS
+) -> tuple[FloatArray, FloatArray]:
+    """(values, probabilities) of one in-control step: a patient drawn from ``risks``, y ~
+    Bernoulli(p). More than ``groups`` distinct risks are grouped by equal counts (group mean)."""
+    ordered = np.sort(_risks(risks))
+    distinct, counts = np.unique(ordered, return_counts=True)
+    if distinct.size > groups:
+        parts = np.array_split(ordered, groups)
+        distinct = np.array([part.mean() for part in parts])
+        counts = np.array([part.size for part in parts])
+    weight = counts / ordered.size
+    values = np.concatenate(
+        [
+            increment(distinct, np.zeros(distinct.size, dtype=bool)),
+            increment(distinct, np.ones(distinct.size, dtype=bool)),
+        ]
+    )
+    return values, np.concatenate([weight * (1 - distinct), weight * distinct])
+
+
+def markov_chain_arl(
+    values: FloatArray, probabilities: FloatArray, h: float, *, states: int = MARKOV_STATES
+) -> float:
+    """In-control ARL from 0 of max(0, X + W) with a signal at X >= h (Brook-Evans chain)."""
+    if h <= 0:
+        return 1.0
+    # Each step is split between the two grid points around it, in proportion to nearness, so
+    # the step's mean is kept and the ARL moves continuously with h (bisection needs that).
+    scaled = values * states / h
+    floor = np.floor(scaled)
+    grid = np.arange(states)
+    transition = np.zeros(states * states)
+    for shift, share in ((floor, 1.0 - (scaled - floor)), (floor + 1.0, scaled - floor)):
+        target = grid[:, np.newaxis] + shift.astype(np.int64)[np.newaxis, :]
+        inside = target < states
+        rows = np.broadcast_to(grid[:, np.newaxis], target.shape)[inside]
+        cols = np.maximum(target, 0)[inside]
+        weights = np.broadcast_to((probabilities * share)[np.newaxis, :], target.shape)[inside]
+        transition += np.bincount(rows * states + cols, weights=weights, minlength=states * states)
+    system = np.eye(states) - transition.reshape(states, states)
+    return float(linalg.solve(system, np.ones(states), check_finite=False)[0])
+
+
+def _extrapolated_arl(
+    values: FloatArray, probabilities: FloatArray, h: float, states: int
+) -> tuple[float, float]:
+    """(ARL, its grid error): the chain's error shrinks like 1/states, so 2 ARL(states) -
+    ARL(states / 2) removes most of it (Richardson); the error is |ARL(states) - ARL(states/2)|."""
+    fine = markov_chain_arl(values, probabilities, h, states=states)
+    coarse = markov_chain_arl(values, probabilities, h, states=states // 2)
+    return 2 * fine - coarse, abs(fine - coarse)
+
+
+def _bisect_chain(values: FloatArray, probabilities: FloatArray, arl0: float, states: int) -> float:
     def arl(h: float) -> float:
-        return float(records.run_lengths(h)[0].mean())
+        return _extrapolated_arl(values, probabilities, h, states)[0]
 
     lo, hi = 0.0, 1.0
     while arl(hi) < arl0 and hi < 1e3:
         lo, hi = hi, hi * 2
-    for _ in range(80):
+    while hi - lo > 1e-4 * hi:
         mid = (lo + hi) / 2
         if arl(mid) < arl0:
             lo = mid
         else:
             hi = mid
-        if hi - lo < 1e-9:
-            break
     return hi
 
 
@@ -379,34 +463,44 @@ def cusum_limits(
     n_paths: int = 1000,
     seed: int = 20250101,
     max_cases: int | None = None,
+    states: int = MARKOV_STATES,
 ) -> list[CusumLimit]:
-    """Control limits h with in-control ARL ~= ``arl0``, by simulation and bisection.
+    """Control limits h with in-control ARL ``arl0``: Markov chain, then a simulation check.
 
     ``increments[i](p, y)`` gives chart i's step for arrays of risks and outcomes
-    (:func:`racusum_increment`, :func:`eocusum_increment`). Paths draw patients from ``risks``
-    with replacement; the same paths serve every h (and every chart), so the search is
-    deterministic for a seed. Run lengths are censored at ``max_cases`` (default 8 ARL0, where
-    a geometric-like run length survives with probability ~e^-8); the share is reported.
+    (:func:`racusum_increment`, :func:`eocusum_increment`). h is the bisection root of the
+    chain's ARL; the check simulates ``n_paths`` paths drawing patients from ``risks`` with
+    replacement (one pass serves every chart), censored at ``max_cases`` (default 8 ARL0, where
+    a geometric-like run length survives with probability ~e^-8; the share is reported).
     """
     pool = _risks(risks)
     if arl0 <= 1:
         msg = "arl0 must exceed 1"
         raise ValueError(msg)
     cases = int(max_cases or max(8 * arl0, 200))
+    chosen = []
+    for increment in increments:
+        values, probabilities = increment_distribution(pool, increment)
+        h = _bisect_chain(values, probabilities, arl0, states)
+        chosen.append((h, *_extrapolated_arl(values, probabilities, h, states)))
+    records = _simulate_records(pool, increments, n_paths=n_paths, max_cases=cases, seed=seed)
     limits = []
-    for records in _simulate_records(pool, increments, n_paths=n_paths, max_cases=cases, seed=seed):
-        h = _bisect(records, arl0)
-        lengths, censored = records.run_lengths(h)
+    for (h, arl, grid_error), chart in zip(chosen, records, strict=True):
+        lengths, censored = chart.run_lengths(h)
         limits.append(
             CusumLimit(
                 h=h,
                 arl0=float(arl0),
-                arl=float(lengths.mean()),
-                arl_se=float(lengths.std(ddof=1) / math.sqrt(n_paths)),
+                arl=arl,
+                arl_se=grid_error,
                 n_paths=n_paths,
                 max_cases=cases,
                 censored=float(censored.mean()),
                 seed=seed,
+                method="markov-chain",
+                states=states,
+                check_arl=float(lengths.mean()),
+                check_arl_se=float(lengths.std(ddof=1) / math.sqrt(n_paths)),
             )
         )
     return limits
