@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         PeriodInfo,
         RunInputs,
     )
+    from qicollab.benchmarking.settings import RunSettings
 
 
 def chart_type(
@@ -139,7 +140,7 @@ def _batch(  # noqa: PLR0917 - private; the series arrive as aligned arrays
         n,
         chart=chart,
         x=[period.label for period in periods],
-        mode=str(inputs.settings.get("spc_mode", "qic")),
+        mode=inputs.settings.spc_mode,
         phase=phase,
         direction=measure.direction,
         target=target,
@@ -317,13 +318,11 @@ def _patient_charts(
 
 
 def cusum_limits(
-    measure: MeasureInfo, p: np.ndarray, settings: dict[str, Any]
+    measure: MeasureInfo, p: np.ndarray, settings: RunSettings
 ) -> tuple[cusum.CusumLimit, cusum.CusumLimit]:
     """Upper and lower limits for the run's in-control ARL, from the pooled risks (one
     simulation serves both charts; seeded by the measure and settings, so re-runs agree)."""
-    odds = float(settings.get("cusum_odds_ratio", 2.0))
-    arl = float(settings.get("cusum_arl", 10_000))
-    paths = int(settings.get("cusum_paths", 200))
+    odds, arl, paths = settings.cusum_odds_ratio, settings.cusum_arl, settings.cusum_paths
     seed = zlib.crc32(f"{measure.code}:{odds}:{arl}:{paths}".encode())
     upper, lower = cusum.cusum_limits(
         p,
@@ -340,7 +339,7 @@ def _sequential(
     member_id: int,
     frame: pd.DataFrame,
     limits: tuple[cusum.CusumLimit, cusum.CusumLimit],
-    settings: dict[str, Any],
+    settings: RunSettings,
 ) -> list[dict[str, Any]]:
     ordered = frame.sort_values(["event_year", "event_month", "sequence"], kind="stable")
     labels = [
@@ -354,7 +353,7 @@ def _sequential(
         ordered["_expected"].to_numpy(dtype=float),
         labels=labels,
         limits=limits,
-        odds=float(settings.get("cusum_odds_ratio", 2.0)),
+        odds=settings.cusum_odds_ratio,
     )
 
 

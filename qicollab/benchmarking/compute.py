@@ -46,6 +46,7 @@ from qicollab.benchmarking.payloads import (
     StatusPair,
     SummaryPayload,
 )
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
 from qicollab.measures.spec import OutcomeFamily
 from qicollab.stats import peer
@@ -158,7 +159,7 @@ def measure_job(
             engine.dispose()
     seconds["load"] = time.perf_counter() - started
     output = compute_measure(measure, inputs, data, seconds=seconds)
-    if inputs.settings.get("charts", True):
+    if inputs.settings.charts:
         from qicollab.benchmarking.charts import measure_charts  # noqa: PLC0415
 
         started = time.perf_counter()
@@ -228,6 +229,11 @@ def _measure_fields(measure: MeasureInfo) -> dict[str, Any]:
     }
 
 
+def _unshrunk(values: np.ndarray) -> methods.Shrinkage:
+    """The run's ``shrinkage = "none"``: members' own values, ranked as they are."""
+    return methods.Shrinkage("none (members' own values)", np.asarray(values, dtype=float), {})
+
+
 # --- patient-level measures -------------------------------------------------------------------
 
 
@@ -273,15 +279,15 @@ def _patient_units(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(e > 0, o / e, np.nan)
     ratio_ci: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for level in settings.get("levels", methods.LEVELS):
+    for level in settings.levels:
         key = methods.level_key(level)
         if counts:
             ratio_ci[key] = methods.oe_interval(o, e, level)
         else:
             ratio_ci[key] = methods.normal_ratio_interval(o, e, v, level)
-    method = settings.get("funnel_ratio", "shmi")
-    trim = float(settings.get("trim", 0.1))
-    levels = settings.get("levels", methods.LEVELS)
+    method = settings.funnel_ratio
+    trim = settings.trim
+    levels = settings.levels
 
     def funnel_for(mask: np.ndarray) -> Funnel:
         return methods.funnel_ratio(
@@ -293,7 +299,9 @@ def _patient_units(
             levels=levels,
         )
 
-    if counts:
+    if settings.shrinkage == "none":
+        shrink = _unshrunk(ratio)
+    elif counts:
         shrink = methods.eb_gamma_poisson(o, e)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -355,7 +363,7 @@ def _patient_period_rows(  # noqa: PLR0917 - private helper with aligned arrays
     variance: np.ndarray,
     overall: float,
     counts: bool,
-    settings: dict[str, Any],
+    settings: RunSettings,
     inputs: RunInputs,
 ) -> list[dict[str, Any]]:
     frame = pd.DataFrame({"m": member, "p": period, "y": y, "e": expected, "v": variance})
@@ -368,7 +376,7 @@ def _patient_period_rows(  # noqa: PLR0917 - private helper with aligned arrays
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(e > 0, o / e, np.nan)
     cis = {}
-    for level in settings.get("levels", methods.LEVELS):
+    for level in settings.levels:
         key = methods.level_key(level)
         cis[key] = (
             methods.oe_interval(o, e, level)
@@ -417,8 +425,8 @@ def _aggregate_units(
     if kind in {"mean", "time-between-events"}:
         return _mean_units(measure, inputs, data)
     settings = inputs.settings
-    levels = settings.get("levels", methods.LEVELS)
-    trim = float(settings.get("trim", 0.1))
+    levels = settings.levels
+    trim = settings.trim
     usable = data[data["denominator"].notna() & data["numerator"].notna()]
     sums = usable.groupby("member_id", sort=True)[["numerator", "denominator"]].sum()
     member_ids = sums.index.to_numpy()
@@ -433,14 +441,14 @@ def _aggregate_units(
     if kind == "proportion":
         ci = {methods.level_key(level): methods.wilson(x, n, level) for level in levels}
 
-        proportion_method = settings.get("funnel_proportion", "spiegelhalter")
+        proportion_method = settings.funnel_proportion
 
         def funnel_for(mask: np.ndarray) -> Funnel:
             return methods.funnel_proportion(
                 x[mask], n[mask], method=proportion_method, trim=trim, levels=levels
             )
 
-        shrink = methods.eb_beta_binomial(x, n)
+        shrink = _unshrunk(rate) if settings.shrinkage == "none" else methods.eb_beta_binomial(x, n)
         expected = None
         rank_by = None  # AFP, as published
         interval = "Wilson"
@@ -450,15 +458,18 @@ def _aggregate_units(
             methods.level_key(level): methods.poisson_rate_interval(x, n, level) for level in levels
         }
         expected = n * overall
-        method = settings.get("funnel_ratio", "shmi")
+        method = settings.funnel_ratio
 
         def funnel_for(mask: np.ndarray) -> Funnel:
             return methods.funnel_ratio(
                 x[mask], n[mask] * overall, method=method, trim=trim, levels=levels
             )
 
-        gamma = methods.eb_gamma_poisson(x, expected)
-        shrink = methods.Shrinkage(gamma.method, gamma.estimate * overall, gamma.params)
+        if settings.shrinkage == "none":
+            shrink = _unshrunk(rate)
+        else:
+            gamma = methods.eb_gamma_poisson(x, expected)
+            shrink = methods.Shrinkage(gamma.method, gamma.estimate * overall, gamma.params)
         rank_by = shrink.estimate
         interval = "exact Poisson"
         funnel_scale = overall
@@ -529,8 +540,8 @@ def _mean_units(
     measure: MeasureInfo, inputs: RunInputs, data: pd.DataFrame
 ) -> tuple[Units, list[dict[str, Any]]]:
     settings = inputs.settings
-    levels = settings.get("levels", methods.LEVELS)
-    trim = float(settings.get("trim", 0.1))
+    levels = settings.levels
+    trim = settings.trim
     usable = data[data["value"].notna()].copy()
     if usable.empty:
         msg = "no member submitted a value"
@@ -551,7 +562,9 @@ def _mean_units(
     ci = {
         methods.level_key(level): methods.mean_interval(mean, se, k - 1, level) for level in levels
     }
-    shrink = methods.eb_normal(mean, se, overall)
+    shrink = (
+        _unshrunk(mean) if settings.shrinkage == "none" else methods.eb_normal(mean, se, overall)
+    )
 
     def funnel_for(mask: np.ndarray) -> Funnel:
         target = float(np.sum(mean[mask] * weight[mask]) / np.sum(weight[mask]))
@@ -729,13 +742,13 @@ def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: Measu
     settings = inputs.settings
     better_high = measure.higher_is_better
     count = len(units.member_ids)
-    minimum = int(settings.get("min_contributors", 5))
+    minimum = settings.min_contributors
     everyone = np.ones(count, dtype=bool)
     withheld = withheld_reason(count, minimum)
     funnel = units.funnel_for(everyone) if withheld is None else None
     by_limit, warning, alarm = _statuses(funnel, count, higher_is_better=better_high)
     ranks, deciles = _ranks(units.shrunk, higher_is_better=better_high)
-    fraction = float(settings.get("abc_fraction", 0.1))
+    fraction = settings.abc_fraction
     benchmark = methods.abc(
         units.abc_numerator,
         units.abc_denominator,

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.measures.spec import RiskModelSpec
 
 
@@ -79,7 +80,7 @@ class PeerGroupInfo:
 class RunInputs:
     """Everything about the collaborative that every measure's computation shares."""
 
-    settings: dict[str, Any]
+    settings: RunSettings
     member_ids: tuple[int, ...]
     member_codes: dict[int, str]
     peer_groups: tuple[PeerGroupInfo, ...]

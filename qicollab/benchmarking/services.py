@@ -51,6 +51,7 @@ from qicollab.benchmarking.models import (
     StoredChart,
     run_submissions,
 )
+from qicollab.benchmarking.settings import RunSettings, SettingsError
 from qicollab.cycles.models import (
     Annotation,
     CycleStatus,
@@ -72,31 +73,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_KIND = "benchmark-run"
-
-#: Method settings of a run, before the collaborative's ``default_methods`` and explicit
-#: overrides. Every key is part of the snapshot hash; bump ``methods_version`` whenever a
-#: method changes its numbers.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "methods_version": 1,
-    # Funnels: standardised ratios by the SHMI log method with 10% truncation; proportions on
-    # the arcsine scale with 10% winsorisation (METHODS.md part A, section 6.2).
-    "funnel_ratio": "shmi",
-    "funnel_proportion": "spiegelhalter",
-    "trim": 0.1,
-    # 95% is the warning limit, 99.8% the alarm limit.
-    "levels": [0.95, 0.998],
-    "shrinkage": "empirical-bayes",
-    # ABC: the best providers covering at least this share of the denominator.
-    "abc_fraction": 0.1,
-    # Control charts: "qic" (qicharts2) or "mdc" (Making Data Count).
-    "spc_mode": "qic",
-    "charts": True,
-    # RA-CUSUM: odds ratio to detect (doubling), in-control average run length, and the
-    # simulated paths that choose the limit (200: ARL within ~7%, under a second a measure).
-    "cusum_odds_ratio": 2.0,
-    "cusum_arl": 10_000,
-    "cusum_paths": 200,
-}
 
 #: Cycle statuses a run may use: data frozen.
 RUNNABLE = frozenset({CycleStatus.LOCKED, CycleStatus.PUBLISHED})
@@ -130,12 +106,18 @@ class RunPlan:
 
 def run_settings(
     collaborative: Collaborative, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Defaults, then the collaborative's method defaults, then explicit overrides."""
-    merged = dict(DEFAULT_SETTINGS)
-    merged.update(collaborative.default_methods or {})
-    merged.update(overrides or {})
-    return merged
+) -> RunSettings:
+    """Defaults, then the collaborative's method defaults and its minimum number of
+    contributors, then explicit overrides; an unknown or ill-typed setting is a RunError."""
+    try:
+        return (
+            RunSettings()
+            .merged(collaborative.default_methods)
+            .merged({"min_contributors": collaborative.min_contributors})
+            .merged(overrides)
+        )
+    except SettingsError as error:
+        raise RunError(str(error)) from error
 
 
 def _read_session(session_factory: sessionmaker[Session]) -> Session:
@@ -239,7 +221,7 @@ class BenchmarkRunService:
             collaborative_id=collaborative.id,
             cycle_id=cycle.id if cycle else None,
             status=RunStatus.QUEUED,
-            settings=method_settings,
+            settings=method_settings.to_json(),
             job_id=job.id,
             created_by_id=created_by_id,
             created_at=self.clock(),
@@ -403,7 +385,7 @@ class BenchmarkRunService:
         )
         limited = collaborative.deid_profile is DeidProfile.LIMITED_DATA_SET
         inputs = RunInputs(
-            settings=dict(run.settings),
+            settings=RunSettings.from_json(run.settings),
             member_ids=tuple(row.id for row in members),
             member_codes={row.id: row.code for row in members},
             peer_groups=tuple(groups),

@@ -60,12 +60,17 @@ class Collaborative(CreatedAtMixin, Base):
     )
     #: Counts from 1 to ``min_cell_size - 1`` are suppressed in anything shown about peers.
     min_cell_size: Mapped[int] = mapped_column(default=11)
+    #: Figures about peers need at least this many contributing members (else withheld).
+    min_contributors: Mapped[int] = mapped_column(default=5, server_default="5")
     #: Method defaults for benchmark runs (funnel method, shrinkage, SPC mode, ...).
     default_methods: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     members: Mapped[list[Member]] = relationship(back_populates="collaborative")
 
-    __table_args__ = (sa.CheckConstraint("min_cell_size >= 1", name="min_cell_size_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("min_cell_size >= 1", name="min_cell_size_positive"),
+        sa.CheckConstraint("min_contributors >= 1", name="min_contributors_positive"),
+    )
 
 
 class Member(CreatedAtMixin, Base):

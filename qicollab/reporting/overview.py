@@ -106,6 +106,8 @@ class MeasureOverview:
     change: Chart | None = None
     worse_labels: list[str] = field(default_factory=list)
     better_labels: list[str] = field(default_factory=list)
+    #: Why figures about peers are not given (fewer contributors than the minimum), or None.
+    withheld: str | None = None
 
 
 @dataclass
@@ -228,7 +230,8 @@ def build_overview(
     for measure in run.measures:
         summary = run.summary(measure.id)
         results = run.results_for(measure.id)
-        ranked = improvers(run, measure, audience, years)
+        withheld = summary.withheld if summary is not None else None
+        ranked = [] if withheld else improvers(run, measure, audience, years)
         statuses = [formatting.status(r.outlier_status).key for r in results]
         abc = summary.abc if summary else None
         overview = MeasureOverview(
@@ -245,6 +248,7 @@ def build_overview(
             worsened=sum(1 for i in ranked if i.change < 0),
             improvers=ranked[:TOP_IMPROVERS],
             years=pooled.get(measure.id, []),
+            withheld=withheld,
         )
         if audience.identified:
             for result in results:

@@ -40,6 +40,7 @@ from qicollab.benchmarking.payloads import (
     SummaryPayload,
     VladPayload,
 )
+from qicollab.benchmarking.settings import RunSettings, SettingsError
 from qicollab.cycles.models import Annotation, CycleStatus, LearningCycle, ReportingPeriod
 from qicollab.measures.models import Measure
 from qicollab.members.models import Collaborative, Member, PeerGroup, peer_group_members
@@ -245,7 +246,7 @@ class RunInfo:
     lock_date: dt.datetime | None
     finished_at: dt.datetime | None
     snapshot_hash: str | None
-    settings: dict[str, Any]
+    settings: RunSettings
     #: Its cycle's results are released to members (coordinators see a run before that).
     published: bool = False
 
@@ -458,6 +459,15 @@ def find_run(
     return run
 
 
+def _settings(run: BenchmarkRun) -> RunSettings:
+    """The run's stored settings; settings this release cannot read make the run stale."""
+    try:
+        return RunSettings.from_json(run.settings)
+    except SettingsError as error:
+        msg = f"run {run.id}: {error}: recompute this run"
+        raise StalePayloadError(msg) from error
+
+
 def run_is_published(session: Session, run: BenchmarkRun) -> bool:
     """Its cycle's results are released to members."""
     cycle = session.get(LearningCycle, run.cycle_id) if run.cycle_id is not None else None
@@ -481,7 +491,7 @@ def _run_info(session: Session, run: BenchmarkRun) -> RunInfo:
         lock_date=(cycle.lock_date or cycle.locked_at) if cycle else None,
         finished_at=run.finished_at,
         snapshot_hash=run.snapshot_hash,
-        settings=dict(run.settings or {}),
+        settings=_settings(run),
         published=run_is_published(session, run),
     )
 

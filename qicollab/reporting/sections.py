@@ -707,8 +707,14 @@ def model_summaries(run: RunData) -> list[ModelSummary]:
 def methods_text(run: RunData) -> dict[str, str]:
     """The interval, outlier, benchmark and suppression rules of the run, in words."""
     settings = run.run.settings
-    levels = settings.get("levels") or [0.95, 0.998]
-    level_text = " and ".join(f"{float(level) * 100:g}%" for level in levels)
+    level_text = " and ".join(f"{level * 100:g}%" for level in settings.levels)
+    odds = settings.cusum_odds_ratio
+    shrinkage = (
+        "Deciles rank members from 1 (best) to 10 on their empirical-Bayes (shrunk) values, so "
+        "a small member does not reach the top or bottom by chance."
+        if settings.shrinkage == "empirical-bayes"
+        else "Deciles rank members from 1 (best) to 10 on their own values (no shrinkage)."
+    )
     return {
         "intervals": (
             f"Intervals are given at {level_text}. Counts use exact Poisson intervals below 10 "
@@ -718,35 +724,38 @@ def methods_text(run: RunData) -> dict[str, str]:
         ),
         "outliers": (
             f"Funnel limits at {level_text} around the collaborative value, adjusted for "
-            f"overdispersion ({settings.get('funnel_ratio', 'shmi')} method for ratios, "
-            f"{settings.get('funnel_proportion', 'spiegelhalter')} for proportions, "
-            f"{float(settings.get('trim', 0.1)) * 100:g}% trimmed). A member outside the "
+            f"overdispersion ({settings.funnel_ratio} method for ratios, "
+            f"{settings.funnel_proportion} for proportions, "
+            f"{settings.trim * 100:g}% trimmed). A member outside the "
             "99.8% limit is 'worse than expected' (needs improvement) or 'better than "
             "expected' (exemplary), honouring the measure's direction; inside it, 'as expected'."
         ),
         "benchmark": (
             "The Achievable Benchmark of Care (ABC) is the pared mean of the best-performing "
             "members that together cover at least "
-            f"{float(settings.get('abc_fraction', 0.1)) * 100:g}% of all cases, ranked by the "
-            "adjusted performance fraction. Deciles rank members from 1 (best) to 10."
+            f"{settings.abc_fraction * 100:g}% of all cases, ranked by the "
+            f"adjusted performance fraction. {shrinkage}"
         ),
         "charts": (
-            f"Control charts use the '{settings.get('spc_mode', 'qic')}' rules: limits at three "
+            f"Control charts use the '{settings.spc_mode}' rules: limits at three "
             "sigma, runs analysis, special-cause signals marked by rule; variation and "
             "assurance icons follow NHS Making Data Count. Where a member's cases can be put in "
             "order (a limited data set under a data use agreement), a risk-adjusted CUSUM "
             "(Steiner 2000) tests for odds of the outcome "
-            f"{float(settings.get('cusum_odds_ratio', 2.0)):g} times higher and "
-            f"{float(settings.get('cusum_odds_ratio', 2.0)):g} times lower than the risk model "
+            f"{odds:g} times higher and {odds:g} times lower than the risk model "
             "predicts, with limits simulated for an in-control average run length of "
-            f"{float(settings.get('cusum_arl', 10_000)):,.0f} cases, restarting after each "
+            f"{settings.cusum_arl:,.0f} cases, restarting after each "
             "signal; the VLAD beside it adds up expected minus observed events."
         ),
         "suppression": (
             f"Counts from 1 to {run.run.min_cell_size - 1} about other members are suppressed, "
             "together with every rate, ratio or interval from which such a count could be "
             "worked out; such members are left out of the charts and their number is given "
-            "instead. Other members appear only under their blinded codes."
+            "instead. Other members appear only under their blinded codes. Figures about peers "
+            "(the collaborative's distribution, quartiles, benchmark and who reaches it, "
+            "funnels, deciles and outlier statuses) are shown only when at least "
+            f"{settings.min_contributors} members contributed to the measure; otherwise the "
+            "reason is given instead."
         ),
     }
 

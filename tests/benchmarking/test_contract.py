@@ -19,7 +19,8 @@ from qicollab.benchmarking.payloads import (
     StalePayloadError,
     SummaryPayload,
 )
-from qicollab.benchmarking.services import BenchmarkRunService
+from qicollab.benchmarking.services import BenchmarkRunService, RunError
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import get_session_factory
 from qicollab.demo.loader import HISTORY_CYCLE
 from qicollab.reporting import formatting
@@ -158,3 +159,42 @@ def test_one_contributor_shows_no_peer_figures(service, factory):
         assert shown.median == formatting.MISSING
         assert shown.quartiles == formatting.MISSING
         assert shown.withheld == summary.withheld
+
+
+def test_run_settings_have_their_defaults_in_one_place_and_refuse_unknown_keys(service):
+    settings = RunSettings()
+    assert settings.levels == (0.95, 0.998)
+    assert RunSettings.from_json(settings.to_json()) == settings
+    with pytest.raises(RunError, match="funnel_ratoi"):
+        service.create(cycle_code=HISTORY_CYCLE, settings={"funnel_ratoi": "shmi"})
+    with pytest.raises(RunError, match="shrinkage"):
+        service.create(cycle_code=HISTORY_CYCLE, settings={"shrinkage": "sometimes"})
+
+
+def test_the_shrinkage_setting_is_used(service, factory):
+    """With shrinkage "none" the stored shrunk value is the member's own, and deciles follow
+    the raw values; by default small members are pulled towards the collaborative."""
+    shrunk = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    raw = service.execute(
+        service.create(cycle_code=HISTORY_CYCLE, settings={"shrinkage": "none"}).id
+    )
+    with factory() as session:
+        rows = {
+            run.id: session.scalars(
+                sa.select(MemberResult).where(
+                    MemberResult.run_id == run.id,
+                    MemberResult.period_id.is_(None),
+                    MemberResult.value.is_not(None),
+                )
+            ).all()
+            for run in (shrunk, raw)
+        }
+        summary = SummaryPayload.from_json(
+            session.scalars(
+                sa.select(MeasureSummary.payload).where(MeasureSummary.run_id == raw.id).limit(1)
+            ).one()
+        )
+    assert summary.shrinkage is not None
+    assert summary.shrinkage.method.startswith("none")
+    assert all(row.shrunk_value == pytest.approx(row.value) for row in rows[raw.id])
+    assert any(row.shrunk_value != pytest.approx(row.value) for row in rows[shrunk.id])

@@ -25,11 +25,11 @@ from qicollab.benchmarking.payloads import (
 )
 from qicollab.benchmarking.results import member_results, run_overview, stored_chart
 from qicollab.benchmarking.services import (
-    DEFAULT_SETTINGS,
     BenchmarkRunService,
     RunError,
     RunFailedError,
 )
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.benchmarking.snapshot import snapshot_hash
 from qicollab.db import READ_ONLY_OPTION, get_session_factory
 from qicollab.demo.loader import HISTORY_CYCLE, OPEN_CYCLE
@@ -115,7 +115,8 @@ def test_create_queues_a_run_with_its_job_and_merged_settings(service, factory):
     assert run.status is RunStatus.QUEUED
     assert run.settings["trim"] == 0.05
     assert run.settings["spc_mode"] == "mdc"  # the demo collaborative's default
-    assert run.settings["funnel_ratio"] == DEFAULT_SETTINGS["funnel_ratio"]
+    assert run.settings["funnel_ratio"] == RunSettings().funnel_ratio
+    assert run.settings["min_contributors"] == 5  # the collaborative's column
     job = service.jobs.get(run.job_id)
     assert job.status is JobStatus.QUEUED
     assert job.params == {"cycle": HISTORY_CYCLE, "run_id": run.id}
