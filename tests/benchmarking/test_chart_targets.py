@@ -12,6 +12,7 @@ import pytest
 from qicollab.benchmarking.charts import measure_charts
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, PeriodInfo, RunInputs
 from qicollab.benchmarking.payloads import ControlChartPayload
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.reporting.charts.control import render_stored
 from qicollab.reporting.charts.icons import assurance_icon
 from qicollab.reporting.results import MeasureView
@@ -42,7 +43,7 @@ def _inputs() -> RunInputs:
         end = (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).date()
         periods[index + 1] = PeriodInfo(index + 1, start.strftime("%Y-%m"), "month", start, end)
     return RunInputs(
-        settings={"spc_mode": "mdc"},
+        settings=RunSettings(spc_mode="mdc"),
         member_ids=(7,),
         member_codes={7: "H07"},
         peer_groups=(),

@@ -361,8 +361,14 @@ def test_runs_execute_from_the_queue(small_demo, small_engine, factory):
     queue.enqueue(run.job_id)
     assert service.get(run.id).status is RunStatus.SUCCEEDED
     assert service.jobs.get(run.job_id).status is JobStatus.SUCCEEDED
-    # A run that fails on the queue marks its job failed.
-    broken = service.create(cycle_code=HISTORY_CYCLE, settings={"levels": "not a list"})
+    # Settings that cannot be read are refused when the run is created ...
+    with pytest.raises(RunError, match="levels"):
+        service.create(cycle_code=HISTORY_CYCLE, settings={"levels": "not a list"})
+    # ... and a run that fails on the queue (here: its stored settings spoilt) marks its job
+    # failed.
+    broken = service.create(cycle_code=HISTORY_CYCLE)
+    with factory() as session, session.begin():
+        session.get(BenchmarkRun, broken.id).settings = {"levels": "not a list"}
     queue.enqueue(broken.job_id)
     assert service.get(broken.id).status is RunStatus.FAILED
     assert service.jobs.get(broken.job_id).status is JobStatus.FAILED

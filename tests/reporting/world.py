@@ -44,6 +44,7 @@ from qicollab.benchmarking.payloads import (
     SummaryPayload,
 )
 from qicollab.benchmarking.services import measure_info
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.cycles.models import (
     Annotation,
     AnnotationKind,
@@ -106,7 +107,9 @@ def _risks(rng: np.random.Generator, base: float, size: int) -> np.ndarray:
 def _pooled_cusum_limits(measure: Measure, base: float) -> tuple[CusumLimit, CusumLimit]:
     """RA-CUSUM limits as a run finds them (fewer simulated paths: this is a fixture)."""
     rng = np.random.default_rng(7)
-    return cusum_limits(measure_info(measure), _risks(rng, base, 2_000), {"cusum_paths": 60})
+    return cusum_limits(
+        measure_info(measure), _risks(rng, base, 2_000), RunSettings(cusum_paths=60)
+    )
 
 
 def _case_order_charts(
@@ -377,7 +380,7 @@ def build_world(
         collaborative_id=cid,
         cycle_id=cycle.id,
         status=RunStatus.SUCCEEDED,
-        settings={"levels": [0.95, 0.998], "funnel_ratio": "shmi", "spc_mode": "mdc"},
+        settings=RunSettings(spc_mode="mdc").to_json(),
         snapshot_hash=_hash("snapshot", seed),
         started_at=dt.datetime(2026, 2, 2, 8, 0, tzinfo=dt.UTC),
         finished_at=dt.datetime(2026, 2, 2, 8, 5, tzinfo=dt.UTC),
