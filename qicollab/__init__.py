@@ -33,6 +33,9 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include(".security")
     # Requests refused before any parse (bad encodings, huge or deep bodies, overflowing ids).
     config.include(".guards")
+    # request.find_service(...): each domain's includeme registers its service factories, so
+    # views ask the request for a service instead of building one (pypi/warehouse, hypothesis/h).
+    config.include("pyramid_services")
     # Home, health and error pages.
     config.include(".views")
     # Domains, in dependency order.

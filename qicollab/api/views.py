@@ -36,11 +36,11 @@ from qicollab.api import fhir
 from qicollab.api.idempotency import HEADER, REPLAYED_HEADER, Outcome, run_once
 from qicollab.audit.services import record
 from qicollab.cycles.models import Granularity, ReportingPeriod
-from qicollab.cycles.views import clock_of
 from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
 from qicollab.resources import MemberResource
+from qicollab.schedule.clock import clock_of
 from qicollab.schedule.windows import WindowCalendar, WindowState
 from qicollab.submissions.errors import (
     JustificationRequiredError,
@@ -215,11 +215,7 @@ def measure_by_code(request: Request, member: Member, code: str) -> Measure:
 
 def submission_service(request: Request) -> SubmissionService:
     """The shared pipeline, on the request's clock and upload limits."""
-    return SubmissionService(
-        request.db,
-        limits=Limits.from_settings(request.registry.settings),
-        clock=clock_of(request),
-    )
+    return request.find_service(SubmissionService)
 
 
 def _query(request: Request) -> Mapping[str, Any]:

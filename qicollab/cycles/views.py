@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -30,13 +29,13 @@ from qicollab.cycles.models import CycleStatus, Granularity, LearningCycle, Repo
 from qicollab.cycles.planning import CycleDraft
 from qicollab.cycles.reasons import CycleError
 from qicollab.cycles.services import CycleService
-from qicollab.db import utcnow
 from qicollab.jobs.queue import registry_queue
 from qicollab.jobs.workers import worker_health
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.notifications.services import request_notifier
 from qicollab.permissions import Permission
+from qicollab.schedule.clock import clock_of
 from qicollab.submissions.models import (
     AggregateValue,
     PatientRecord,
@@ -49,14 +48,7 @@ if TYPE_CHECKING:
 
     from qicollab.resources import MemberResource
 
-#: Tests and demos may pin "now" by registering a clock under this key.
-CLOCK_KEY = "qicollab.clock"
 DATETIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-
-
-def clock_of(request: Request) -> Callable[[], dt.datetime]:
-    """The request's clock: the registered one, else the real UTC time."""
-    return request.registry.get(CLOCK_KEY) or utcnow
 
 
 def service_for(request: Request) -> CycleService:

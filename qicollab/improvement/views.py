@@ -18,7 +18,6 @@ from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config
 
 from qicollab.benchmarking.models import BenchmarkRun, RunStatus
-from qicollab.cycles.views import clock_of
 from qicollab.improvement.drawing import distribution_svg, driver_diagram_svg, progress_trend_svg
 from qicollab.improvement.models import ActDecision, Scorer
 from qicollab.improvement.package import ChangePackageService, parse_evidence
@@ -33,6 +32,7 @@ from qicollab.permissions import Permission
 from qicollab.reporting.results import ResultsNotFoundError, find_run, load_run
 from qicollab.resources import MemberResource
 from qicollab.schedule.calendar import LearningCycle
+from qicollab.schedule.clock import clock_of
 
 if TYPE_CHECKING:
     from pyramid.request import Request

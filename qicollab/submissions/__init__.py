@@ -14,8 +14,7 @@ def includeme(config: Configurator) -> None:
     """The submission service, the member's submission routes, and their views."""
     from qicollab.submissions.services import SubmissionService, factory  # noqa: PLC0415
 
-    if hasattr(config, "register_service_factory"):  # pyramid_services, when included
-        config.register_service_factory(factory, iface=SubmissionService)
+    config.register_service_factory(factory, iface=SubmissionService)
     routes = (
         ("submissions.portal", "/members/{member_id}/submit"),
         ("submissions.history", "/members/{member_id}/submissions"),

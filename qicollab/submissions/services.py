@@ -39,6 +39,7 @@ from qicollab.db import utcnow
 from qicollab.exports import csv_bytes, escape_formula
 from qicollab.measures.models import DataLevel, Measure, MeasureType
 from qicollab.members.models import Collaborative, DeidProfile, Member
+from qicollab.schedule.clock import clock_of
 from qicollab.schedule.periods import Granularity, ReportingPeriod
 from qicollab.schedule.windows import SubmissionWindow, WindowCalendar, WindowState
 from qicollab.submissions import identifiers, phi
@@ -1155,8 +1156,12 @@ def _xlsx_bytes(header: Sequence[str], rows: Sequence[Sequence[object]]) -> byte
 
 
 def factory(_context: object, request: Request) -> SubmissionService:
-    """The service for a request (h-style service factory)."""
-    return SubmissionService(request.db, limits=Limits.from_settings(request.registry.settings))
+    """The service for a request, on the request's clock and upload limits (pyramid_services)."""
+    return SubmissionService(
+        request.db,
+        limits=Limits.from_settings(request.registry.settings),
+        clock=clock_of(request),
+    )
 
 
 __all__ = [

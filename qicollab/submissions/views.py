@@ -38,7 +38,6 @@ from qicollab.submissions.errors import (
     WindowClosedError,
 )
 from qicollab.submissions.models import SubmissionBatch, SubmissionSource
-from qicollab.submissions.parsing import Limits
 from qicollab.submissions.services import PlanAction, SubmissionService
 from qicollab.submissions.uploads import UploadStore
 
@@ -52,8 +51,8 @@ if TYPE_CHECKING:
 
 
 def service_for(request: Request) -> SubmissionService:
-    """The submission service of this request."""
-    return SubmissionService(request.db, limits=Limits.from_settings(request.registry.settings))
+    """The submission service of this request (registered by the domain's includeme)."""
+    return request.find_service(SubmissionService)
 
 
 def upload_store(request: Request) -> UploadStore:
