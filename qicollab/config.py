@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "qicollab.login_address_max_failures": "30",
     "qicollab.login_account_max_failures": "50",
     "qicollab.login_window_minutes": "15",
+    "qicollab.login_first_delay_seconds": "1",
     "qicollab.login_max_delay_minutes": "15",
     "pyramid.default_locale_name": "en",
     "retry.attempts": "3",

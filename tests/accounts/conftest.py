@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from pyramid_mailer.interfaces import IMailer
 from pyramid_mailer.mailer import DummyMailer
 
 from qicollab.accounts.models import Role, User
+from qicollab.db import utcnow
 from qicollab.members.models import Collaborative, Member
 from tests.factories import (
     CollaborativeFactory,
@@ -82,3 +84,29 @@ def mailer(app: Any) -> DummyMailer:
     dummy = DummyMailer()
     app.registry.registerUtility(dummy, IMailer)
     return dummy
+
+
+class SteppingClock:
+    """A clock that moves only when read (by ``step``) or told to (:meth:`advance`).
+
+    Each reading is a little later than the one before, so events keep their order, yet how
+    long a request really takes never changes what the throttle decides.
+    """
+
+    def __init__(self, step: dt.timedelta = dt.timedelta(milliseconds=1)) -> None:
+        self.now = utcnow()
+        self.step = step
+
+    def __call__(self) -> dt.datetime:
+        self.now += self.step
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> SteppingClock:
+    """The time the sign-in throttle reads (see :class:`SteppingClock`)."""
+    return SteppingClock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
 from qicollab import main
@@ -19,16 +20,10 @@ from tests.helpers import fetch_all, login
 WRONG = "wrong password, long enough"
 
 
-def _age_attempts(engine, seconds: float) -> None:
-    """Move every recorded attempt ``seconds`` into the past (time passing)."""
-    with engine.begin() as connection:
-        rows = connection.execute(sa.select(LoginAttempt.id, LoginAttempt.attempted_at)).all()
-        for row_id, attempted_at in rows:
-            connection.execute(
-                sa.update(LoginAttempt)
-                .where(LoginAttempt.id == row_id)
-                .values(attempted_at=attempted_at - dt.timedelta(seconds=seconds))
-            )
+@pytest.fixture
+def app(settings, engine, clock):
+    """The app with its throttle reading :class:`SteppingClock` instead of the wall clock."""
+    return main({}, **settings, **{"db.engine": engine, "qicollab.login_clock": clock})
 
 
 def test_guessing_at_an_account_slows_the_guesser_not_the_owner(app, people, db_session):
@@ -48,7 +43,7 @@ def test_guessing_at_an_account_slows_the_guesser_not_the_owner(app, people, db_
     assert sum(not attempt.succeeded for attempt in attempts) == 10
 
 
-def test_the_wait_doubles_with_every_further_failure(app, people, engine):
+def test_the_wait_doubles_with_every_further_failure(app, people, clock):
     guesser = client(app, REMOTE_ADDR="10.3.0.1")
     for _ in range(10):
         login(guesser, "officer@example.test", WRONG, status=401)
@@ -56,7 +51,7 @@ def test_the_wait_doubles_with_every_further_failure(app, people, engine):
     for _ in range(5):
         response = login(guesser, "officer@example.test", WRONG, status=429)
         waits.append(int(response.headers["Retry-After"]))
-        _age_attempts(engine, waits[-1])
+        clock.advance(waits[-1])
         login(guesser, "officer@example.test", WRONG, status=401)
     assert waits == [1, 2, 4, 8, 16]
 
@@ -71,7 +66,7 @@ def test_one_address_guessing_across_accounts_is_slowed_for_every_account(app, p
     login(client(app, REMOTE_ADDR="10.9.9.10"), "viewer@example.test", TEST_PASSWORD)
 
 
-def test_guessing_spread_over_many_addresses_leaves_each_one_free_failure(app, people):
+def test_guessing_spread_over_many_addresses_leaves_each_one_free_failure(app, people, clock):
     for attempt in range(50):
         login(
             client(app, REMOTE_ADDR=f"10.4.{attempt // 200}.{attempt % 200}"),
@@ -80,7 +75,9 @@ def test_guessing_spread_over_many_addresses_leaves_each_one_free_failure(app, p
             status=401,
         )
     # Under attack, an address that failed on this account waits after every further failure
-    # (without the attack it would have ten free ones).
+    # (without the attack it would have ten free ones). 10.4.0.7 used its free failure above;
+    # a second later its one-second wait is over, and each failure from now on is charged.
+    clock.advance(1)
     once = client(app, REMOTE_ADDR="10.4.0.7")
     login(once, "officer@example.test", WRONG, status=401)
     assert int(login(once, "officer@example.test", WRONG, status=429).headers["Retry-After"]) == 2
@@ -88,12 +85,19 @@ def test_guessing_spread_over_many_addresses_leaves_each_one_free_failure(app, p
     login(client(app, REMOTE_ADDR="10.5.0.1"), "officer@example.test", TEST_PASSWORD)
 
 
-def test_failures_older_than_the_window_no_longer_count(app, people, engine):
+def test_failures_older_than_the_window_no_longer_count(app, people, clock):
     browser = client(app, REMOTE_ADDR="10.3.0.1")
     for _ in range(10):
         login(browser, "officer@example.test", WRONG, status=401)
     login(browser, "officer@example.test", TEST_PASSWORD, status=429)
-    _age_attempts(engine, 15 * 60)
+    # Just inside the 15-minute window the ten still count: one more failure means a wait.
+    clock.advance(15 * 60 - 1)
+    login(browser, "officer@example.test", WRONG, status=401)
+    refused = login(browser, "officer@example.test", WRONG, status=429)
+    assert int(refused.headers["Retry-After"]) == 2
+    # Once they are all older than the window, one fresh failure alone costs nothing.
+    clock.advance(15 * 60 + 1)
+    login(browser, "officer@example.test", WRONG, status=401)
     login(browser, "officer@example.test", TEST_PASSWORD)
 
 
@@ -119,12 +123,13 @@ def test_the_longest_wait_is_capped():
     assert throttle.wait(500, 3, now - dt.timedelta(minutes=16), now) == 0
 
 
-def test_the_limits_come_from_the_settings(settings, engine, people, db_session):
+def test_the_limits_come_from_the_settings(settings, engine, people, db_session, clock):
     app = main(
         {},
         **settings,
         **{
             "db.engine": engine,
+            "qicollab.login_clock": clock,
             "qicollab.login_max_failures": "3",
             "qicollab.login_window_minutes": "1",
         },

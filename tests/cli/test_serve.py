@@ -125,6 +125,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int
         .replace("mail.mailer = smtp", "mail.mailer = console")
         .replace("qicollab.secure_cookies = true", "qicollab.secure_cookies = false")
         .replace("trusted_proxy = 127.0.0.1", f"trusted_proxy = {proxy}")
+        # A wait long enough that a slow machine cannot outlast it between two requests.
+        .replace("[app:main]\n", "[app:main]\nqicollab.login_first_delay_seconds = 300\n", 1)
     )
     env = {
         **os.environ,
