@@ -236,7 +236,11 @@ def risk_command(  # noqa: PLR0917 - click passes options as arguments
 
     Numeric covariates whose values are all 0/1 enter as binary indicators. O/E intervals use
     PHE's rule (exact Poisson below 10 events, Byar otherwise); the risk-adjusted rate is O/E x
-    the collaborative's crude rate.
+    the collaborative's crude rate. ``shrunk_oe`` pulls each unit's O/E towards 1 by its
+    reliability, with a model that fits the outcome: binary outcomes a random-intercept
+    logistic model (CMS-style predicted/expected), counts gamma-Poisson empirical Bayes,
+    continuous outcomes normal-normal empirical Bayes of log O/E; the top-level ``shrinkage``
+    names the method and the between-unit SD.
     """
     from qicollab.stats.risk_models import (  # noqa: PLC0415
         Covariate,
@@ -295,6 +299,7 @@ def risk_command(  # noqa: PLR0917 - click passes options as arguments
         n=grouped["n"].to_numpy(float),
         reference_rate=reference_rate,
     )
+    shrinkage, shrunk = _risk_shrinkage(frame, fit, units.to_numpy(), grouped, outcome)
     diagnostics = fit.diagnostics
     assert diagnostics is not None
     _emit(
@@ -355,11 +360,77 @@ def risk_command(  # noqa: PLR0917 - click passes options as arguments
                     "oe_ci998": [e.lower998, e.upper998],
                     "interval_method": e.interval_method,
                     "risk_adjusted_rate": e.rate,
+                    "shrunk_oe": shrunk[e.unit][0],
+                    "shrunk_oe_ci95": list(shrunk[e.unit][1:]),
                 }
                 for e in estimates.estimates
             ],
+            "shrinkage": shrinkage,
         }
     )
+
+
+def _risk_shrinkage(
+    frame: pd.DataFrame,
+    fit: Any,
+    units: np.ndarray,
+    grouped: pd.DataFrame,
+    outcome: np.ndarray,
+) -> tuple[dict[str, Any], dict[Any, tuple[float, float, float]]]:
+    """Shrunk O/E per unit (with its 95% interval) by the model that fits the family."""
+    from qicollab.stats import glmm, shrinkage  # noqa: PLC0415
+    from qicollab.stats.risk_models import build_design  # noqa: PLC0415
+
+    if fit.family == "binomial":
+        result = glmm.random_intercept_logistic(
+            outcome,
+            units,
+            design=build_design(frame, fit.spec),
+            start=fit.params,
+            terms=fit.terms,
+        )
+        about = {
+            "method": result.method,
+            "applied_to": "O/E as predicted/expected (CMS style)",
+            "between_member_sd": result.sigma,
+            "scale": "logit",
+            "fixed_effects": result.fixed_effects,
+            "coefficients": dict(zip(result.terms, result.coefficients, strict=True)),
+            "log_likelihood": result.log_likelihood,
+            "quadrature_points": result.quadrature_points,
+            "converged": result.converged,
+            "interval_method": result.interval_method,
+        }
+        return about, {u.unit: (u.ratio, u.lower, u.upper) for u in result.units}
+    observed = grouped["o"].to_numpy(float)
+    expected = grouped["e"].to_numpy(float)
+    labels = grouped.index.to_numpy(dtype=object)
+    if fit.family in ("poisson", "negbin"):
+        gamma = shrinkage.gamma_poisson_shrinkage(observed, expected, units=labels)
+        about = {
+            "method": gamma.method,
+            "applied_to": "O/E",
+            "between_member_sd": gamma.prior_sd,
+            "scale": "ratio",
+            "overdispersed": gamma.overdispersed,
+            "note": gamma.note,
+        }
+        return about, {e.unit: (e.shrunk, e.lower, e.upper) for e in gamma.estimates}
+    # Continuous outcomes: log O/E with the model's residual variance.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log(observed / expected)
+        se = np.sqrt(grouped["n"].to_numpy(float) * float(fit.dispersion or 0.0)) / observed
+    normal = shrinkage.normal_normal_shrinkage(log_ratio, se, 0.0, units=labels)
+    about = {
+        "method": "normal-normal empirical Bayes of log O/E",
+        "applied_to": "O/E",
+        "between_member_sd": float(np.sqrt(normal.tau2)),
+        "scale": "log ratio",
+    }
+    return about, {
+        e.unit: (float(np.exp(e.shrunk)), float(np.exp(e.lower)), float(np.exp(e.upper)))
+        for e in normal.estimates
+    }
 
 
 # --- abc --------------------------------------------------------------------------------------
