@@ -28,6 +28,7 @@ BENCHMARKS = {
     "portal_load": "50 simulated members on the portal (issue 5, item 12)",
     "reports": "one report warm, 1,000 reports, the results page (issue 6, item 10)",
     "identifiers": "the de-identification screen on planted and clean corpora (issue 14, item 2)",
+    "shrinkage": "random-intercept logistic shrinkage on 1M records (issue 11, item 5)",
 }
 
 
