@@ -188,7 +188,7 @@ def resolve_member(request: Request, code: str | None, permission: Permission) -
         if user.member_id is not None:
             raise ApiError(403, "forbidden", "this token acts for its own member only")
         raise ApiError(404, "not_found", f"no member {code!r}")
-    context = MemberResource(request, member.id)
+    context = MemberResource(request, member)
     allowed = request.has_permission(permission, context)
     if permission is Permission.MEMBER_SUBMIT and not allowed:
         allowed = request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
@@ -483,7 +483,7 @@ def get_submission(request: Request) -> Response:
     if row is None or row[3].collaborative_id != user.collaborative_id:
         raise ApiError(404, "not_found", f"no version {submission_id}")
     submission, measure_code, period_label, member = row
-    if not request.has_permission(Permission.MEMBER_VIEW, MemberResource(request, member.id)):
+    if not request.has_permission(Permission.MEMBER_VIEW, MemberResource(request, member)):
         raise ApiError(404, "not_found", f"no version {submission_id}")
     values = request.db.scalar(
         sa.select(AggregateValue).where(AggregateValue.submission_id == submission.id)

@@ -634,9 +634,7 @@ def completeness(request: Request) -> dict[str, Any]:
 )
 def member_completeness(context: MemberResource, request: Request) -> dict[str, Any]:
     """One member's measures x periods, with "due in N days" and why a period is closed."""
-    member = request.db.get(Member, context.member_id)
-    if member is None or member.collaborative_id != request.identity.collaborative_id:
-        raise HTTPNotFound
+    member = context.member
     service = service_for(request)
     cycle = _chosen_cycle(request, service)
     grid = service.completeness(cycle, member_ids=[member.id]) if cycle is not None else None
@@ -740,9 +738,7 @@ def completeness_export(request: Request) -> Response:
 )
 def member_completeness_export(context: MemberResource, request: Request) -> Response:
     """One member's cells as CSV."""
-    member = request.db.get(Member, context.member_id)
-    if member is None or member.collaborative_id != request.identity.collaborative_id:
-        raise HTTPNotFound
+    member = context.member
     service = service_for(request)
     cycle = _chosen_cycle(request, service)
     if cycle is None:

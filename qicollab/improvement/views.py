@@ -42,14 +42,6 @@ def _collaborative_id(request: Request) -> int:
     return request.identity.collaborative_id
 
 
-def _member(request: Request, member_id: int) -> Member:
-    """The member, if it belongs to the user's collaborative (else 404: ids are not hints)."""
-    member = request.db.get(Member, member_id)
-    if member is None or member.collaborative_id != _collaborative_id(request):
-        raise HTTPNotFound
-    return member
-
-
 def _today(request: Request) -> dt.date:
     return clock_of(request)().date()
 
@@ -100,10 +92,8 @@ def _pdsa_service(request: Request) -> PdsaService:
     return PdsaService(request.db, _collaborative_id(request))
 
 
-def _can_edit(request: Request, member_id: int) -> bool:
-    return bool(
-        request.has_permission(Permission.MEMBER_SUBMIT, MemberResource(request, member_id))
-    )
+def _can_edit(request: Request, context: MemberResource) -> bool:
+    return bool(request.has_permission(Permission.MEMBER_SUBMIT, context))
 
 
 @view_config(
@@ -114,13 +104,13 @@ def _can_edit(request: Request, member_id: int) -> bool:
 )
 def pdsa_list(context: MemberResource, request: Request) -> dict[str, Any]:
     """The team's PDSA cycles, grouped in ramps."""
-    member = _member(request, context.member_id)
+    member = context.member
     service = _pdsa_service(request)
     return _base(
         request,
         member=member,
         ramps=service.ramps(member.id),
-        can_edit=_can_edit(request, member.id),
+        can_edit=_can_edit(request, context),
     )
 
 
@@ -216,7 +206,7 @@ def _posted_values(request: Request) -> dict[str, Any]:
 )
 def pdsa_new(context: MemberResource, request: Request) -> Any:
     """Record a new PDSA cycle (``?follows=ID`` starts the next cycle of a ramp)."""
-    member = _member(request, context.member_id)
+    member = context.member
     if request.method != "POST":
         values = {"measures": set(), "follows": _id(request.params.get("follows"))}
         return _form(request, member, None, values, None)
@@ -245,7 +235,7 @@ def _cycle_or_404(request: Request, member: Member) -> Any:
 )
 def pdsa_edit(context: MemberResource, request: Request) -> Any:
     """Edit a cycle as it moves through Do, Study and Act."""
-    member = _member(request, context.member_id)
+    member = context.member
     cycle = _cycle_or_404(request, member)
     if request.method != "POST":
         return _form(request, member, cycle, _values_of(cycle), None)
@@ -267,14 +257,14 @@ def pdsa_edit(context: MemberResource, request: Request) -> Any:
 )
 def pdsa_detail(context: MemberResource, request: Request) -> dict[str, Any]:
     """One cycle, its ramp and links to the charts it marks."""
-    member = _member(request, context.member_id)
+    member = context.member
     cycle = _cycle_or_404(request, member)
     return _base(
         request,
         member=member,
         cycle=cycle,
         ramp=_pdsa_service(request).ramp_of(cycle),
-        can_edit=_can_edit(request, member.id),
+        can_edit=_can_edit(request, context),
     )
 
 
@@ -288,10 +278,10 @@ def pdsa_detail(context: MemberResource, request: Request) -> dict[str, Any]:
 )
 def member_progress(context: MemberResource, request: Request) -> Any:
     """The team's score trend, its monthly reports and (officers) this month's report form."""
-    member = _member(request, context.member_id)
+    member = context.member
     service = ProgressService(request.db, _collaborative_id(request))
     error, values = None, {}
-    can_edit = _can_edit(request, member.id)
+    can_edit = _can_edit(request, context)
     try:
         month = _month(request.params.get("month"), _today(request))
     except ImprovementError as problem:

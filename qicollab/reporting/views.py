@@ -65,14 +65,6 @@ def _collaborative(request: Request) -> Collaborative:
     return collaborative
 
 
-def _member(request: Request, member_id: int) -> Member:
-    """The member, if it belongs to the user's collaborative (else 404: ids are not hints)."""
-    member = request.db.get(Member, member_id)
-    if member is None or member.collaborative_id != _user(request).collaborative_id:
-        raise HTTPNotFound
-    return member
-
-
 def _coordinates(request: Request) -> bool:
     """Coordinators (and admins): identified results, and runs before their cycle is published."""
     return bool(request.has_permission(Permission.COLLABORATIVE_VIEW, Root(request)))
@@ -132,7 +124,7 @@ def _page(request: Request, **context: Any) -> dict[str, Any]:
 def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
     """Every measure of a run for one member: value, interval, decile, status, benchmark gap,
     peer comparison, funnel, caterpillar and control chart, and the summary table."""
-    member = _member(request, context.member_id)
+    member = context.member
     collaborative = _collaborative(request)
     audience = _audience_for(request, member, collaborative)
     run = _load(request, collaborative)
@@ -170,7 +162,7 @@ def member_results(context: MemberResource, request: Request) -> dict[str, Any]:
 def member_export(context: MemberResource, request: Request) -> Response:
     """The results table as CSV or XLSX: the member identified, peers blinded and suppressed
     (coordinators: everyone identified); every text cell formula-escaped."""
-    member = _member(request, context.member_id)
+    member = context.member
     collaborative = _collaborative(request)
     audience = _audience_for(request, member, collaborative)
     run = _load(request, collaborative)
@@ -225,7 +217,7 @@ def _file_response(
 )
 def measure_reports(context: MemberResource, request: Request) -> dict[str, Any]:
     """The member's results of a run as a FHIR R4 Bundle of summary MeasureReports."""
-    member = _member(request, context.member_id)
+    member = context.member
     collaborative = _collaborative(request)
     run = _load(request, collaborative)
     if run is None:

@@ -3,8 +3,9 @@
 Views stay thin: find the member and measure, call :class:`SubmissionService`, render. Reading
 needs ``MEMBER_VIEW``; writing needs ``MEMBER_SUBMIT`` (the member's quality officers) or
 ``COLLABORATIVE_MANAGE`` on the member (coordinators submitting on a member's behalf), checked by
-:func:`require_submit` because a view names only one permission. Members of another
-collaborative are 404, like unknown ones.
+:func:`require_submit` because a view names only one permission. The member comes loaded in the
+context (:func:`qicollab.resources.member_factory`: another collaborative's is 404, like an
+unknown one).
 
 Refusals (PHI, parse errors, invalid data) are rendered, not raised, with status 422: nothing
 was written by the service, and returning lets the audit record of the refusal commit.
@@ -72,15 +73,6 @@ def require_submit(request: Request, context: MemberResource) -> None:
     """403 unless the user may submit for this member."""
     if not can_submit(request, context):
         raise HTTPForbidden
-
-
-def member_of(request: Request, context: MemberResource) -> Member:
-    """The context's member, 404 when unknown or in another collaborative."""
-    member = request.db.get(Member, context.member_id)
-    user = request.identity
-    if member is None or user is None or member.collaborative_id != user.collaborative_id:
-        raise HTTPNotFound
-    return member
 
 
 def measure_of(request: Request, member: Member, code: str | None) -> Measure:
@@ -164,7 +156,7 @@ def _refusal_page(
 )
 def portal(context: MemberResource, request: Request) -> dict[str, Any]:
     """The member's submission page: templates, windows, the upload form, recent versions."""
-    member = member_of(request, context)
+    member = context.member
     service = service_for(request)
     measures = []
     for measure in _measures(request, member):
@@ -183,7 +175,7 @@ def portal(context: MemberResource, request: Request) -> dict[str, Any]:
 )
 def template(context: MemberResource, request: Request) -> Response:
     """The measure's CSV or XLSX template, for this member's de-identification profile."""
-    member = member_of(request, context)
+    member = context.member
     measure = measure_of(request, member, request.matchdict.get("measure_code"))
     extension = request.matchdict.get("ext")
     layout = service_for(request).layout(member, measure)
@@ -236,7 +228,7 @@ def _download(body: bytes, content_type: str, filename: str) -> Response:
 )
 def upload(context: MemberResource, request: Request) -> Any:
     """Store an upload that passed the PHI screen and show its preview (POST-redirect-GET)."""
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     measure = measure_of(request, member, request.POST.get("measure"))
     service = service_for(request)
@@ -275,7 +267,7 @@ def _stored(request: Request, member: Member) -> Any:
 )
 def preview(context: MemberResource, request: Request) -> dict[str, Any]:
     """The dry run of a stored upload: rows read, add/replace per period, problems."""
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
     measure = measure_of(request, member, stored.measure_code)
@@ -307,7 +299,7 @@ def preview(context: MemberResource, request: Request) -> dict[str, Any]:
 )
 def commit(context: MemberResource, request: Request) -> Any:
     """Commit a previewed upload, all or nothing; on refusal show the preview again."""
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
     measure = measure_of(request, member, stored.measure_code)
@@ -354,7 +346,7 @@ def commit(context: MemberResource, request: Request) -> Any:
 )
 def error_report(context: MemberResource, request: Request) -> Response:
     """The stored upload with an ``errors`` column, as CSV or XLSX."""
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
     measure = measure_of(request, member, stored.measure_code)
@@ -392,7 +384,7 @@ def error_report(context: MemberResource, request: Request) -> Response:
 )
 def batch(context: MemberResource, request: Request) -> dict[str, Any]:
     """What one upload or form save stored."""
-    member = member_of(request, context)
+    member = context.member
     raw = request.matchdict.get("batch_id", "")
     found = request.db.get(SubmissionBatch, int(raw)) if raw.isdigit() else None
     if found is None or found.member_id != member.id:
@@ -415,7 +407,7 @@ def batch(context: MemberResource, request: Request) -> dict[str, Any]:
 )
 def history(context: MemberResource, request: Request) -> dict[str, Any]:
     """Every version of the member's data, with status, reason and predecessor."""
-    member = member_of(request, context)
+    member = context.member
     return {**_base(request, context, member), "versions": service_for(request).versions(member)}
 
 
@@ -442,7 +434,7 @@ def form(context: MemberResource, request: Request) -> Any:
     With scripts on, each row is saved as a draft when the cursor leaves it (``grid_save``);
     this POST is the Submit button, and the whole grid without scripts.
     """
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     measure = _aggregate_measure(request, member)
     service = service_for(request)
@@ -535,7 +527,7 @@ def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
     The row gets the upload checks first; cells come back ``saved``, ``invalid``, ``warning``
     or ``locked``. A row with blocking errors is not saved (its draft, if any, stays).
     """
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     measure = _aggregate_measure(request, member)
     service = service_for(request)
@@ -599,7 +591,7 @@ def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
 )
 def validate_cells(context: MemberResource, request: Request) -> dict[str, Any]:
     """As-you-type checks of the form: the same validation, nothing written."""
-    member = member_of(request, context)
+    member = context.member
     require_submit(request, context)
     measure = measure_of(request, member, request.matchdict.get("measure_code"))
     try:

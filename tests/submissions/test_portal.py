@@ -253,7 +253,8 @@ def test_viewers_and_other_members_cannot_submit(portal):
     other.get(f"/members/{world.member.id}/submissions", status=403)
     anonymous = webtest.TestApp(app.app)
     anonymous.get(f"/members/{world.member.id}/submit", status=403)
-    app.as_user("officer").get("/members/99999/submit", status=403)
+    # An id outside the collaborative, existing or not, is 404 for everyone signed in.
+    app.as_user("officer").get("/members/99999/submit", status=404)
 
 
 def test_stored_uploads_belong_to_their_member(portal):
