@@ -29,6 +29,8 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.add_jinja2_search_path(str(TEMPLATES_DIR), name=".jinja2")
     # The database session per request, inside the pyramid_tm transaction (with retries).
     config.include(".db")
+    # Generated files (reports, pending uploads): the local folder or the database.
+    config.include(".storage")
     # Deny-by-default authorization; identity is loaded by the accounts domain.
     config.include(".security")
     # Requests refused before any parse (bad encodings, huge or deep bodies, overflowing ids).

@@ -14,6 +14,7 @@ from typing import Any
 ENVIRONMENT_OVERRIDES = {
     "DATABASE_URL": "sqlalchemy.url",
     "QICOLLAB_STORAGE": "qicollab.storage",
+    "QICOLLAB_FILE_STORE": "qicollab.file_store",
     "QICOLLAB_SECRET": "qicollab.secret",
     "QICOLLAB_MAIL_SENDER": "mail.default_sender",
 }

@@ -13,6 +13,7 @@ from qicollab.notifications import models as notifications
 from qicollab.reporting import models as reporting
 from qicollab.schedule import calendar as schedule_calendar
 from qicollab.schedule import periods as schedule_periods
+from qicollab.storage import models as storage
 from qicollab.submissions import models as submissions
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "reporting",
     "schedule_calendar",
     "schedule_periods",
+    "storage",
     "submissions",
 ]
