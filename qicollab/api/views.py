@@ -574,7 +574,7 @@ def window_reasons(
 
 def refusal(request: Request, error: SubmissionError, member: Member, measure: Measure) -> ApiError:
     """The documented 422 for a refused submission (audited when PHI was refused)."""
-    problems = _problems(error.problems)
+    problems = _problems(error.all_problems)
     if isinstance(error, PHIRefusedError):
         # Kinds and counts only: nothing of the content reaches the log.
         record(

@@ -69,6 +69,11 @@ class SubmissionError(Exception):
         self.message = message
         self.problems: tuple[Problem, ...] = tuple(problems)
 
+    @property
+    def all_problems(self) -> tuple[Problem, ...]:
+        """Everything to fix (a refusal for identifiers adds the file's other problems)."""
+        return self.problems
+
 
 class ParseError(SubmissionError):
     """The file could not be read as a table (format, encoding, size caps, zip checks)."""
@@ -93,7 +98,22 @@ class ParseError(SubmissionError):
 
 
 class PHIRefusedError(SubmissionError):
-    """The data looks identifying; it was neither stored nor logged, and values are masked."""
+    """The data looks identifying; it was neither stored nor logged, and values are masked.
+
+    ``problems`` are the identifiers; ``others`` the file's ordinary problems, found with the
+    identifying columns and cells left out, so that one answer lists everything to fix.
+    """
+
+    def __init__(
+        self, message: str, problems: Sequence[Problem] = (), others: Sequence[Problem] = ()
+    ) -> None:
+        super().__init__(message, problems)
+        self.others: tuple[Problem, ...] = tuple(others)
+
+    @property
+    def all_problems(self) -> tuple[Problem, ...]:
+        """The identifiers first, then the other problems."""
+        return self.problems + self.others
 
 
 class InvalidSubmissionError(SubmissionError):

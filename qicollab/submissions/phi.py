@@ -31,7 +31,7 @@ Month names are refused as whole words (``March``), and abbreviations (``Mar``, 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -78,26 +78,37 @@ def _refusal(
 
 def resolve_columns(table: Table, layout: Layout) -> Table:
     """Map headers to the layout's names (labels are accepted too); refuse unknown columns."""
+    resolved, problems = _resolve(table, layout)
+    if problems:
+        raise PHIRefusedError(_column_message(problems, layout), problems)
+    return resolved
+
+
+def _column_message(problems: list[Problem], layout: Layout) -> str:
+    return (
+        f"{len(problems)} column(s) are not part of the {layout.measure_code} template; "
+        "the file was not stored"
+    )
+
+
+def _resolve(table: Table, layout: Layout) -> tuple[Table, list[Problem]]:
+    """The template's columns renamed to the layout's names, and a problem per other column
+    (those columns are left out of the table returned)."""
     aliases: dict[str, str] = {}
     for column in layout.columns:
         aliases[column.name] = column.name
         aliases.setdefault(normalise_header(column.label), column.name)
     problems: list[Problem] = []
-    renamed: dict[str, str] = {}
-    for name in table.columns:
+    kept: list[int] = []
+    names: list[str] = []
+    for position, name in enumerate(table.columns):
         target = aliases.get(name)
-        if target is not None and target not in renamed.values():
-            renamed[name] = target
+        if target is not None and target not in names:
+            kept.append(position)
+            names.append(target)
             continue
         problems.append(_column_problem(name, layout, table.filename))
-    if problems:
-        raise PHIRefusedError(
-            f"{len(problems)} column(s) are not part of the {layout.measure_code} template; "
-            "the file was not stored",
-            problems,
-        )
-    frame = table.frame.rename(columns=renamed)
-    return table.with_frame(frame)
+    return table.with_frame(table.frame.iloc[:, kept].set_axis(names, axis=1)), problems
 
 
 def _column_problem(name: str, layout: Layout, file: str) -> Problem:
@@ -337,17 +348,51 @@ def screen(table: Table, layout: Layout) -> Table:
     The refusal names neither the file nor the values: problems carry the masked shape and a
     generic file label.
     """
-    try:
-        resolved = resolve_columns(table, layout)
-    except PHIRefusedError as error:
-        raise PHIRefusedError(error.message, _anonymous(error.problems, table)) from None
-    problems = sweep(resolved, layout)
-    if problems:
-        raise PHIRefusedError(
-            f"{len(problems)} cell(s) look like identifiers; the file was refused and not stored",
-            _anonymous(problems, table),
+    screened = screen_all(table, layout)
+    if screened.problems:
+        raise PHIRefusedError(screened.message, screened.problems)
+    return screened.table
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A table with every identifier-looking column left out and cell emptied, and why.
+
+    What is left can be validated safely, so one answer lists a file's identifiers and its
+    other problems together instead of one round trip for each.
+    """
+
+    table: Table
+    problems: tuple[Problem, ...]
+    message: str
+
+
+def screen_all(table: Table, layout: Layout) -> Screened:
+    """Every identifier in ``table`` (columns and cells), without stopping at the first kind."""
+    resolved, column_problems = _resolve(table, layout)
+    cell_problems = sweep(resolved, layout)
+    messages = []
+    if column_problems:
+        messages.append(_column_message(column_problems, layout))
+    if cell_problems:
+        messages.append(
+            f"{len(cell_problems)} cell(s) look like identifiers; the file was refused and "
+            "not stored"
         )
-    return resolved
+        resolved = resolved.with_frame(_emptied(resolved, cell_problems))
+    return Screened(
+        resolved, tuple(_anonymous(column_problems + cell_problems, table)), "; ".join(messages)
+    )
+
+
+def _emptied(table: Table, problems: list[Problem]) -> pd.DataFrame:
+    """The frame with the cells the problems point at emptied (never read again)."""
+    frame = table.frame.copy()
+    position = {int(row): i for i, row in enumerate(table.rows)}
+    for problem in problems:
+        if problem.row in position and problem.column in frame.columns:
+            frame.iloc[position[problem.row], frame.columns.get_loc(problem.column)] = ""
+    return frame
 
 
 def _anonymous(problems: list[Problem] | tuple[Problem, ...], table: Table) -> list[Problem]:

@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -471,8 +471,8 @@ class SubmissionService:
             msg = f"{measure.code} is retired and takes no submissions"
             raise InvalidSubmissionError(msg)
         layout = self.layout(member, measure)
-        # The screen raises before any lookup that could echo a value anywhere.
-        screened = phi.screen(_without_error_column(table), layout)
+        # Identifying columns and cells are left out before anything else reads the table.
+        screened = phi.screen_all(_without_error_column(table), layout)
         periods = self._periods(member, measure, layout)
         history = None if layout.is_patient else self._history(member, measure)
         context = ValidationContext(
@@ -481,7 +481,13 @@ class SubmissionService:
             history=history,
             max_problems=self.max_problems if max_problems == "default" else max_problems,
         )
-        validated = validate(screened, layout, context)
+        validated = validate(screened.table, layout, context)
+        if screened.problems:
+            raise PHIRefusedError(
+                screened.message,
+                screened.problems,
+                _besides_identifiers(validated.problems, screened.problems),
+            )
         return _Prepared(member, measure, layout, validated, periods, source, filename, digest)
 
     def _periods(self, member: Member, measure: Measure, layout: Layout) -> dict[str, PeriodInfo]:
@@ -1120,6 +1126,20 @@ def _risk_factor_json(clean: pd.DataFrame, layout: Layout) -> pa.ChunkedArray | 
     if not pieces:
         return pa.array(["{}"] * len(clean))
     return pc.binary_join_element_wise(*pieces, "}", "")
+
+
+def _besides_identifiers(
+    problems: Sequence[Problem], identifiers_found: Sequence[Problem]
+) -> list[Problem]:
+    """The ordinary problems, less those of cells emptied because they looked identifying,
+    labelled with the refused file's anonymous name."""
+    emptied = {(p.row, p.column) for p in identifiers_found}
+    label = identifiers_found[0].file
+    return [
+        replace(problem, file=label)
+        for problem in problems
+        if problem.row is None or (problem.row, problem.column) not in emptied
+    ]
 
 
 def _stored_filename(filename: str, digest: str) -> str:

@@ -141,6 +141,7 @@ def _refusal_page(
         "refused": refused,
         "error": error,
         "problems": error.problems,
+        "others": error.others if isinstance(error, PHIRefusedError) else (),
         "filename": "" if refused else filename,
     }
 
@@ -466,7 +467,7 @@ def form(context: MemberResource, request: Request) -> Any:
             )
         except SubmissionError as error:
             request.response.status = 422
-            entry = entry.with_problems([str(row["period"]) for row in rows], error.problems)
+            entry = entry.with_problems([str(row["period"]) for row in rows], error.all_problems)
             message = error.message
             posted = {
                 grid.cell_name(str(row["period"]), name): str(value)
@@ -565,7 +566,7 @@ def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
             )
     except SubmissionError as error:
         request.response.status = 422
-        problems, status = list(error.problems), "invalid"
+        problems, status = list(error.all_problems), "invalid"
     saved = status == "saved"
     shown = dataclasses.replace(
         row, values=values if saved else row.values, has_draft=row.has_draft or saved
@@ -614,7 +615,7 @@ def validate_cells(context: MemberResource, request: Request) -> dict[str, Any]:
     except SubmissionError as error:
         return {
             "ok": False,
-            "problems": [problem.to_json() for problem in error.problems],
+            "problems": [problem.to_json() for problem in error.all_problems],
             "message": error.message,
         }
     plan = result.periods[0] if result.periods else None

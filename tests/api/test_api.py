@@ -256,6 +256,26 @@ def test_phi_is_refused_masked_and_audited(api, world, db_session):
     assert "555" not in json.dumps(event.details)
 
 
+def test_identifiers_and_other_errors_are_refused_in_one_answer(api, world, db_session):
+    response = api("officer").post_json(
+        "/api/submissions/aggregate?dry_run=true",
+        {
+            "measure": "HH",
+            "rows": [
+                {"period": "2026-01", "numerator": 1, "denominator": 2, "comment": "555-867-5309"},
+                {"period": "2026-02", "numerator": 9, "denominator": 2},
+            ],
+        },
+        status=422,
+    )
+    assert response.json["code"] == "phi_refused"
+    problems = {(p["row"], p["column"], p["rule"]) for p in response.json["problems"]}
+    assert (1, "comment", "phi_phone") in problems
+    assert (2, "numerator", "numerator_exceeds_denominator") in problems
+    assert "555" not in response.text
+    assert count(db_session, Submission) == 0
+
+
 def test_patient_rows(api, world, db_session):
     client = api("officer")
     response = client.post_json(

@@ -224,6 +224,51 @@ def test_phi_upload_is_refused_unstored_and_masked(portal, db_session, settings)
     assert "123" not in json.dumps(event.details)
 
 
+def test_identifiers_and_ordinary_problems_come_back_in_one_preview(portal, db_session, settings):
+    world, app = portal
+    browser = app.as_user("officer")
+    data = aggregate_csv(
+        "2026-01,45,50,,,Jane Roe",
+        "2026-02,60,50,,ssn 123-45-6789,",  # identifier in one cell, numerator > denominator
+        "2026-03,x,5,,,",  # not a number
+        "2026-04,,5,,,",  # numerator missing
+        header="period,numerator,denominator,exclusions,comment,patient_name",
+    )
+    response = upload(browser, world, data, "roe.csv")
+    assert response.status_int == 422
+    tables = response.html.find_all("table", class_="problems")
+    assert [t.find("caption").text for t in tables] == [
+        "Identifiers (values masked)",
+        "Other problems",
+    ]
+
+    def rows(table):
+        return [[td.text for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")]
+
+    identifiers, others = rows(tables[0]), rows(tables[1])
+    # The identifying column and the identifying cell, masked, file named by its kind only.
+    assert {(r[2], r[5]) for r in identifiers} == {("1", "phi_identifier_column"), ("3", "phi_ssn")}
+    assert all(r[1] == "refused file (.csv)" for r in identifiers + others)
+    # Every ordinary problem of the same file, each with its row, column and reason.
+    found = {(r[2], r[3], r[5]) for r in others}
+    assert ("3", "numerator", "numerator_exceeds_denominator") in found
+    assert any(row == "4" and column == "numerator" for row, column, _ in found)
+    assert any(row == "5" and column == "numerator" for row, column, _ in found)
+    assert all(r[6] and r[7] for r in others)  # a reason and a fix for each
+    # The emptied identifying cell is not reported again as missing.
+    assert not any(r[2] == "3" and r[3] == "comment" for r in others)
+    for secret in ("123-45-6789", "Jane", "Roe", "roe.csv"):
+        assert secret not in response.text
+    # All or nothing: nothing stored, nothing pending, and the audit counts identifiers only.
+    assert query(db_session, "scalar", sa.select(sa.func.count()).select_from(Submission)) == 0
+    assert not uploads_folder(settings).exists() or not any(uploads_folder(settings).iterdir())
+    event = query(
+        db_session, "scalar", sa.select(AuditEvent).where(AuditEvent.action == "submission.refused")
+    )
+    assert event.details["rules"] == ["phi_identifier_column", "phi_ssn"]
+    assert event.details["cells"] == 2
+
+
 def test_patient_upload_and_xlsx(portal, db_session):
     world, app = portal
     browser = app.as_user("officer")
