@@ -403,7 +403,7 @@ def _step_factor(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     stride = max(1, x.shape[0] // 131_072)
     if stride > 1:
         sampled = _weighted_cross_product(x, weight, stride)
-        diagonal = np.array([weight @ (x[:, j] * x[:, j]) for j in range(x.shape[1])])
+        diagonal = np.einsum("ij,ij,i->j", x, x, weight)
         if np.all(np.diag(sampled) > 0):
             scale = np.sqrt(diagonal / np.diag(sampled))
             try:
