@@ -1,7 +1,7 @@
 """Fanned-out jobs: job tasks, and the worker that rendered each report / computed each measure
 
 Revision ID: 8141d3b4dae4
-Revises: b3e5f1a2c9d4
+Revises: 4f2a9c1e7b30
 Create Date: 2026-12-06
 
 New table job_tasks (one row per piece of a fanned-out job: a report, a measure; unique per
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "8141d3b4dae4"
-down_revision = "b3e5f1a2c9d4"
+down_revision = "4f2a9c1e7b30"
 branch_labels = None
 depends_on = None
 
