@@ -55,10 +55,17 @@ def _render_task(params: dict[str, Any]) -> RenderTask:
 
 @job_handler(JOB_KIND)
 def render_reports(context: JobContext) -> fanout.FannedOut:
-    """Plan one task per report of ``params["run_id"]``; the workers render them."""
-    run_id = int(context.job.params["run_id"])
+    """Plan one task per report of ``params["run_id"]`` (optionally only the members in
+    ``params["member_ids"]`` and the kinds in ``params["kinds"]``); the workers render them."""
+    params = context.job.params
+    run_id = int(params["run_id"])
     renderer = ReportRenderer(context.session_factory, context.settings, jobs=context.jobs)
-    planned = renderer.plan(run_id)
+    kinds = params.get("kinds")
+    planned = renderer.plan(
+        run_id,
+        kinds=[ReportKind(kind) for kind in kinds] if kinds else None,
+        member_ids=params.get("member_ids"),
+    )
     context.jobs.start(context.job.id, message=f"rendering {len(planned)} reports of run {run_id}")
     return fanout.plan_tasks(
         context.session_factory,
