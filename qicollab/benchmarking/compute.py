@@ -4,9 +4,10 @@ Patient-level measures: the risk model is fitted on the pooled snapshot data; ea
 O = sum y, E = sum of expected values, O/E with exact (< 10 events) or Byar intervals at 95% and
 99.8% (normal intervals with the model variance for outcomes that are not event counts, e.g.
 length of stay), the risk-adjusted rate (O/E x collaborative rate), empirical-Bayes shrinkage,
-and a funnel with overdispersion (SHMI by default). Aggregate measures: proportions get Wilson
-intervals, an arcsine funnel and beta-binomial shrinkage; rates exact Poisson intervals, a ratio
-funnel against the collaborative rate and gamma-Poisson shrinkage; means t intervals from the
+and a funnel with overdispersion (the core's calibrated random-effects method unless the run
+asks for a published one). Aggregate measures: proportions get Wilson intervals, a proportion
+funnel and beta-binomial shrinkage; rates exact Poisson intervals, a ratio funnel against the
+collaborative rate and gamma-Poisson shrinkage; means t intervals from the
 member's months, a normal funnel and normal-normal shrinkage.
 
 For every measure: the collaborative's and each peer group's distribution of member values,
@@ -36,6 +37,7 @@ from qicollab.benchmarking import loading, methods
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, RunInputs
 from qicollab.benchmarking.payloads import (
     AbcPayload,
+    ChangePayload,
     Distribution,
     FunnelPayload,
     MemberPayload,
@@ -48,8 +50,8 @@ from qicollab.benchmarking.payloads import (
 )
 from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
-from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
+from qicollab.stats import change as stats_change
 from qicollab.stats import peer
 
 if TYPE_CHECKING:
@@ -122,6 +124,10 @@ class Units:
     funnel_x_scale: float = 1.0
     #: What the stored funnel limits are: "oe" (patient-level) or "value".
     funnel_scale_name: str = "value"
+    #: How a member's change over the cycle is tested (:mod:`qicollab.stats.change`):
+    #: "proportion" (events of cases), "rate" (events against exposure or expected events)
+    #: or "mean" (period values).
+    change_kind: str = "rate"
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -167,7 +173,6 @@ def measure_job(
         output.charts = measure_charts(measure, inputs, data, output)
         seconds["charts"] = time.perf_counter() - started
     output.seconds = {key: round(value, 3) for key, value in seconds.items()}
-    output.worker = consumer_name()
     return output
 
 
@@ -195,7 +200,8 @@ def compute_measure(
         output.summaries.append(_empty_summary(measure, str(error)))
         return output
     started = time.perf_counter()
-    _finish(measure, inputs, units, output)
+    changes = member_changes(measure, inputs, periods, units)
+    _finish(measure, inputs, units, output, changes)
     output.members.extend(periods)
     seconds["results"] = seconds.get("results", 0.0) + time.perf_counter() - started
     return output
@@ -303,6 +309,8 @@ def _patient_units(
 
     if settings.shrinkage == "none":
         shrink = _unshrunk(ratio)
+    elif fit.family == "binomial":
+        shrink = methods.eb_random_intercept(fit, y, member)
     elif counts:
         shrink = methods.eb_gamma_poisson(o, e)
     else:
@@ -332,6 +340,7 @@ def _patient_units(
         abc_rank_by=None if fit.family == "binomial" else shrink.estimate * overall,
         overall=overall,
         funnel_scale_name="oe",
+        change_kind="rate" if counts else "mean",
     )
     units.extra = [
         {
@@ -492,6 +501,7 @@ def _aggregate_units(
         overall=overall,
         funnel_to_value=funnel_scale,
         funnel_x_scale=1 / funnel_scale,
+        change_kind="proportion" if kind == "proportion" else "rate",
     )
     units.extra = [
         {"n": float(n[i]), "interval_method": interval, "periods": 0}
@@ -589,6 +599,7 @@ def _mean_units(
         abc_denominator=weight,
         abc_rank_by=shrink.estimate,
         overall=overall,
+        change_kind="mean",
     )
     units.extra = [
         {
@@ -740,7 +751,13 @@ def withheld_reason(contributors: int, minimum: int) -> str | None:
     )
 
 
-def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: MeasureOutput) -> None:
+def _finish(
+    measure: MeasureInfo,
+    inputs: RunInputs,
+    units: Units,
+    output: MeasureOutput,
+    changes: dict[int, ChangePayload],
+) -> None:
     settings = inputs.settings
     better_high = measure.higher_is_better
     count = len(units.member_ids)
@@ -852,6 +869,7 @@ def _finish(measure: MeasureInfo, inputs: RunInputs, units: Units, output: Measu
             rank=(int(ranks[i]) or None) if withheld is None else None,
             ranked=int(np.count_nonzero(ranks)) if withheld is None else 0,
             peers=peers[i],
+            change=changes.get(int(member_id)),
         )
         output.members.append(
             {
@@ -954,3 +972,99 @@ def _summary(
     }
     row |= {"rate": _number(rate), "abc": _number(benchmark.value)}
     return row | {"payload": SummaryPayload(**fields).to_json()}, (warning, alarm)
+
+
+# --- change over the cycle ----------------------------------------------------------------------
+
+
+def _year_sums(
+    rows: Sequence[dict[str, Any]], inputs: RunInputs
+) -> dict[int, dict[int, list[dict[str, Any]]]]:
+    """Period rows per member, then per calendar year of the period's start (oldest first)."""
+    out: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for row in rows:
+        info = inputs.periods.get(int(row["period_id"]))
+        if info is None or row["value"] is None:
+            continue
+        out.setdefault(int(row["member_id"]), {}).setdefault(info.start.year, []).append(row)
+    return {member: dict(sorted(years.items())) for member, years in out.items()}
+
+
+def _total(rows: Sequence[dict[str, Any]], key: str) -> float:
+    return float(sum(row[key] or 0.0 for row in rows))
+
+
+def member_changes(
+    measure: MeasureInfo, inputs: RunInputs, periods: Sequence[dict[str, Any]], units: Units
+) -> dict[int, ChangePayload]:
+    """Each member's change from its first to its last calendar year with data, tested by
+    :mod:`qicollab.stats.change` (a verdict beyond chance, with the test named), with both
+    years' values and 95% intervals on the stored value scale."""
+    better_high = measure.higher_is_better
+    out: dict[int, ChangePayload] = {}
+    for member_id, years in _year_sums(periods, inputs).items():
+        labels = [str(year) for year in years]
+        if len(years) < 2:
+            test = {
+                "proportion": stats_change.PROPORTION_TEST,
+                "rate": stats_change.RATE_TEST,
+                "mean": stats_change.MEAN_TEST,
+            }[units.change_kind]
+            out[member_id] = ChangePayload(
+                verdict="not assessed",
+                test=test,
+                first_label=labels[0] if labels else None,
+                reason="fewer than two calendar years of data",
+            )
+            continue
+        first, last = years[min(years)], years[max(years)]
+        intervals: list[tuple[float, float] | None] = []
+        if units.change_kind == "proportion":
+            pairs = [(_total(r, "observed"), _total(r, "denominator")) for r in (first, last)]
+            result = stats_change.compare_proportions(
+                pairs[0], pairs[1], higher_is_better=better_high
+            )
+            scale = 1.0
+            for x, n in pairs:
+                low, high = methods.wilson(np.array([x]), np.array([n]), 0.95)
+                intervals.append((float(low[0]), float(high[0])))
+        elif units.change_kind == "rate":
+            # Patient-level counts: O against E, shown as risk-adjusted rates (O/E x the
+            # collaborative's rate); aggregate rates: events against exposure.
+            patient = measure.level == "patient"
+            key = "expected" if patient else "denominator"
+            pairs = [(_total(r, "observed"), _total(r, key)) for r in (first, last)]
+            result = stats_change.compare_rates(pairs[0], pairs[1], higher_is_better=better_high)
+            scale = units.overall if patient else 1.0
+            for o, e in pairs:
+                if patient:
+                    low, high = methods.oe_interval(np.array([o]), np.array([e]), 0.95)
+                else:
+                    low, high = methods.poisson_rate_interval(np.array([o]), np.array([e]), 0.95)
+                intervals.append((float(low[0]) * scale, float(high[0]) * scale))
+        else:
+            values = [[float(r["value"]) for r in rows] for rows in (first, last)]
+            result = stats_change.compare_means(values[0], values[1], higher_is_better=better_high)
+            scale = 1.0
+            for v in values:
+                k = len(v)
+                if k < 2:
+                    intervals.append(None)
+                    continue
+                mean = np.array([np.mean(v)])
+                se = np.array([np.std(v, ddof=1) / math.sqrt(k)])
+                low, high = methods.mean_interval(mean, se, np.array([k - 1.0]), 0.95)
+                intervals.append((float(low[0]), float(high[0])))
+        out[member_id] = ChangePayload(
+            verdict=result.verdict,
+            test=result.test,
+            first_label=labels[0],
+            last_label=labels[-1],
+            first=result.first * scale if result.first is not None else None,
+            last=result.last * scale if result.last is not None else None,
+            first_interval=intervals[0],
+            last_interval=intervals[1],
+            p_value=result.p_value,
+            reason=result.reason,
+        )
+    return out

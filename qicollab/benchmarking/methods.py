@@ -28,6 +28,7 @@ from scipy import stats
 from qicollab.measures.spec import CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.stats import achievable as stats_achievable
 from qicollab.stats import funnel as stats_funnel
+from qicollab.stats import glmm as stats_glmm
 from qicollab.stats import intervals as stats_intervals
 from qicollab.stats import peer as stats_peer
 from qicollab.stats import risk_models as stats_risk
@@ -65,6 +66,9 @@ class RiskFit:
     diagnostics: dict[str, Any]
     n: int
     events: float
+    #: The core's fit and its complete-case rows (the random-intercept shrinkage refits them).
+    model: stats_risk.RiskModelFit | None = field(default=None, repr=False, compare=False)
+    complete: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 def _coefficient_json(row: Any, ratio_name: str | None) -> dict[str, Any]:
@@ -191,6 +195,8 @@ def fit_risk_model(frame: pd.DataFrame, spec: RiskModelSpec) -> RiskFit:
         diagnostics=diagnostics,
         n=int(fit.n),
         events=float(fit.events),
+        model=fit,
+        complete=complete,
     )
 
 
@@ -298,6 +304,31 @@ def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
     )
 
 
+def eb_random_intercept(fit: RiskFit, y: np.ndarray, member: np.ndarray) -> Shrinkage:
+    """Binary outcomes: CMS-style P/E from the random-intercept logistic model
+    (:func:`qicollab.stats.glmm.random_intercept_logistic`, the risk model's coefficients
+    re-estimated jointly with the between-member SD), one per member in sorted order, as
+    ``qicollab analyze risk`` reports it."""
+    assert fit.model is not None
+    assert fit.complete is not None
+    result = stats_glmm.random_intercept_logistic(
+        y,
+        member,
+        design=stats_risk.build_design(fit.complete, fit.model.spec),
+        start=fit.model.params,
+        terms=fit.model.terms,
+    )
+    ratio = {u.unit: u.ratio for u in result.units}
+    estimate = np.array([ratio[m] for m in np.unique(member).tolist()])
+    params = {
+        "between_member_sd": result.sigma,
+        "log_likelihood": result.log_likelihood,
+        "quadrature_points": result.quadrature_points,
+        "note": "P/E at each member's conditional mode; between-member SD on the logit scale",
+    }
+    return Shrinkage(result.method, estimate, params)
+
+
 def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:
     """Normal-normal EB towards ``target``: :func:`qicollab.stats.shrinkage.
     normal_normal_shrinkage`."""
@@ -338,16 +369,21 @@ def funnel_ratio(
     observed: np.ndarray,
     expected: np.ndarray,
     *,
-    method: str = "shmi",
+    method: str = stats_funnel.DEFAULT_METHOD,
     trim: float = 0.1,
     variance: np.ndarray | None = None,
     levels: Sequence[float] = LEVELS,
 ) -> Funnel:
     """Funnel of O/E against E with overdispersion.
 
-    Event counts (``variance`` None): :func:`qicollab.stats.funnel.funnel_analysis`. Outcomes
-    that are not event counts (length of stay, scores) pass Var O, which replaces the Poisson
-    Var O = E in the z-scores and limits (the core's funnel assumes Poisson counts).
+    Event counts (``variance`` None): :func:`qicollab.stats.funnel.funnel_analysis` with any of
+    its methods. Outcomes that are not event counts (length of stay, scores) pass Var O and go
+    to :func:`qicollab.stats.se_funnel.ratio_se_funnel`, which judges each member with its own
+    standard error: ``"shmi"`` there is the log scale with SHMI truncation, and every other
+    method is its additive random effect (DerSimonian-Laird tau^2 on the square-root scale,
+    z winsorised). The count default's negative-binomial predictive limits assume Poisson
+    counts, which these outcomes are not; sums over many patients are close to normal, where
+    winsorising does not bias tau^2 the way it does for small counts.
     """
     if variance is None:
         result = stats_funnel.funnel_analysis(
@@ -363,13 +399,16 @@ def funnel_ratio(
     )
 
 
-def _zero_count_status(row: Any, level: float, *, adjusted: bool) -> str | None:
-    """A zero count on the SHMI log scale, judged by its continuity-corrected z-score (the
-    core compares O/E = 0 with the limits, which flags every zero as low, however small E).
-    Unadjusted: the exact Poisson test P(O = 0) = exp(-E) < alpha/2."""
-    if adjusted:
-        return "low" if row.z_adjusted < -z_of(level) else None
-    return "low" if math.exp(-row.precision) < (1 - level) / 2 else None
+#: (data type, core method) -> the scale its z-scores live on, as stored in payloads.
+CORE_SCALES = {
+    ("ratio", "random-effects"): "negative binomial",
+    ("ratio", "shmi"): "log",
+    ("ratio", "cqc"): "sqrt",
+    ("ratio", "spiegelhalter"): "sqrt",
+    ("proportion", "random-effects"): "beta-binomial",
+    ("proportion", "cqc"): "arcsine",
+    ("proportion", "spiegelhalter"): "arcsine",
+}
 
 
 def _from_core(result: Any, levels: Sequence[float]) -> Funnel:
@@ -389,18 +428,8 @@ def _from_core(result: Any, levels: Sequence[float]) -> Funnel:
             np.array([r.limits(level, adjusted=True)[0] for r in rows]),
             np.array([r.limits(level, adjusted=True)[1] for r in rows]),
         )
-        flags[key] = [
-            _zero_count_status(r, level, adjusted=False)
-            if r.zero_count_adjusted
-            else r.outlier(level)
-            for r in rows
-        ]
-        adjusted_flags[key] = [
-            _zero_count_status(r, level, adjusted=True)
-            if r.zero_count_adjusted
-            else r.outlier(level, adjusted=True)
-            for r in rows
-        ]
+        flags[key] = [r.outlier(level) for r in rows]
+        adjusted_flags[key] = [r.outlier(level, adjusted=True) for r in rows]
     precision = np.array([r.precision for r in rows])
     grid = _grid(precision)
     curve: dict[str, Any] = {}
@@ -414,26 +443,21 @@ def _from_core(result: Any, levels: Sequence[float]) -> Funnel:
                 curves.adjusted_lower[key].tolist(),
                 curves.adjusted_upper[key].tolist(),
             ]
-    count = result.n_used
-    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
-    scale = {"shmi": "log", "cqc": "sqrt", "spiegelhalter": "sqrt"}[result.method]
-    if result.data_type == "proportion":
-        scale = "arcsine"
     return Funnel(
         method=result.method,
-        scale=scale,
+        scale=CORE_SCALES[result.data_type, result.method],
         target=result.target,
         z=np.array([r.z for r in rows]),
         phi=result.phi,
         tau2=result.tau2,
-        overdispersed=bool(result.phi > threshold),
+        overdispersed=not result.fallback,
         adjusted=not result.fallback,
         note=result.note,
         limits=limits,
         adjusted_limits=adjusted_limits,
         flags=flags,
         adjusted_flags=adjusted_flags,
-        units_used=count,
+        units_used=result.n_used,
         curve=curve,
         adjustment=result.adjustment,
         pvalue=result.overdispersion_pvalue,
@@ -466,8 +490,6 @@ def _funnel_ratio_variance(
 def _from_se_funnel(
     result: stats_se_funnel.SeFunnelResult, levels: Sequence[float], curve: dict[str, Any]
 ) -> Funnel:
-    count = int(np.isfinite(result.z).sum())
-    threshold = 1 + 2 * math.sqrt(2 / count) if count else math.inf
     keys = [level_key(level) for level in levels]
     return Funnel(
         method=result.method,
@@ -476,7 +498,7 @@ def _from_se_funnel(
         z=result.z,
         phi=result.phi,
         tau2=result.tau2,
-        overdispersed=result.phi > threshold,
+        overdispersed=not result.fallback,
         adjusted=not result.fallback,
         note=result.note,
         limits={key: (result.lower[key], result.upper[key]) for key in keys},
@@ -523,34 +545,23 @@ def _ratio_curve(
     return curve
 
 
-#: Run settings -> the core's proportion funnel methods. METHODS.md (and issue 3) call the
-#: arcsine-scale method with winsorised z and an additive tau^2 "Spiegelhalter/CQC"; the core
-#: names it "cqc" and keeps "spiegelhalter" for the multiplicative (phi) variant, which a run
-#: asks for as "multiplicative".
-PROPORTION_METHODS = {
-    "spiegelhalter": "cqc",
-    "cqc": "cqc",
-    "additive": "cqc",
-    "multiplicative": "spiegelhalter",
-}
-
-
 def funnel_proportion(
     x: np.ndarray,
     n: np.ndarray,
     *,
-    method: str = "spiegelhalter",
+    method: str = stats_funnel.DEFAULT_METHOD,
     trim: float = 0.1,
     levels: Sequence[float] = LEVELS,
 ) -> Funnel:
-    """Funnel of x/n on the arcsine scale with winsorised z and additive tau^2 (or, with
-    ``"multiplicative"``, phi): :func:`qicollab.stats.funnel.funnel_analysis`, with PHE's
-    inverted-Wilson unadjusted limits; target = the pooled proportion."""
+    """Funnel of x/n: :func:`qicollab.stats.funnel.funnel_analysis` with any of its proportion
+    methods (the beta-binomial random effect by default; ``"cqc"`` additive tau^2 and
+    ``"spiegelhalter"`` multiplicative phi on the arcsine scale); target = the pooled
+    proportion."""
     result = stats_funnel.funnel_analysis(
         np.asarray(x, dtype=float),
         np.asarray(n, dtype=float),
         data_type="proportion",
-        method=PROPORTION_METHODS.get(method, method),  # type: ignore[arg-type]
+        method=method,  # type: ignore[arg-type]
         trim=trim,
     )
     return _from_core(result, levels)

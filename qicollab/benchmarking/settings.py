@@ -13,8 +13,16 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from qicollab.stats.funnel import DEFAULT_METHOD
+
 #: Bump whenever a method changes its numbers (it is part of every snapshot hash).
-METHODS_VERSION = 2
+#: 3: the calibrated random-effects funnel is the default for ratios and proportions, and the
+#: run's funnels take every status from the core's exact decision limits.
+METHODS_VERSION = 3
+
+#: The funnel methods of :mod:`qicollab.stats.funnel` (SHMI is for ratios only).
+RatioMethod = Literal["random-effects", "shmi", "cqc", "spiegelhalter"]
+ProportionMethod = Literal["random-effects", "cqc", "spiegelhalter"]
 
 
 class SettingsError(ValueError):
@@ -27,10 +35,12 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     methods_version: int = METHODS_VERSION
-    #: Funnels: standardised ratios by the SHMI log method with 10% truncation; proportions
-    #: on the arcsine scale with 10% winsorisation (METHODS.md part A, section 6.2).
-    funnel_ratio: str = "shmi"
-    funnel_proportion: str = "spiegelhalter"
+    #: Funnels: any method of :mod:`qicollab.stats.funnel`, by default its calibrated one
+    #: (random effects with exact predictive tails, :data:`~qicollab.stats.funnel.
+    #: DEFAULT_METHOD`); the published variants (SHMI truncation, CQC and Spiegelhalter
+    #: winsorisation) stay selectable. ``trim`` is their truncation / winsorising fraction.
+    funnel_ratio: RatioMethod = DEFAULT_METHOD
+    funnel_proportion: ProportionMethod = DEFAULT_METHOD
     trim: float = Field(0.1, ge=0.0, lt=0.5)
     #: 95% is the warning limit, 99.8% the alarm limit.
     levels: tuple[float, ...] = (0.95, 0.998)

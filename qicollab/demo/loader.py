@@ -100,8 +100,6 @@ def load(
         deid_profile=DeidProfile.LIMITED_DATA_SET,
         min_cell_size=11,
         default_methods={
-            "funnel_ratio": "shmi",
-            "funnel_proportion": "spiegelhalter",
             "trim": 0.1,
             "shrinkage": "empirical-bayes",
             "spc_mode": "mdc",

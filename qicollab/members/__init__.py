@@ -13,4 +13,5 @@ def includeme(config: Configurator) -> None:
     config.add_route("members.list", "/catalogue/members")
     config.add_route("peer_groups.new", "/catalogue/peer-groups/new")
     config.add_route("peer_groups.edit", "/catalogue/peer-groups/{code}/edit")
+    config.add_route("collaborative.settings", "/catalogue/settings")
     config.scan(".views")

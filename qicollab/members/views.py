@@ -8,6 +8,7 @@ from pyramid.httpexceptions import HTTPFound, HTTPNotFound
 from pyramid.view import view_config
 
 from qicollab.audit.services import record
+from qicollab.members.models import Collaborative
 from qicollab.members.services import (
     CRITERIA_ATTRIBUTES,
     MemberService,
@@ -102,3 +103,57 @@ def peer_group_form(request: Request) -> Any:
         details={"members": len(saved.members), "criteria": saved.criteria},
     )
     return HTTPFound(request.route_url("members.list"))
+
+
+def parse_min_contributors(raw: str | None) -> int:
+    """The posted minimum number of contributing members, or a :class:`ValueError` saying
+    what is wrong with it."""
+    text = (raw or "").strip()
+    if not text:
+        msg = "Minimum contributors: enter a whole number of members (1 or more)"
+        raise ValueError(msg)
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"Minimum contributors: {text!r} is not a whole number of members"
+        raise ValueError(msg) from None
+    if value < 1:
+        msg = f"Minimum contributors: {value} is too small; it must be at least 1"
+        raise ValueError(msg)
+    return value
+
+
+@view_config(
+    route_name="collaborative.settings",
+    renderer="catalogue/settings_form.jinja2",
+    permission=Permission.COLLABORATIVE_MANAGE,
+)
+def collaborative_settings(request: Request) -> Any:
+    """The collaborative's disclosure setting: how many members must contribute to a measure
+    before figures about peers are shown (carried into every later benchmark run)."""
+    collaborative = request.db.get(Collaborative, request.identity.collaborative_id)
+    if collaborative is None:
+        raise HTTPNotFound
+    context: dict[str, Any] = {"collaborative": collaborative, "error": None, "saved": False}
+    if request.method != "POST":
+        context["saved"] = request.GET.get("saved") == "1"
+        return context
+    raw = request.POST.get("min_contributors")
+    try:
+        value = parse_min_contributors(raw)
+    except ValueError as error:
+        request.response.status = 422
+        return {**context, "error": str(error), "posted": raw}
+    before = collaborative.min_contributors
+    if value != before:
+        collaborative.min_contributors = value
+        record(
+            request.db,
+            "collaborative.settings_updated",
+            actor=request.identity,
+            object_type="collaborative",
+            object_id=collaborative.slug,
+            ip_address=request.client_addr,
+            details={"min_contributors": {"before": before, "after": value}},
+        )
+    return HTTPFound(request.route_url("collaborative.settings", _query={"saved": "1"}))

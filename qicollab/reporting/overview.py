@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from qicollab.benchmarking.models import MemberResult, StoredChart, run_submissions
+from qicollab.benchmarking.payloads import MemberPayload
 from qicollab.cycles.models import ReportingPeriod
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.bars import bar_chart, change_chart
 from qicollab.reporting.charts.common import Chart
 from qicollab.reporting.charts.icons import Icon, assurance_icon, status_badge, variation_icon
-from qicollab.reporting.results import MeasureView, RunData, YearValue, yearly_values
+from qicollab.reporting.results import MeasureView, RunData
 from qicollab.reporting.sections import (
     caterpillar_for,
     distribution_for,
     funnel_for,
+    p_text,
     reaches,
 )
 from qicollab.submissions.models import Submission
@@ -72,12 +74,13 @@ class MemberRow:
 
 @dataclass(frozen=True, slots=True)
 class Improver:
-    """A member's change over the cycle in one measure (positive is improvement)."""
+    """A member whose change over the cycle in one measure is an improvement beyond chance."""
 
     member_id: int
     label: str
-    first_year: int
-    last_year: int
+    first_year: str
+    last_year: str
+    #: The move from the first to the last year, positive for improvement.
     change: float
     text: str
 
@@ -95,8 +98,11 @@ class MeasureOverview:
     worse: int
     better: int
     at_benchmark: int
-    improved: int
-    worsened: int
+    #: Members whose change from their first to their last year is beyond chance, and how many
+    #: had two years to compare (None when figures about peers are withheld).
+    improved: int | None
+    worsened: int | None
+    assessed: int | None
     improvers: list[Improver]
     years: list[tuple[int, float | None]]
     trend: Chart | None = None
@@ -175,40 +181,42 @@ def collaborative_years(session: Session, run_id: int) -> dict[int, list[tuple[i
     return dict(out)
 
 
-def improvers(
-    run: RunData,
-    measure: MeasureView,
-    audience: Audience,
-    years: dict[tuple[int, int], list[YearValue]],
-) -> list[Improver]:
-    """Every member with two years of data, by improvement from its first to its last year."""
-    out = []
-    for (member_id, measure_id), values in years.items():
-        if measure_id != measure.id:
+def changes(
+    run: RunData, measure: MeasureView, audience: Audience
+) -> tuple[int, int, int, list[Improver]]:
+    """Members improved, worsened and assessed over the cycle (the run's tests of change,
+    :mod:`qicollab.stats.change`, on every member, so every audience reads the same counts), and
+    the improvers this audience may see, largest improvement first."""
+    improved = worsened = assessed = 0
+    shown: list[Improver] = []
+    hidden = run.suppressed(measure)
+    for result in run.results_for(measure.id):
+        payload = result.payload
+        change = payload.change if isinstance(payload, MemberPayload) else None
+        if change is None or change.verdict == "not assessed":
             continue
-        valued = [v for v in values if v.value is not None]
-        if len(valued) < 2:
+        assessed += 1
+        if change.verdict == "worsened":
+            worsened += 1
+        if change.verdict != "improved":
             continue
-        result = run.results.get((member_id, measure.id))
-        if result is not None and audience.hides(member_id, run.suppressed(measure)):
+        improved += 1
+        member = run.members.get(result.member_id)
+        if member is None or audience.hides(result.member_id, hidden):
             continue
-        member = run.members.get(member_id)
-        if member is None:
-            continue
-        change = valued[-1].value - valued[0].value  # type: ignore[operator]
-        improvement = measure.improvement(change) or 0.0
-        out.append(
+        moved = (change.last or 0.0) - (change.first or 0.0)
+        shown.append(
             Improver(
-                member_id,
+                member.id,
                 audience.label(member) if audience.identified else member.blinded_code,
-                valued[0].year,
-                valued[-1].year,
-                improvement,
-                measure.show_difference(change),
+                change.first_label or "",
+                change.last_label or "",
+                measure.improvement(moved) or 0.0,
+                f"{measure.show_difference(moved)} ({p_text(change.p_value)})",
             )
         )
-    out.sort(key=lambda i: (-i.change, i.label))
-    return out
+    shown.sort(key=lambda i: (-i.change, i.label))
+    return improved, worsened, assessed, shown
 
 
 def build_overview(
@@ -217,21 +225,21 @@ def build_overview(
     audience: Audience,
     *,
     charts: bool = False,
-    years: dict[tuple[int, int], list[YearValue]] | None = None,
 ) -> Overview:
     """The matrix, per-measure summaries (with charts when asked), improvers and missing data.
 
     For a blinded audience the matrix rows are left empty: the summary names no member.
     """
     run_id = run.run.id
-    years = years if years is not None else yearly_values(session, run_id)
     pooled = collaborative_years(session, run_id)
     measures = []
     for measure in run.measures:
         summary = run.summary(measure.id)
         results = run.results_for(measure.id)
         withheld = summary.withheld if summary is not None else None
-        ranked = [] if withheld else improvers(run, measure, audience, years)
+        improved, worsened, assessed, ranked = (
+            (None, None, None, []) if withheld else changes(run, measure, audience)
+        )
         statuses = [formatting.status(r.outlier_status).key for r in results]
         abc = summary.abc if summary else None
         overview = MeasureOverview(
@@ -244,8 +252,9 @@ def build_overview(
             worse=statuses.count("worse"),
             better=statuses.count("better"),
             at_benchmark=sum(1 for r in results if reaches(measure, r.value, abc)),
-            improved=sum(1 for i in ranked if i.change > 0),
-            worsened=sum(1 for i in ranked if i.change < 0),
+            improved=improved,
+            worsened=worsened,
+            assessed=assessed,
             improvers=ranked[:TOP_IMPROVERS],
             years=pooled.get(measure.id, []),
             withheld=withheld,

@@ -19,7 +19,6 @@ from cachetools import LRUCache
 from qicollab.reporting.results import (
     load_annotations,
     load_member,
-    yearly_values,
 )
 from qicollab.reporting.sections import MeasureSection, member_sections
 
@@ -65,8 +64,7 @@ def results_page_sections(
     if sections is not None:
         return sections
     data = load_member(session, run, member_id, annotations=notes)
-    years = yearly_values(session, run.run.id, member_id=member_id)
-    sections = member_sections(run, data, audience, group=group, years=years)
+    sections = member_sections(run, data, audience, group=group)
     with _LOCK:
         _PAGES[key] = sections
     return sections

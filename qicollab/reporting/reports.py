@@ -18,8 +18,10 @@ from qicollab.improvement.reporting import collaborative_improvement, member_imp
 from qicollab.reporting.models import ReportKind
 from qicollab.reporting.overview import build_overview
 from qicollab.reporting.privacy import Audience
-from qicollab.reporting.results import RunData, load_member, yearly_values
+from qicollab.reporting.results import RunData, load_member
 from qicollab.reporting.sections import (
+    calibration_table,
+    calibration_text,
     data_appendix,
     executive_summary,
     lock_text,
@@ -32,8 +34,6 @@ from qicollab.reporting.sections import (
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-    from qicollab.reporting.results import YearValue
 
 TEMPLATES: dict[ReportKind, str] = {
     ReportKind.MEMBER: "member.jinja2",
@@ -65,6 +65,8 @@ def _common(run: RunData) -> dict[str, Any]:
         "generated": today(),
         "methods": methods_text(run),
         "models": model_summaries(run),
+        "calibration": calibration_table(run),
+        "calibration_text": calibration_text(),
     }
 
 
@@ -72,8 +74,7 @@ def member_report_context(session: Session, run: RunData, member_id: int) -> dic
     """The member benchmark report's context."""
     member = load_member(session, run, member_id)
     audience = Audience.member(member_id, run.run.min_cell_size)
-    years = yearly_values(session, run.run.id, member_id=member_id)
-    sections = member_sections(run, member, audience, years=years)
+    sections = member_sections(run, member, audience)
     name = member.member.name
     return {
         **_common(run),
@@ -95,7 +96,6 @@ def collaborative_report_context(
     run: RunData,
     *,
     blinded: bool,
-    years: dict[tuple[int, int], list[YearValue]] | None = None,
 ) -> dict[str, Any]:
     """The collaborative report (identified) or the blinded summary every member may read."""
     audience = (
@@ -103,7 +103,7 @@ def collaborative_report_context(
         if blinded
         else Audience.coordinator(run.run.min_cell_size)
     )
-    overview = build_overview(session, run, audience, charts=True, years=years)
+    overview = build_overview(session, run, audience, charts=True)
     kind = "Blinded collaborative summary" if blinded else "Collaborative report"
     return {
         **_common(run),
@@ -128,13 +128,11 @@ def report_context(
     session: Session,
     run: RunData,
     spec: ReportSpec,
-    *,
-    years: dict[tuple[int, int], list[YearValue]] | None = None,
 ) -> dict[str, Any]:
     """The context of any report of a run."""
     if spec.kind is ReportKind.MEMBER:
         assert spec.member_id is not None
         return member_report_context(session, run, spec.member_id)
     return collaborative_report_context(
-        session, run, blinded=spec.kind is ReportKind.BLINDED_SUMMARY, years=years
+        session, run, blinded=spec.kind is ReportKind.BLINDED_SUMMARY
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qicollab.benchmarking.payloads import MemberPayload
+from qicollab.benchmarking.payloads import ChangePayload, MemberPayload
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
@@ -33,6 +33,9 @@ from qicollab.reporting.results import (
     Result,
     RunData,
 )
+from qicollab.stats import calibration as stats_calibration
+from qicollab.stats import change as stats_change
+from qicollab.stats.funnel import DEFAULT_METHOD
 
 #: Best-practice tables list at most this many peers (the count of all is given).
 BEST_PRACTICE_ROWS = 5
@@ -120,8 +123,9 @@ class MeasureSection:
     control: Chart | None = None
     #: RA-CUSUM and VLAD of the member's own cases (patient-level binary measures).
     sequential: Chart | None = None
-    #: Whole-cycle change (first year to last) and what it means ("improved, 2023-2025").
-    improvement: str = formatting.MISSING
+    #: The run's verdict on the change from the first year to the last (beyond chance or "no
+    #: clear change") and its evidence (the move, the years, the test and its p-value).
+    improvement: str = "Not assessed"
     improvement_detail: str = ""
 
     @property
@@ -409,16 +413,33 @@ def _annotations_for(member: MemberData, measure_id: int) -> list[AnnotationView
     return [a for a in member.annotations if a.measure_id in (None, measure_id)]
 
 
-def improvement_text(measure: MeasureView, years: Sequence[Any] | None) -> tuple[str, str]:
-    """Change from the first to the last year with data, and whether that is improvement."""
-    valued = [y for y in years or () if y.value is not None]
-    if len(valued) < 2:
-        return formatting.MISSING, "fewer than two years of data"
-    change = valued[-1].value - valued[0].value
-    words = "improved" if (measure.improvement(change) or 0) > 0 else "worsened"
-    if change == 0:
-        words = "unchanged"
-    return measure.show_difference(change), f"{words}, {valued[0].year} to {valued[-1].year}"
+def p_text(p_value: float | None) -> str:
+    """A p-value as printed beside a test."""
+    if p_value is None:
+        return ""
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+
+
+def change_text(measure: MeasureView, change: ChangePayload | None) -> tuple[str, str]:
+    """The run's verdict on the member's change over the cycle, and its evidence: the move
+    from the first to the last year and the test that judged it ("improved" or "worsened"
+    only beyond chance, else "no clear change")."""
+    if change is None:
+        return "Not assessed", "no change test in this run"
+    if change.verdict == "not assessed":
+        return "Not assessed", change.reason or "the data cannot support the test"
+    span = f"{change.first_label} to {change.last_label}"
+    moved = (
+        measure.show_difference(change.last - change.first)
+        if change.first is not None and change.last is not None
+        else formatting.MISSING
+    )
+    beyond = " (beyond chance)" if change.verdict in {"improved", "worsened"} else ""
+    evidence = "; ".join(part for part in (change.test, p_text(change.p_value)) if part)
+    return (
+        change.verdict.capitalize() + beyond,
+        f"{moved}, {span} ({evidence})",
+    )
 
 
 def member_sections(
@@ -429,7 +450,6 @@ def member_sections(
     group: PeerGroupView | None = None,
     measure_ids: set[int] | None = None,
     charts: bool = True,
-    years: dict[tuple[int, int], list[Any]] | None = None,
 ) -> list[MeasureSection]:
     """One section per measure of the run (or the chosen ones), for this member and audience."""
     sections = []
@@ -477,9 +497,9 @@ def member_sections(
         if group is not None:
             section.decile = section.comparison.decile
         section.best, section.best_count = best_practice(run, measure, audience, member_id, group)
-        if years is not None:
-            section.improvement, section.improvement_detail = improvement_text(
-                measure, years.get((member_id, measure.id))
+        if result is not None and isinstance(result.payload, MemberPayload):
+            section.improvement, section.improvement_detail = change_text(
+                measure, result.payload.change
             )
         if charts:
             section.funnel = funnel_for(run, measure, audience, member_id, group)
@@ -704,10 +724,80 @@ def model_summaries(run: RunData) -> list[ModelSummary]:
     return out
 
 
+#: How the methods appendix names the funnel methods.
+METHOD_NAMES = {
+    "random-effects": "Random effects, exact predictive tails (default)",
+    "shmi": "SHMI (log scale, 10% truncation)",
+    "cqc": "CQC (additive, 10% winsorisation)",
+    "spiegelhalter": "Spiegelhalter (multiplicative, 10% winsorisation)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationLine:
+    """One funnel method's simulated flag rates (adjusted limits), for the methods appendix."""
+
+    data_type: str
+    method: str
+    used: bool
+    in_control_95: str
+    in_control_998: str
+    between_998: str
+    power_998: str
+
+
+def _rate(data_type: str, method: str, scenario: str, level: float) -> str:
+    row = stats_calibration.lookup(data_type, method, scenario, level, adjusted=True)
+    return f"{row.rate * 100:.2f}%"
+
+
+def calibration_table(run: RunData) -> list[CalibrationLine]:
+    """The stored simulation (:data:`qicollab.stats.calibration.CALIBRATION`) for the default
+    method and the published variants, marking the ones this run used; never simulated here."""
+    settings = run.run.settings
+    used = {"ratio": settings.funnel_ratio, "proportion": settings.funnel_proportion}
+    lines = []
+    for data_type in ("ratio", "proportion"):
+        methods = [DEFAULT_METHOD] + [
+            m for m in METHOD_NAMES if m != DEFAULT_METHOD and (m != "shmi" or data_type == "ratio")
+        ]
+        for method in methods:
+            lines.append(
+                CalibrationLine(
+                    "Ratios (O/E, rates)" if data_type == "ratio" else "Proportions",
+                    METHOD_NAMES[method],
+                    used[data_type] == method,
+                    _rate(data_type, method, "in-control", 0.95),
+                    _rate(data_type, method, "in-control", 0.998),
+                    _rate(data_type, method, "sd-0.2", 0.998),
+                    _rate(data_type, method, "rr3", 0.998),
+                )
+            )
+    return lines
+
+
+def calibration_text() -> str:
+    """What the calibration table measured, and how to regenerate it."""
+    return (
+        "Flag rates at the overdispersion-adjusted limits, from seeded simulations of "
+        f"collaboratives of {stats_calibration.MEMBERS:,} members "
+        f"({stats_calibration.CALIBRATION[0].replicates} replicates; expected counts "
+        "log-uniform from 0.5 to 200 for ratios, denominators from 5 to 2,000 for "
+        f"proportions with p = {stats_calibration.PROPORTION_TARGET:g}). In control: no member "
+        "differs (nominal 5% and 0.2%). Between-member SD 0.2: real variation that is not a "
+        "signal (lognormal relative risk; logit-normal for proportions). Power: share of "
+        f"{stats_calibration.OUTLIERS} true outliers (relative risk or odds "
+        f"{stats_calibration.RELATIVE_RISK:g}, 30 or more expected events) flagged at 99.8%. "
+        f"Regenerated by: {stats_calibration.COMMAND}."
+    )
+
+
 def methods_text(run: RunData) -> dict[str, str]:
     """The interval, outlier, benchmark and suppression rules of the run, in words."""
     settings = run.run.settings
     level_text = " and ".join(f"{level * 100:g}%" for level in settings.levels)
+    ratio_words = _method_words(settings.funnel_ratio, settings.trim)
+    proportion_words = _method_words(settings.funnel_proportion, settings.trim)
     odds = settings.cusum_odds_ratio
     shrinkage = (
         "Deciles rank members from 1 (best) to 10 on their empirical-Bayes (shrunk) values, so "
@@ -723,12 +813,23 @@ def methods_text(run: RunData) -> dict[str, str]:
             "standardisation), O being observed and E expected events from the risk model."
         ),
         "outliers": (
-            f"Funnel limits at {level_text} around the collaborative value, adjusted for "
-            f"overdispersion ({settings.funnel_ratio} method for ratios, "
-            f"{settings.funnel_proportion} for proportions, "
-            f"{settings.trim * 100:g}% trimmed). A member outside the "
+            f"Funnel limits at {level_text} around the collaborative value. Counts are judged "
+            "by their exact tails (a member is low only if so few events are unlikely, "
+            "high only if so many are), so a member with no events and few expected is never "
+            "an outlier. Limits are adjusted for overdispersion (real differences between "
+            f"members that are not a signal): ratios by {ratio_words}, "
+            f"proportions by {proportion_words}; "
+            "the adjustment only ever widens the limits. A member outside the "
             "99.8% limit is 'worse than expected' (needs improvement) or 'better than "
-            "expected' (exemplary), honouring the measure's direction; inside it, 'as expected'."
+            "expected' (exemplary), honouring the measure's direction; inside it, 'as expected'. "
+            "How often each method flags members is in the table below."
+        ),
+        "change": (
+            "'Improved' and 'worsened' over the cycle mean a change beyond chance between a "
+            "member's first and last calendar year of data (two-sided, 5% level): "
+            f"{stats_change.PROPORTION_TEST} for proportions, "
+            f"{stats_change.RATE_TEST} for rates and O/E, "
+            f"{stats_change.MEAN_TEST} for means. Any other move is 'no clear change'."
         ),
         "benchmark": (
             "The Achievable Benchmark of Care (ABC) is the pared mean of the best-performing "
@@ -758,6 +859,22 @@ def methods_text(run: RunData) -> dict[str, str]:
             "reason is given instead."
         ),
     }
+
+
+def _method_words(method: str, trim: float) -> str:
+    """A run's funnel method in words."""
+    if method == "random-effects":
+        return (
+            "a random-effects model (between-member variance by maximum likelihood, refitted "
+            "without the members it flags; exact negative-binomial or beta-binomial "
+            "predictive tails)"
+        )
+    how = {
+        "shmi": "SHMI's log-scale method with {t} truncation",
+        "cqc": "the CQC additive method with {t} winsorisation",
+        "spiegelhalter": "Spiegelhalter's multiplicative method with {t} winsorisation",
+    }[method]
+    return how.format(t=f"{trim * 100:g}%")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,12 +72,16 @@ def load_sequential_kinds(factory, run_id: int) -> list[set[str]]:
     return list(by_member.values())
 
 
-def test_statuses_follow_the_limits_the_chart_draws(service, factory):
-    """A flagged member lies outside the limits that decided its status, and the funnel chart
-    draws those limits with the run's overdispersion note."""
-    run = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+@pytest.mark.parametrize("method", ["random-effects", "cqc"])
+def test_statuses_follow_the_limits_the_chart_draws(service, factory, method):
+    """A member flagged at the warning (95%) or alarm (99.8%) limit lies outside the limits
+    that decided its status, and the funnel chart draws those limits with the run's
+    overdispersion note: for the default method and for a published one."""
+    settings = {"funnel_ratio": method, "funnel_proportion": method}
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE, settings=settings).id)
     with factory() as session:
         data = load_run(session, run.id)
+    assert data.run.settings.funnel_ratio == method
     flagged = 0
     for measure in data.measures:
         summary = data.summary(measure.id)
@@ -88,13 +92,16 @@ def test_statuses_follow_the_limits_the_chart_draws(service, factory):
         for result in data.results_for(measure.id):
             payload = result.payload
             assert isinstance(payload, MemberPayload)
-            if result.outlier_status not in {"worse", "better"}:
-                continue
-            flagged += 1
-            low, high = payload.funnel_limits[f"{prefix}99.8"]
-            position = payload.oe if stored.scale == "oe" else result.value
-            assert position is not None
-            assert not (low <= position <= high), (measure.code, result.member_id)
+            for level, status in (("95", payload.status.warning), ("99.8", payload.status.alarm)):
+                low, high = payload.funnel_limits.get(f"{prefix}{level}", (None, None))
+                position = payload.oe if stored.scale == "oe" else result.value
+                if status not in {"worse", "better"}:
+                    continue
+                flagged += 1
+                assert position is not None
+                assert low is not None
+                assert high is not None
+                assert not (low <= position <= high), (measure.code, result.member_id, level)
         labelled = [("x", r, False) for r in data.results_for(measure.id)]
         chart = funnel(measure, summary, labelled)
         assert chart is not None

@@ -38,6 +38,8 @@ from qicollab.jobs.queue import JobQueue
 from qicollab.jobs.services import JobService
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member, PeerGroup
+from qicollab.stats.change import RATE_TEST
+from qicollab.stats.funnel import DEFAULT_METHOD
 
 N_MEASURES = 8
 
@@ -217,7 +219,12 @@ def test_payloads_have_the_documented_keys(service, factory):
     stored = SummaryPayload.from_json(summary.payload)
     funnel = stored.funnel
     assert funnel is not None
-    assert funnel.method == "shmi"
+    assert funnel.method == DEFAULT_METHOD == RunSettings().funnel_ratio
+    # SURG-MORT is a binary outcome: its change over the cycle is the test of equal O/E.
+    changes = [MemberPayload.from_json(r.payload).change for r in rows]
+    assert all(c is not None and c.test == RATE_TEST for c in changes)
+    assert {c.verdict for c in changes} <= {"improved", "worsened", "no clear change"}
+    assert all(c.first_label < c.last_label for c in changes)
     assert funnel.scale == "oe"
     assert funnel.limits["95"][0][0] > 0  # [(x, lower, upper), ...]
     assert len(funnel.limits["99.8"][0]) == 3
