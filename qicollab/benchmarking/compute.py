@@ -50,6 +50,7 @@ from qicollab.benchmarking.payloads import (
 )
 from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
+from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
 from qicollab.stats import change as stats_change
 from qicollab.stats import peer
@@ -173,6 +174,7 @@ def measure_job(
         output.charts = measure_charts(measure, inputs, data, output)
         seconds["charts"] = time.perf_counter() - started
     output.seconds = {key: round(value, 3) for key, value in seconds.items()}
+    output.worker = consumer_name()
     return output
 
 
@@ -309,8 +311,6 @@ def _patient_units(
 
     if settings.shrinkage == "none":
         shrink = _unshrunk(ratio)
-    elif fit.family == "binomial":
-        shrink = methods.eb_random_intercept(fit, y, member)
     elif counts:
         shrink = methods.eb_gamma_poisson(o, e)
     else:

@@ -112,3 +112,5 @@ class MeasureOutput:
     charts: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: ``host:pid`` of the process that computed it.
+    worker: str | None = None

@@ -101,6 +101,8 @@ class MeasureSummary(Base):
     rate: Mapped[float | None]
     abc: Mapped[float | None]
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``host:pid`` of the process that computed the measure.
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
 
     __table_args__ = (
         sa.Index("ix_measure_summaries_lookup", "run_id", "measure_id", "scope", "peer_group_id"),

@@ -264,20 +264,21 @@ class BenchmarkRunService:
     def execute(self, run_id: int) -> BenchmarkRun:
         """Compute and store a queued run; raises :class:`RunFailedError` after marking it."""
         assert self.jobs is not None
-        job_id = self._start(run_id)
+        job_id = self.start_run(run_id)
         try:
-            plan = self._plan(run_id, job_id)
+            plan = self.plan(run_id, job_id)
             outputs = self._compute(plan)
             self._report(job_id, self._total(plan) - 1, self._total(plan), "storing results")
             self._store(plan, outputs)
         except Exception as error:
             log.exception("benchmark run %s failed", run_id)
             text = error_text(error)
-            self._fail(run_id, job_id, text)
+            self.mark_failed(run_id, job_id, text)
             raise RunFailedError(run_id, text) from error
         return self.get(run_id)
 
-    def _start(self, run_id: int) -> int | None:
+    def start_run(self, run_id: int) -> int | None:
+        """Queued -> running (the run and its job); returns the job's id."""
         with session_scope(self.session_factory) as session:
             run = session.get(BenchmarkRun, run_id, with_for_update=True)
             if run is None:
@@ -306,7 +307,8 @@ class BenchmarkRunService:
         # One step per measure, plus storing.
         return len(plan.measures) + 1
 
-    def _plan(self, run_id: int, job_id: int | None) -> RunPlan:
+    def plan(self, run_id: int, job_id: int | None) -> RunPlan:
+        """Read the run's inputs, measures and snapshot (read-only transaction)."""
         session = _read_session(self.session_factory)
         try:
             with session.begin():
@@ -432,71 +434,77 @@ class BenchmarkRunService:
         return outputs
 
     def _store(self, plan: RunPlan, outputs: list[MeasureOutput]) -> None:
-        started = time.perf_counter()
         with session_scope(self.session_factory) as session:
-            run = session.get(BenchmarkRun, plan.run_id, with_for_update=True)
-            assert run is not None
-            if run.status is not RunStatus.RUNNING:
-                msg = f"run {plan.run_id} is {run.status.value}; not storing its results"
-                raise RunError(msg)
-            run_id = plan.run_id
-            if plan.snapshot.submission_ids:
-                session.execute(
-                    sa.insert(run_submissions),
-                    [{"run_id": run_id, "submission_id": i} for i in plan.snapshot.submission_ids],
-                )
-            fits = [
-                {**output.fit, "run_id": run_id, "measure_id": output.measure_id}
-                for output in outputs
-                if output.fit is not None
-            ]
-            if fits:
-                session.execute(sa.insert(RiskModelFitRecord), fits)
-            summaries = [
-                {**row, "run_id": run_id, "measure_id": output.measure_id}
-                for output in outputs
-                for row in output.summaries
-            ]
-            if summaries:
-                session.execute(sa.insert(MeasureSummary), summaries)
-            members = [
-                {**row, "run_id": run_id, "measure_id": output.measure_id}
-                for output in outputs
-                for row in output.members
-            ]
-            if members:
-                session.execute(sa.insert(MemberResult), members)
-            charts = [
-                {**row, "run_id": run_id, "measure_id": output.measure_id}
-                for output in outputs
-                for row in output.charts
-            ]
-            if charts:
-                session.execute(sa.insert(StoredChart), charts)
-            run.snapshot_hash = plan.snapshot.hash
-            run.status = RunStatus.SUCCEEDED
-            run.finished_at = self.clock()
-            run.error = None
-            if plan.job_id is not None:
-                assert self.jobs is not None
-                self.jobs.succeed(
-                    plan.job_id,
-                    result={
-                        "run_id": run_id,
-                        "snapshot_hash": plan.snapshot.hash,
-                        "submissions": len(plan.snapshot),
-                        "measures": len(outputs),
-                        "member_results": len(members),
-                        "charts": len(charts),
-                        "notes": [note for output in outputs for note in output.notes][:50],
-                        "seconds": {output.measure_id: output.seconds for output in outputs},
-                        "store_seconds": round(time.perf_counter() - started, 3),
-                    },
-                    message="results stored",
-                    session=session,
-                )
+            self.store_results(session, plan, outputs)
 
-    def _fail(self, run_id: int, job_id: int | None, text: str) -> None:
+    def store_results(self, session: Session, plan: RunPlan, outputs: list[MeasureOutput]) -> None:
+        """Store every measure's results and make the run visible (succeeded) in ``session``'s
+        transaction, with its job's success: all of it or none of it."""
+        started = time.perf_counter()
+        run = session.get(BenchmarkRun, plan.run_id, with_for_update=True)
+        assert run is not None
+        if run.status is not RunStatus.RUNNING:
+            msg = f"run {plan.run_id} is {run.status.value}; not storing its results"
+            raise RunError(msg)
+        run_id = plan.run_id
+        if plan.snapshot.submission_ids:
+            session.execute(
+                sa.insert(run_submissions),
+                [{"run_id": run_id, "submission_id": i} for i in plan.snapshot.submission_ids],
+            )
+        fits = [
+            {**output.fit, "run_id": run_id, "measure_id": output.measure_id}
+            for output in outputs
+            if output.fit is not None
+        ]
+        if fits:
+            session.execute(sa.insert(RiskModelFitRecord), fits)
+        summaries = [
+            {**row, "run_id": run_id, "measure_id": output.measure_id, "worker": output.worker}
+            for output in outputs
+            for row in output.summaries
+        ]
+        if summaries:
+            session.execute(sa.insert(MeasureSummary), summaries)
+        members = [
+            {**row, "run_id": run_id, "measure_id": output.measure_id}
+            for output in outputs
+            for row in output.members
+        ]
+        if members:
+            session.execute(sa.insert(MemberResult), members)
+        charts = [
+            {**row, "run_id": run_id, "measure_id": output.measure_id}
+            for output in outputs
+            for row in output.charts
+        ]
+        if charts:
+            session.execute(sa.insert(StoredChart), charts)
+        run.snapshot_hash = plan.snapshot.hash
+        run.status = RunStatus.SUCCEEDED
+        run.finished_at = self.clock()
+        run.error = None
+        if plan.job_id is not None:
+            assert self.jobs is not None
+            self.jobs.succeed(
+                plan.job_id,
+                result={
+                    "run_id": run_id,
+                    "snapshot_hash": plan.snapshot.hash,
+                    "submissions": len(plan.snapshot),
+                    "measures": len(outputs),
+                    "member_results": len(members),
+                    "charts": len(charts),
+                    "notes": [note for output in outputs for note in output.notes][:50],
+                    "seconds": {output.measure_id: output.seconds for output in outputs},
+                    "store_seconds": round(time.perf_counter() - started, 3),
+                },
+                message="results stored",
+                session=session,
+            )
+
+    def mark_failed(self, run_id: int, job_id: int | None, text: str) -> None:
+        """Mark the run and its job failed (own transactions); earlier runs are untouched."""
         try:
             with session_scope(self.session_factory) as session:
                 run = session.get(BenchmarkRun, run_id)

@@ -26,7 +26,10 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
     """Run queued jobs (benchmark runs, report batches) until stopped with Ctrl-C.
 
     The queue is configured by ``qicollab.queue.backend`` (SQLite file in the storage folder by
-    default; PostgreSQL or Redis for several worker machines).
+    default; PostgreSQL or Redis for several worker machines). A report batch or benchmark run
+    is split into tasks (one per report, one per measure) that every worker takes from; each
+    task's timing is logged with this worker's host:pid, and tasks of a worker that died are
+    taken over once their lease runs out.
     """
     from qicollab.jobs.queue import JobQueue  # noqa: PLC0415
     from qicollab.jobs.workers import Heartbeat  # noqa: PLC0415
@@ -40,7 +43,12 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         consumer = queue.huey.create_consumer(workers=workers, worker_type=worker_type)
         click.echo(f"worker: {workers} {worker_type} worker(s) on {type(queue.huey).__name__}")
-        heartbeat = Heartbeat(queue.session_factory, mode="worker").start()
+        heartbeat = Heartbeat(
+            queue.session_factory,
+            mode="worker",
+            interval=queue.beat_seconds,
+            on_beat=queue.reap_stale,
+        ).start()
         try:
             consumer.run()
         finally:

@@ -66,6 +66,11 @@ def start_embedded(
     # would swallow them.
     consumer._set_signal_handlers = lambda: None
     consumer.start()
-    heartbeat = Heartbeat(queue.session_factory, mode="embedded").start()
+    heartbeat = Heartbeat(
+        queue.session_factory,
+        mode="embedded",
+        interval=queue.beat_seconds,
+        on_beat=queue.reap_stale,
+    ).start()
     log.info("embedded job consumer: %d thread(s) on %s", workers, type(queue.huey).__name__)
     return EmbeddedConsumer(queue, consumer, heartbeat)

@@ -48,6 +48,49 @@ class Job(CreatedAtMixin, Base):
         return min(1.0, self.done / self.total) if self.total else 0.0
 
 
+class TaskStatus(enum.StrEnum):
+    """Where one fanned-out task of a job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobTask(Base):
+    """One piece of a fanned-out job (a report, a measure), run by any worker.
+
+    ``(job_id, key)`` is unique, so a piece is planned once; a worker claims it by a
+    conditional update (queued, or running with an expired lease -> running, ``attempt`` + 1),
+    and records its outcome only while its claim still holds, so a retried piece is recorded
+    exactly once. The claimant renews ``lease_until`` while it works; a killed worker's lease
+    runs out and any consumer's reaper puts the piece back on the queue.
+    """
+
+    __tablename__ = "job_tasks"
+    __table_args__ = (sa.UniqueConstraint("job_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    #: What the piece is, unique within the job (``member:12``, ``measure:3``).
+    key: Mapped[str] = mapped_column(sa.String(100))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[TaskStatus] = mapped_column(
+        enum_column(TaskStatus, name="task_status"), default=TaskStatus.QUEUED, index=True
+    )
+    #: Claims so far; the current claim's number, checked when the outcome is recorded.
+    attempt: Mapped[int] = mapped_column(default=0)
+    #: ``host:pid`` of the worker that holds (or last held) the claim.
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_until: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    seconds: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    #: The piece's staged result (JSON text), read by the job's final step.
+    output: Mapped[str | None] = mapped_column(sa.Text)
+
+
 class WorkerHeartbeat(Base):
     """A job consumer that is alive: it stamps ``beat_at`` every few seconds while running.
 

@@ -18,9 +18,16 @@ Settings (ini ``[app:main]`` or environment):
     ``memory``: an in-process queue, for experiments.
 ``qicollab.queue.immediate``
     ``true`` runs every job synchronously when it is enqueued (tests, one-off scripts).
+``qicollab.queue.lease_seconds``
+    How long a fanned-out task's claim lasts unless its worker renews it (default 60): a worker
+    killed mid-task has its task taken over this long after it stopped renewing.
+``qicollab.queue.beat_seconds``
+    How often each consumer stamps its heartbeat and reaps expired claims (default 10).
 
 Jobs carry ids, never objects: the queue holds only the job id, and the handler registered for
-the job's ``kind`` reads everything else (its ``params``) from the database. Enqueue after the
+the job's ``kind`` reads everything else (its ``params``) from the database. A handler may split
+its job into tasks (:mod:`qicollab.jobs.fanout`); each task is its own queue message carrying
+the task's id, so any worker takes any piece. Enqueue after the
 transaction that created the job has committed (:meth:`JobQueue.enqueue_after_commit`), or a
 fast worker may look for a row that does not exist yet.
 """
@@ -31,6 +38,7 @@ import contextlib
 import importlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,8 +47,10 @@ import huey
 import sqlalchemy as sa
 
 from qicollab.config import as_bool, storage_path
+from qicollab.jobs import fanout
 from qicollab.jobs.models import JobStatus
 from qicollab.jobs.services import JobService, JobState, JobStateError
+from qicollab.jobs.workers import BEAT_SECONDS, consumer_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -50,10 +60,16 @@ log = logging.getLogger(__name__)
 BACKEND = "qicollab.queue.backend"
 URL = "qicollab.queue.url"
 IMMEDIATE = "qicollab.queue.immediate"
+LEASE = "qicollab.queue.lease_seconds"
+BEAT = "qicollab.queue.beat_seconds"
 #: The schema holding huey's tables on PostgreSQL.
 PG_SCHEMA = "qicollab_queue"
-#: The one huey task: run the job whose id it is given.
+#: The advisory lock key held while a process creates the queue's schema and tables.
+PG_SCHEMA_LOCK = 0x71C0_11AB
+#: The huey task that runs the job whose id it is given.
 TASK_NAME = "run_job"
+#: The huey task that runs one task (piece) of a fanned-out job.
+PIECE_TASK_NAME = "run_job_task"
 
 #: Modules that register job handlers; imported before a job is dispatched.
 HANDLER_MODULES: tuple[str, ...] = ("qicollab.benchmarking.tasks", "qicollab.reporting.tasks")
@@ -126,14 +142,22 @@ def make_huey(settings: dict[str, Any], *, name: str = "qicollab") -> huey.Huey:
         return huey.RedisHuey(name, url=settings.get(URL), **common)
     if backend in {"postgresql", "postgres"}:
         dsn = _pg_dsn(settings.get(URL) or settings["sqlalchemy.url"])
-        if not immediate:
-            import psycopg  # noqa: PLC0415 - only PostgreSQL deployments need it
+        options = f"-c search_path={PG_SCHEMA}"
+        if immediate:
+            return huey.PostgresHuey(name, dsn=dsn, options=options, table_prefix="huey", **common)
+        import psycopg  # noqa: PLC0415 - only PostgreSQL deployments need it
 
-            with psycopg.connect(dsn, autocommit=True) as connection:
+        # Workers started together would race to create the schema and huey's tables (CREATE
+        # ... IF NOT EXISTS is not safe against a concurrent creator): one at a time.
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (PG_SCHEMA_LOCK,))
+            try:
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
-        return huey.PostgresHuey(
-            name, dsn=dsn, options=f"-c search_path={PG_SCHEMA}", table_prefix="huey", **common
-        )
+                return huey.PostgresHuey(
+                    name, dsn=dsn, options=options, table_prefix="huey", **common
+                )
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (PG_SCHEMA_LOCK,))
     msg = f"unknown {BACKEND} {backend!r}: use sqlite, postgresql, redis or memory"
     raise ValueError(msg)
 
@@ -158,7 +182,10 @@ class JobQueue:
         self._engine = engine
         self._owns_engine = engine is None
         self._pid = os.getpid()
+        self.lease_seconds = float(settings.get(LEASE) or fanout.LEASE_SECONDS)
+        self.beat_seconds = float(settings.get(BEAT) or BEAT_SECONDS)
         self._task = self.huey.task(name=TASK_NAME)(self.run_job)
+        self._piece = self.huey.task(name=PIECE_TASK_NAME)(self.run_task)
         for name, when, target in PERIODIC_TASKS:
             self.huey.periodic_task(huey.crontab(**when), name=name)(self._periodic(target))
 
@@ -247,12 +274,71 @@ class JobQueue:
             jobs.start(job_id)
             context = JobContext(state, self.settings, self.session_factory, jobs)
             result = handler(context)
+            if isinstance(result, fanout.FannedOut):
+                log.info("job %s (%s): %d tasks queued", job_id, state.kind, len(result.task_ids))
+                for task_id in result.task_ids:
+                    self._piece(task_id)
+                fanout.finish_if_complete(self.session_factory, job_id, jobs)  # zero tasks
+                return
             if jobs.get(job_id).status is JobStatus.RUNNING:
                 jobs.succeed(job_id, result=result)
         except Exception as error:
             log.exception("job %s (%s) failed", job_id, state.kind)
             with contextlib.suppress(JobStateError):  # the handler may have marked it
                 jobs.fail(job_id, error)
+
+    def run_task(self, task_id: int) -> None:
+        """Run one task of a fanned-out job here: claim it, work under a renewed lease, record
+        the outcome if the claim still holds, and end the job if this was its last task."""
+        worker = consumer_name()
+        claimed = fanout.claim(
+            self.session_factory, task_id, worker, lease_seconds=self.lease_seconds
+        )
+        if claimed is None:
+            log.info("task %s: done, failed or held by another worker; skipped", task_id)
+            return
+        jobs = JobService(self.session_factory)
+        job = jobs.get(claimed.job_id)
+        context = fanout.TaskContext(claimed, job, worker, self.settings, self.session_factory)
+        started = time.perf_counter()
+        status = "done"
+        try:
+            # The lease is renewed from the claim on, also while the first task of a process
+            # imports its kind's modules (WeasyPrint takes seconds).
+            with fanout.LeaseKeeper(self.session_factory, claimed, self.lease_seconds):
+                handler_for(job.kind)  # imports the modules that register task kinds
+                kind = fanout.kind_for(job.kind)
+                outcome = kind.run(context)
+            fanout.complete(kind, context, outcome, time.perf_counter() - started)
+        except fanout.ClaimLostError:
+            status = "dropped (claim lost)"
+        except Exception as error:
+            log.exception("task %s (%s) of job %s failed", task_id, claimed.key, job.id)
+            status = "failed"
+            with contextlib.suppress(fanout.ClaimLostError):
+                fanout.fail(self.session_factory, claimed, error, time.perf_counter() - started)
+        log.info(
+            "task %s %s of job %s (%s): %s in %.2f s, attempt %d, worker %s",
+            task_id,
+            claimed.key,
+            job.id,
+            job.kind,
+            status,
+            time.perf_counter() - started,
+            claimed.attempt,
+            worker,
+        )
+        fanout.finish_if_complete(self.session_factory, job.id, jobs)
+
+    def reap_stale(self) -> fanout.Reaped:
+        """Put tasks of dead workers back on the queue; end jobs whose last task it failed."""
+        reaped = fanout.reap(self.session_factory)
+        for task_id in reaped.requeued:
+            self._piece(task_id)
+        jobs = JobService(self.session_factory)
+        for job_id in reaped.failed_jobs:
+            fanout.finish_if_complete(self.session_factory, job_id, jobs)
+        return reaped
 
     def close(self) -> None:
         """Release the queue's storage connection and an engine it created."""

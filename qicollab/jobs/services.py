@@ -21,7 +21,7 @@ import sqlalchemy as sa
 # Every domain's models, so foreign keys resolve in a process that imports only this module.
 import qicollab.models  # noqa: F401
 from qicollab.db import READ_ONLY_OPTION, session_scope, utcnow
-from qicollab.jobs.models import Job, JobStatus
+from qicollab.jobs.models import Job, JobStatus, JobTask, TaskStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +42,88 @@ class JobStateError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerShare:
+    """What one worker (``host:pid``) did of a fanned-out job."""
+
+    worker: str
+    done: int
+    failed: int
+    running: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Part of the job's status document."""
+        return {
+            "worker": self.worker,
+            "done": self.done,
+            "failed": self.failed,
+            "running": self.running,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCounts:
+    """A fanned-out job's tasks: how many are done, failed, running, queued, and by whom."""
+
+    total: int
+    done: int
+    failed: int
+    running: int
+    queued: int
+    workers: tuple[WorkerShare, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Part of the job's status document."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "running": self.running,
+            "queued": self.queued,
+            "by_worker": [share.to_json() for share in self.workers],
+        }
+
+
+def task_counts(session: Session, job_id: int) -> TaskCounts | None:
+    """The job's tasks counted by status and worker; None when the job was not fanned out."""
+    rows = session.execute(
+        sa.select(
+            JobTask.worker,
+            JobTask.status,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(JobTask.seconds), 0.0),
+        )
+        .where(JobTask.job_id == job_id)
+        .group_by(JobTask.worker, JobTask.status)
+    ).all()
+    if not rows:
+        return None
+    by_status = dict.fromkeys(TaskStatus, 0)
+    shares: dict[str, dict[str, float]] = {}
+    for worker, status, count, seconds in rows:
+        by_status[TaskStatus(status)] += count
+        if worker is None or status == TaskStatus.QUEUED:
+            continue
+        share = shares.setdefault(worker, {"done": 0, "failed": 0, "running": 0, "seconds": 0.0})
+        share[TaskStatus(status).value] += count
+        share["seconds"] += float(seconds or 0.0)
+    return TaskCounts(
+        total=sum(by_status.values()),
+        done=by_status[TaskStatus.DONE],
+        failed=by_status[TaskStatus.FAILED],
+        running=by_status[TaskStatus.RUNNING],
+        queued=by_status[TaskStatus.QUEUED],
+        workers=tuple(
+            WorkerShare(
+                name, int(s["done"]), int(s["failed"]), int(s["running"]), float(s["seconds"])
+            )
+            for name, s in sorted(shares.items())
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class JobState:
     """A read-only copy of a job row, safe to pass between threads and sessions."""
 
@@ -59,6 +141,8 @@ class JobState:
     created_at: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    #: The tasks of a fanned-out job (None for a job that runs in one piece).
+    tasks: TaskCounts | None = None
 
     @property
     def progress(self) -> float:
@@ -73,8 +157,8 @@ class JobState:
         return self.status in FINISHED
 
     @classmethod
-    def of(cls, job: Job) -> JobState:
-        """Copy a row."""
+    def of(cls, job: Job, *, tasks: TaskCounts | None = None) -> JobState:
+        """Copy a row (with its tasks' counts, when given)."""
         return cls(
             id=job.id,
             kind=job.kind,
@@ -90,6 +174,7 @@ class JobState:
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            tasks=tasks,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +198,7 @@ class JobState:
             "started_at": stamp(self.started_at),
             "finished_at": stamp(self.finished_at),
             "finished": self.finished,
+            "tasks": None if self.tasks is None else self.tasks.to_json(),
         }
 
 
@@ -189,7 +275,7 @@ class JobService:
             if job is None:
                 msg = f"no job {job_id}"
                 raise JobNotFoundError(msg)
-            return JobState.of(job)
+            return JobState.of(job, tasks=task_counts(session, job_id))
         finally:
             session.close()
 

@@ -11,7 +11,7 @@ from pyramid.renderers import render_to_response
 from pyramid.view import view_config
 
 from qicollab.jobs.models import Job
-from qicollab.jobs.services import JobState
+from qicollab.jobs.services import JobState, task_counts
 from qicollab.permissions import Permission
 from qicollab.resources import ADMIN, COORDINATOR
 
@@ -62,11 +62,12 @@ def job_factory(request: Request) -> JobResource:
     permission=Permission.COLLABORATIVE_VIEW,
 )
 def job_status(context: JobResource, request: Request) -> Any:
-    """Status, progress (done/total), message, error and result of a job; never cached.
+    """Status, progress (done/total, and by worker for a fanned-out job), message, error and
+    result of a job; never cached.
 
     A browser (asking for HTML) gets a page that refreshes until the job ends; programs get
     the JSON document."""
-    state = JobState.of(context.job)
+    state = JobState.of(context.job, tasks=task_counts(request.db, context.job.id))
     if "text/html" in request.headers.get("Accept", ""):
         response = render_to_response("jobs/status.jinja2", {"job": state}, request=request)
         response.cache_control = "no-store"

@@ -40,7 +40,9 @@ def consumer_name() -> str:
 
 
 class Heartbeat:
-    """A daemon thread stamping this consumer's row until :meth:`stop`."""
+    """A daemon thread stamping this consumer's row until :meth:`stop`.
+
+    ``on_beat`` runs after every beat (the queue's reaper of expired task claims)."""
 
     def __init__(
         self,
@@ -49,8 +51,10 @@ class Heartbeat:
         mode: str,
         interval: float = BEAT_SECONDS,
         clock: Callable[[], dt.datetime] = utcnow,
+        on_beat: Callable[[], object] | None = None,
     ) -> None:
         self.session_factory = session_factory
+        self.on_beat = on_beat
         self.mode = mode
         self.interval = interval
         self.clock = clock
@@ -82,6 +86,8 @@ class Heartbeat:
         while not self._stopped.wait(self.interval):
             try:
                 self.beat()
+                if self.on_beat is not None:
+                    self.on_beat()
             except Exception:  # a busy database must not kill the consumer's heartbeat
                 log.exception("worker heartbeat failed")
 

@@ -34,6 +34,8 @@ class Report(CreatedAtMixin, Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     size_bytes: Mapped[int]
     job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))
+    #: ``host:pid`` of the process that rendered it.
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
 
     __table_args__ = (
         sa.UniqueConstraint("run_id", "kind", "member_id"),

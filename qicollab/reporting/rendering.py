@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,7 @@ from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
 from qicollab.config import storage_path
 from qicollab.db import READ_ONLY_OPTION, session_scope
 from qicollab.jobs.models import JobStatus
+from qicollab.jobs.workers import consumer_name
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
 
@@ -69,6 +71,8 @@ class RenderOutcome:
     size_bytes: int = 0
     seconds: float = 0.0
     error: str | None = None
+    #: ``host:pid`` of the process that rendered it.
+    worker: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +121,10 @@ class _WorkerState:
 
 
 _STATE: _WorkerState | None = None
+#: The warm state of a queue worker's process (its database and storage folder, and the
+#: state), built on its first report task.
+_TASK_STATE: tuple[sa.Engine, Path, _WorkerState] | None = None
+_TASK_STATE_LOCK = threading.Lock()
 #: Tests replace this to make one report fail (in-process rendering only).
 RENDER_HOOK: Callable[[RenderTask], None] | None = None
 
@@ -130,6 +138,35 @@ def _make_state(database_url: str, storage: str) -> _WorkerState:
     return _WorkerState(get_session_factory(read_only), Path(storage), PdfRenderer())
 
 
+def task_state(session_factory: sessionmaker[Session], storage: Path) -> _WorkerState:
+    """This process's warm state for report tasks: WeasyPrint imported and warmed up once,
+    the current run's data kept between tasks (as the pool's workers do)."""
+    global _TASK_STATE  # noqa: PLW0603 - one state per worker process, by design
+    engine: sa.Engine = session_factory.kw["bind"]
+    if _TASK_STATE is None or _TASK_STATE[:2] != (engine, storage):
+        from qicollab.db import get_session_factory  # noqa: PLC0415
+        from qicollab.reporting.pdf import PdfRenderer, warm_up  # noqa: PLC0415
+
+        read_only = engine.execution_options(**{READ_ONLY_OPTION: True})
+        if _TASK_STATE is None:
+            renderer = PdfRenderer()
+            warm_up()
+        else:
+            renderer = _TASK_STATE[2].renderer
+        state = _WorkerState(get_session_factory(read_only), storage, renderer)
+        _TASK_STATE = (engine, storage, state)
+    return _TASK_STATE[2]
+
+
+def render_in_task(
+    session_factory: sessionmaker[Session], storage: Path, task: RenderTask
+) -> bytes:
+    """One report's PDF in a queue worker, one at a time per process (the embedded
+    consumer's threads share the warm state)."""
+    with _TASK_STATE_LOCK:
+        return render_pdf(task_state(session_factory, storage), task)
+
+
 def init_worker(database_url: str, storage: str) -> None:
     """Pool initializer: import WeasyPrint, warm it up, open this worker's engine."""
     global _STATE  # noqa: PLW0603 - one state per worker process, by design
@@ -139,27 +176,40 @@ def init_worker(database_url: str, storage: str) -> None:
     warm_up()
 
 
+def render_pdf(state: _WorkerState, task: RenderTask) -> bytes:
+    """Lay out one report with this process's warm state (the run's data kept between
+    reports of the same run)."""
+    from qicollab.reporting.results import load_run  # noqa: PLC0415
+
+    with state.session_factory() as session:
+        run = state.runs.get(task.run_id)
+        if run is None:
+            state.runs.clear()  # one run at a time per worker; keep memory flat
+            run = state.runs[task.run_id] = load_run(session, task.run_id)
+        context = report_context(session, run, task.spec)
+    if RENDER_HOOK is not None:
+        RENDER_HOOK(task)
+    return state.renderer.render(TEMPLATES[task.spec.kind], context)
+
+
 def _render(state: _WorkerState, task: RenderTask) -> RenderOutcome:
     from qicollab.reporting.pdf import write_atomically  # noqa: PLC0415
-    from qicollab.reporting.results import load_run  # noqa: PLC0415
 
     started = time.perf_counter()
     try:
-        with state.session_factory() as session:
-            run = state.runs.get(task.run_id)
-            if run is None:
-                state.runs.clear()  # one run at a time per batch; keep memory flat
-                run = state.runs[task.run_id] = load_run(session, task.run_id)
-            context = report_context(session, run, task.spec)
-        if RENDER_HOOK is not None:
-            RENDER_HOOK(task)
-        pdf = state.renderer.render(TEMPLATES[task.spec.kind], context)
+        pdf = render_pdf(state, task)
         written = write_atomically(state.storage / task.relative_path, pdf)
     except Exception as error:
         log.exception("rendering %s of run %s failed", task.spec.filename, task.run_id)
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
         return RenderOutcome(task, error=text, seconds=time.perf_counter() - started)
-    return RenderOutcome(task, written.sha256, written.size_bytes, time.perf_counter() - started)
+    return RenderOutcome(
+        task,
+        written.sha256,
+        written.size_bytes,
+        time.perf_counter() - started,
+        worker=consumer_name(),
+    )
 
 
 def render_task(task: RenderTask) -> RenderOutcome:
@@ -289,24 +339,29 @@ class ReportRenderer:
 
     def _record(self, outcome: RenderOutcome, job_id: int | None) -> None:
         """Insert or update the report's row (its own short transaction)."""
-        spec = outcome.task.spec
         with session_scope(self.session_factory) as session:
-            query = sa.select(Report).where(
-                Report.run_id == outcome.task.run_id, Report.kind == spec.kind
-            )
-            query = query.where(
-                Report.member_id == spec.member_id
-                if spec.member_id is not None
-                else Report.member_id.is_(None)
-            )
-            row = session.scalars(query.order_by(Report.id)).first()
-            if row is None:
-                row = Report(run_id=outcome.task.run_id, kind=spec.kind, member_id=spec.member_id)
-                session.add(row)
-            row.path = outcome.task.relative_path
-            row.sha256 = outcome.sha256 or ""
-            row.size_bytes = outcome.size_bytes
-            row.job_id = job_id
+            record_report(session, outcome, job_id)
+
+
+def record_report(session: Session, outcome: RenderOutcome, job_id: int | None) -> None:
+    """Insert or update the report's row: path, hash, size, job and worker."""
+    spec = outcome.task.spec
+    query = sa.select(Report).where(Report.run_id == outcome.task.run_id, Report.kind == spec.kind)
+    query = query.where(
+        Report.member_id == spec.member_id
+        if spec.member_id is not None
+        else Report.member_id.is_(None)
+    )
+    row = session.scalars(query.order_by(Report.id)).first()
+    if row is None:
+        row = Report(run_id=outcome.task.run_id, kind=spec.kind, member_id=spec.member_id)
+        session.add(row)
+    row.path = outcome.task.relative_path
+    row.sha256 = outcome.sha256 or ""
+    row.size_bytes = outcome.size_bytes
+    row.job_id = job_id
+    row.worker = outcome.worker
+    session.flush()
 
 
 def render_run_as_job(

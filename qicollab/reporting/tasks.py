@@ -1,33 +1,137 @@
-"""The job handler that renders a run's reports when a coordinator asks from the portal.
+"""Rendering a run's reports on the queue: one task per report, taken by any worker.
 
-The queue's worker finds it through ``qicollab.jobs.queue.HANDLER_MODULES`` (which must list
-this module); the portal imports it before enqueueing, so immediate mode works too.
+The job handler plans one task per report (member reports, then the collaborative report and
+the blinded summary) and returns; every ``qicollab worker`` then takes reports of the batch.
+A task lays out its PDF with the process's warm WeasyPrint and run data, then, in the
+transaction that re-checks its claim, writes the file atomically and records its row (path,
+SHA-256, size, worker): a retried report is recorded once, and a report that fails keeps its
+previous file and row. The job ends when its last report does, failed if any report failed.
+
+The queue's worker finds this module through ``qicollab.jobs.queue.HANDLER_MODULES``; the
+portal imports it before enqueueing, so immediate mode works too.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import TYPE_CHECKING, Any
 
+from qicollab.config import storage_path
+from qicollab.jobs import fanout
+from qicollab.jobs.models import TaskStatus
 from qicollab.jobs.queue import job_handler
-from qicollab.reporting.rendering import JOB_KIND, ReportRenderer, cpu_workers, render_run_as_job
+from qicollab.jobs.services import JobState
+from qicollab.reporting.models import ReportKind
+from qicollab.reporting.rendering import (
+    JOB_KIND,
+    RenderOutcome,
+    RenderTask,
+    ReportRenderer,
+    record_report,
+    render_in_task,
+)
+from qicollab.reporting.reports import ReportSpec
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from qicollab.jobs.queue import JobContext
 
 
+def _spec_params(task: RenderTask) -> dict[str, Any]:
+    return {
+        "run_id": task.run_id,
+        "kind": task.spec.kind.value,
+        "member_id": task.spec.member_id,
+        "path": task.relative_path,
+    }
+
+
+def _render_task(params: dict[str, Any]) -> RenderTask:
+    spec = ReportSpec(ReportKind(params["kind"]), params.get("member_id"))
+    return RenderTask(int(params["run_id"]), spec, str(params["path"]))
+
+
 @job_handler(JOB_KIND)
-def render_reports(context: JobContext) -> dict[str, Any] | None:
-    """Render every report of ``params["run_id"]`` in a pool of warm workers."""
-    run_id = int(context.job.params["run_id"])
-    workers = int(context.job.params.get("workers", cpu_workers()))
-    renderer = ReportRenderer(
-        context.session_factory, context.settings, workers=workers, jobs=context.jobs
-    )
-    _job_id, summary = render_run_as_job(
-        renderer,
-        context.jobs,
+def render_reports(context: JobContext) -> fanout.FannedOut:
+    """Plan one task per report of ``params["run_id"]`` (optionally only the members in
+    ``params["member_ids"]`` and the kinds in ``params["kinds"]``); the workers render them."""
+    params = context.job.params
+    run_id = int(params["run_id"])
+    renderer = ReportRenderer(context.session_factory, context.settings, jobs=context.jobs)
+    kinds = params.get("kinds")
+    planned = renderer.plan(
         run_id,
-        collaborative_id=context.job.collaborative_id,
-        job_id=context.job.id,
+        kinds=[ReportKind(kind) for kind in kinds] if kinds else None,
+        member_ids=params.get("member_ids"),
     )
-    return summary.to_json()
+    context.jobs.start(context.job.id, message=f"rendering {len(planned)} reports of run {run_id}")
+    return fanout.plan_tasks(
+        context.session_factory,
+        context.job.id,
+        [fanout.TaskSpec(task.spec.filename, _spec_params(task)) for task in planned],
+    )
+
+
+class ReportTasks:
+    """The task kind of report batches."""
+
+    def run(self, context: fanout.TaskContext) -> tuple[RenderTask, bytes, float]:
+        """Lay out the report (nothing is written yet)."""
+        task = _render_task(context.task.params)
+        started = time.perf_counter()
+        pdf = render_in_task(context.session_factory, storage_path(context.settings), task)
+        return task, pdf, time.perf_counter() - started
+
+    def record(
+        self,
+        session: Session,
+        context: fanout.TaskContext,
+        outcome: tuple[RenderTask, bytes, float],
+    ) -> str | None:
+        """Write the file atomically and record its row, under the held claim."""
+        from qicollab.reporting.pdf import write_atomically  # noqa: PLC0415
+
+        task, pdf, seconds = outcome
+        written = write_atomically(storage_path(context.settings) / task.relative_path, pdf)
+        rendered = RenderOutcome(
+            task, written.sha256, written.size_bytes, seconds, worker=context.worker
+        )
+        record_report(session, rendered, context.job.id)
+        return json.dumps({"sha256": written.sha256, "size_bytes": written.size_bytes})
+
+    def finish(
+        self,
+        session: Session,
+        job: JobState,
+        tasks: list[fanout.TaskState],
+        session_factory: sessionmaker[Session],
+    ) -> fanout.JobOutcome:
+        """Succeeded when every report rendered; otherwise failed, naming the reports."""
+        del session, session_factory
+        failed = [task for task in tasks if task.status is TaskStatus.FAILED]
+        rendered = len(tasks) - len(failed)
+        result = {
+            "run_id": job.params.get("run_id"),
+            "rendered": rendered,
+            "failed": [{"report": task.key, "error": (task.error or "")[:300]} for task in failed],
+            "seconds": round(sum(task.seconds or 0.0 for task in tasks), 2),
+            "workers": sorted({task.worker for task in tasks if task.worker}),
+        }
+        if failed:
+            names = ", ".join(task.key for task in failed[:10])
+            return fanout.JobOutcome(
+                False,
+                "failed",
+                result=result,
+                error=f"{len(failed)} report(s) failed, previous files kept: {names}",
+            )
+        return fanout.JobOutcome(True, f"{rendered} reports", result=result)
+
+    def abandon(self, job: JobState, error: str, session_factory: sessionmaker[Session]) -> None:
+        """Nothing to undo: failed reports kept their previous files and rows."""
+        del job, error, session_factory
+
+
+fanout.task_kind(JOB_KIND, ReportTasks())

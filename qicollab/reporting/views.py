@@ -23,7 +23,7 @@ from qicollab.audit.services import record
 from qicollab.benchmarking.payloads import StalePayloadError
 from qicollab.config import storage_path
 from qicollab.jobs.models import Job
-from qicollab.jobs.services import JobService, JobState
+from qicollab.jobs.services import JobService, JobState, task_counts
 from qicollab.members.models import Collaborative, Member
 from qicollab.permissions import Permission
 from qicollab.reporting import formatting
@@ -291,7 +291,7 @@ def _latest_render_job(request: Request, run_id: int, collaborative_id: int) -> 
     )
     for job in jobs:
         if (job.params or {}).get("run_id") == run_id:
-            return JobState.of(job)
+            return JobState.of(job, tasks=task_counts(request.db, job.id))
     return None
 
 

@@ -1,0 +1,227 @@
+"""Fanned-out jobs: planning, claims and leases, exactly-once recording, reaping, the final step.
+
+A job kind defined here records each task's outcome in a table of its own (``fanout_outcomes``,
+created per test) so the tests can count what was recorded; the engine under test is the real
+one, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from qicollab.db import get_session_factory, session_scope, utcnow
+from qicollab.jobs import fanout
+from qicollab.jobs.models import JobStatus, JobTask, TaskStatus
+from qicollab.jobs.queue import JobQueue, job_handler
+from qicollab.jobs.services import JobService
+from qicollab.jobs.workers import consumer_name
+
+KIND = "test-fanout"
+OUTCOMES = sa.table("fanout_outcomes", sa.column("key"), sa.column("value"))
+
+
+class Squares:
+    """Each task squares its number; a number in ``params["fail"]`` raises."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+        self.abandoned: list[tuple[int, str]] = []
+
+    def run(self, context: fanout.TaskContext) -> int:
+        number = int(context.task.params["n"])
+        if number in context.job.params.get("fail", []):
+            msg = f"cannot square {number}"
+            raise ValueError(msg)
+        return number * number
+
+    def record(self, session, context: fanout.TaskContext, outcome: int) -> str:
+        session.execute(sa.insert(OUTCOMES).values(key=context.task.key, value=outcome))
+        return str(outcome)
+
+    def finish(self, session, job, tasks, session_factory) -> fanout.JobOutcome:
+        del session, session_factory
+        self.finished.append(job.id)
+        failed = [t.key for t in tasks if t.status is TaskStatus.FAILED]
+        if failed:
+            return fanout.JobOutcome(False, "failed", error=f"failed: {', '.join(failed)}")
+        total = sum(int(t.output or 0) for t in tasks)
+        return fanout.JobOutcome(True, "summed", result={"sum": total})
+
+    def abandon(self, job, error, session_factory) -> None:
+        del session_factory
+        self.abandoned.append((job.id, error))
+
+
+SQUARES = Squares()
+fanout.task_kind(KIND, SQUARES)
+
+
+@job_handler(KIND)
+def _plan_squares(context) -> fanout.FannedOut:
+    numbers = context.job.params["numbers"]
+    return fanout.plan_tasks(
+        context.session_factory,
+        context.job.id,
+        [fanout.TaskSpec(f"n{n}", {"n": n}) for n in numbers],
+    )
+
+
+@pytest.fixture
+def factory(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE fanout_outcomes (key VARCHAR(20), value INT)"))
+    return get_session_factory(engine)
+
+
+@pytest.fixture
+def jobs(factory):
+    return JobService(factory)
+
+
+def _outcomes(factory) -> list[tuple[str, int]]:
+    with factory() as session:
+        return sorted(tuple(row) for row in session.execute(sa.select(OUTCOMES)))
+
+
+def _running_job(jobs: JobService, **params: Any) -> int:
+    job_id = jobs.create(KIND, params=params).id
+    jobs.start(job_id)
+    return job_id
+
+
+def test_a_fanned_out_job_runs_every_task_once_and_ends_with_its_final_step(
+    settings, engine, factory, jobs
+):
+    SQUARES.finished.clear()
+    queue = JobQueue({**settings, "qicollab.queue.immediate": "true"}, engine=engine)
+    job_id = jobs.create(KIND, params={"numbers": [1, 2, 3, 4, 5]}).id
+    queue.enqueue(job_id)
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.SUCCEEDED
+    assert state.result == {"sum": 55}
+    assert (state.done, state.total) == (5, 5)
+    assert _outcomes(factory) == [("n1", 1), ("n2", 4), ("n3", 9), ("n4", 16), ("n5", 25)]
+    assert SQUARES.finished == [job_id]
+    # The status document counts the tasks, by worker.
+    tasks = state.to_json()["tasks"]
+    assert (tasks["done"], tasks["failed"], tasks["total"]) == (5, 0, 5)
+    assert [w["worker"] for w in tasks["by_worker"]] == [consumer_name()]
+    assert tasks["by_worker"][0]["done"] == 5
+    # A late duplicate queue message of a done task does nothing.
+    with factory() as session:
+        first = session.scalar(sa.select(JobTask.id).where(JobTask.job_id == job_id).limit(1))
+    queue.run_task(first)
+    assert len(_outcomes(factory)) == 5
+    assert SQUARES.finished == [job_id]
+
+
+def test_a_failed_task_fails_the_job_and_the_others_are_kept(settings, engine, factory, jobs):
+    SQUARES.abandoned.clear()
+    queue = JobQueue({**settings, "qicollab.queue.immediate": "true"}, engine=engine)
+    job_id = jobs.create(KIND, params={"numbers": [1, 2, 3], "fail": [2]}).id
+    queue.enqueue(job_id)
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert state.error == "failed: n2"
+    assert _outcomes(factory) == [("n1", 1), ("n3", 9)]
+    assert SQUARES.abandoned == [(job_id, "failed: n2")]
+    with factory() as session:
+        failed = session.scalars(
+            sa.select(JobTask).where(JobTask.job_id == job_id, JobTask.status == "failed")
+        ).one()
+        assert failed.key == "n2"
+        assert "ValueError: cannot square 2" in failed.error
+
+
+def test_planning_is_idempotent(factory, jobs):
+    job_id = _running_job(jobs)
+    specs = [fanout.TaskSpec(f"n{n}", {"n": n}) for n in range(3)]
+    first = fanout.plan_tasks(factory, job_id, specs)
+    again = fanout.plan_tasks(factory, job_id, [*specs, fanout.TaskSpec("n9", {"n": 9})])
+    assert len(first.task_ids) == 3
+    assert set(first.task_ids) < set(again.task_ids)
+    assert len(again.task_ids) == 4
+    assert jobs.get(job_id).total == 4
+    with pytest.raises(ValueError, match="unique"):
+        fanout.plan_tasks(factory, job_id, [specs[0], specs[0]])
+
+
+def test_a_claim_excludes_others_until_its_lease_runs_out_and_a_lost_claim_records_nothing(
+    settings, factory, jobs
+):
+    job_id = _running_job(jobs)
+    (task_id,) = fanout.plan_tasks(factory, job_id, [fanout.TaskSpec("n7", {"n": 7})]).task_ids
+    now = utcnow()
+    first = fanout.claim(factory, task_id, "host-a:1", lease_seconds=30, now=now)
+    assert first is not None
+    assert (first.attempt, first.worker) == (1, "host-a:1")
+    # Held: nobody else gets it, however often the message is delivered.
+    assert fanout.claim(factory, task_id, "host-b:2", lease_seconds=30, now=now) is None
+    # Renewing keeps it held past the first lease.
+    assert fanout.renew(factory, first, lease_seconds=30, now=now + dt.timedelta(seconds=20))
+    later = now + dt.timedelta(seconds=40)
+    assert fanout.claim(factory, task_id, "host-b:2", lease_seconds=30, now=later) is None
+    # Not renewed any more (worker killed): after the lease, another worker takes it over.
+    much_later = now + dt.timedelta(seconds=60)
+    second = fanout.claim(factory, task_id, "host-b:2", lease_seconds=30, now=much_later)
+    assert second is not None
+    assert (second.attempt, second.worker) == (2, "host-b:2")
+    job = jobs.get(job_id)
+    context = fanout.TaskContext(first, job, "host-a:1", settings, factory)
+    with pytest.raises(fanout.ClaimLostError):
+        fanout.complete(SQUARES, context, 49, seconds=1.0)
+    assert not fanout.renew(factory, first)
+    assert _outcomes(factory) == []
+    fanout.complete(
+        SQUARES, fanout.TaskContext(second, job, "host-b:2", settings, factory), 49, 2.0
+    )
+    assert _outcomes(factory) == [("n7", 49)]
+    with factory() as session:
+        row = session.get(JobTask, task_id)
+        assert (row.status, row.worker, row.attempt, row.output) == ("done", "host-b:2", 2, "49")
+    assert jobs.get(job_id).done == 1
+
+
+def test_the_reaper_requeues_tasks_of_dead_workers_and_fails_them_after_max_attempts(factory, jobs):
+    SQUARES.finished.clear()
+    SQUARES.abandoned.clear()
+    job_id = _running_job(jobs)
+    specs = [fanout.TaskSpec("n1", {"n": 1}), fanout.TaskSpec("n2", {"n": 2})]
+    one, two = fanout.plan_tasks(factory, job_id, specs).task_ids
+    now = utcnow()
+    assert fanout.claim(factory, one, "dead:1", lease_seconds=5, now=now) is not None
+    assert fanout.claim(factory, two, "alive:2", lease_seconds=600, now=now) is not None
+    assert fanout.reap(factory, now=now + dt.timedelta(seconds=1)).requeued == ()
+    reaped = fanout.reap(factory, now=now + dt.timedelta(seconds=10))
+    assert (reaped.requeued, reaped.failed_jobs) == ((one,), ())
+    with factory() as session:
+        assert session.get(JobTask, one).status == TaskStatus.QUEUED
+        assert session.get(JobTask, two).status == TaskStatus.RUNNING
+    # The task keeps dying: after MAX_ATTEMPTS claims the reaper fails it.
+    for attempt in range(2, fanout.MAX_ATTEMPTS + 1):
+        at = now + dt.timedelta(seconds=20 * attempt)
+        claimed = fanout.claim(factory, one, f"dead:{attempt}", lease_seconds=5, now=at)
+        assert claimed is not None
+        assert claimed.attempt == attempt
+        reaped = fanout.reap(factory, now=at + dt.timedelta(seconds=10))
+    assert (reaped.requeued, reaped.failed_jobs) == ((), (job_id,))
+    with factory() as session:
+        row = session.get(JobTask, one)
+        assert row.status == TaskStatus.FAILED
+        assert f"stopped {fanout.MAX_ATTEMPTS} times" in row.error
+    # The job ends only when its other task ends too.
+    assert fanout.finish_if_complete(factory, job_id, jobs) is None
+    with session_scope(factory) as session:
+        session.execute(sa.update(JobTask).where(JobTask.id == two).values(status="done"))
+    ended = fanout.finish_if_complete(factory, job_id, jobs)
+    assert ended is not None
+    assert ended.status is JobStatus.FAILED
+    assert SQUARES.finished == [job_id]
+    assert SQUARES.abandoned == [(job_id, "failed: n1")]
+    # Ending it again is a no-op.
+    assert fanout.finish_if_complete(factory, job_id, jobs) is None
+    assert SQUARES.finished == [job_id]
