@@ -8,12 +8,14 @@ queue, completeness, the job workers and the cycle's next step.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from qicollab.accounts.models import Role
+from qicollab.audit.models import AuditEvent
 from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
 from qicollab.cycles.completeness import CellStatus
 from qicollab.cycles.deadlines import days_until, due_text
@@ -23,6 +25,7 @@ from qicollab.schedule.calendar import CycleStatus, LearningCycle
 
 if TYPE_CHECKING:
     from pyramid.request import Request
+    from sqlalchemy.orm import Session
 
     from qicollab.cycles.services import CycleService
 
@@ -109,6 +112,50 @@ def headlines(service: CycleService, member_id: int) -> tuple[BenchmarkRun | Non
     return runs[0], found
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """Results a coordinator published: which cycle, when, and the run they came from."""
+
+    cycle: str
+    at: dt.datetime
+    run_id: int | None
+
+
+def previous_sign_in(db: Session, user_id: int) -> dt.datetime | None:
+    """When the user signed in before this visit (the audit log keeps every sign-in)."""
+    return db.scalar(
+        sa.select(AuditEvent.occurred_at)
+        .where(AuditEvent.action == "login.succeeded", AuditEvent.actor_id == user_id)
+        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+        .offset(1)
+        .limit(1)
+    )
+
+
+def published_since(
+    db: Session, collaborative_id: int, since: dt.datetime | None
+) -> list[Publication]:
+    """Results published in the collaborative after ``since`` (all of them without one)."""
+    query = (
+        sa.select(AuditEvent)
+        .where(
+            AuditEvent.action == "cycle.published",
+            AuditEvent.collaborative_id == collaborative_id,
+        )
+        .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+    )
+    if since is not None:
+        query = query.where(AuditEvent.occurred_at > since)
+    return [
+        Publication(
+            cycle=str((event.details or {}).get("cycle", "")),
+            at=event.occurred_at,
+            run_id=(event.details or {}).get("run_id"),
+        )
+        for event in db.scalars(query.limit(10))
+    ]
+
+
 def home_context(request: Request) -> dict[str, Any]:
     """What the signed-in user's home page shows (nothing extra for visitors)."""
     from qicollab.cycles.views import service_for  # noqa: PLC0415
@@ -137,6 +184,10 @@ def home_context(request: Request) -> dict[str, Any]:
     elif user.role is Role.MEMBER_VIEWER and user.member_id is not None:
         context["role_home"] = "viewer"
         context["run"], context["headlines"] = headlines(service, user.member_id)
+        context["last_visit"] = previous_sign_in(request.db, user.id)
+        context["new_results"] = published_since(
+            request.db, service.collaborative_id, context["last_visit"]
+        )
     elif user.role in {Role.COORDINATOR, Role.ADMIN}:
         context["role_home"] = "coordinator"
         context["queue"] = len(service.awaiting_review())

@@ -7,12 +7,14 @@ deadline), so the coordinator's confirmation states consequences instead of aski
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from qicollab.audit.models import AuditEvent
 from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
 from qicollab.cycles.completeness import CellStatus, CompletenessQueries
 from qicollab.cycles.deadlines import days_until
@@ -25,6 +27,11 @@ from qicollab.schedule.calendar import CycleStatus, LearningCycle
 #: The job kind of rendering a run's reports (the reporting domain's handler).
 RENDER_JOB_KIND = "reports-render"
 WHEN = "%Y-%m-%d %H:%M UTC"
+
+
+#: Audited status changes of a cycle (``cycle.<action>``).
+_STATUS_ACTIONS = ("opened", "closed", "locked", "unlocked", "published")
+_LOCK_FACT_KEYS = frozenset({"days_left", "missing_cells", "cells", "unreviewed", "returned"})
 
 
 class Stage(enum.StrEnum):
@@ -109,6 +116,33 @@ class StageView:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One recorded status change of a cycle (from the audit log): who, when, why."""
+
+    at: dt.datetime
+    #: "opened", "closed", "locked", "unlocked" or "published".
+    action: str
+    actor: str
+    reason: str | None
+    #: What a lock froze (missing cells, unreviewed and returned versions); empty otherwise.
+    facts: dict[str, int]
+
+    @property
+    def consequences(self) -> str:
+        """The lock's facts in words, e.g. "6 of 2,520 cells missing, 1 returned"."""
+        if "cells" not in self.facts:
+            return ""
+        parts = [f"{self.facts.get('missing_cells', 0):,} of {self.facts['cells']:,} cells missing"]
+        if self.facts.get("unreviewed"):
+            parts.append(f"{self.facts['unreviewed']:,} unreviewed")
+        if self.facts.get("returned"):
+            parts.append(f"{self.facts['returned']:,} returned")
+        if self.facts.get("days_left"):
+            parts.append(_n(self.facts["days_left"], "day") + " before the deadline")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
 class PipelineView:
     """Everything the cycle page shows about where the cycle is and what comes next."""
 
@@ -142,6 +176,36 @@ class Pipeline(CompletenessQueries, Review):
             unreviewed=counts[CellStatus.SUBMITTED],
             returned=returned,
         )
+
+    def status_history(self, cycle: LearningCycle) -> list[StatusChange]:
+        """Every opening, closing, lock, unlock and publication of the cycle, newest first.
+
+        The audit log is the record (reasons live there even after an unlock clears the
+        cycle's own lock reason), so the history cannot disagree with it.
+        """
+        events = self.db.scalars(
+            sa.select(AuditEvent)
+            .where(
+                AuditEvent.object_type == "learning_cycle",
+                AuditEvent.object_id == str(cycle.id),
+                AuditEvent.action.in_([f"cycle.{past}" for past in _STATUS_ACTIONS]),
+            )
+            .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+        )
+        return [
+            StatusChange(
+                at=event.occurred_at,
+                action=event.action.removeprefix("cycle."),
+                actor=event.actor,
+                reason=(event.details or {}).get("reason") or None,
+                facts={
+                    key: int(value)
+                    for key, value in (event.details or {}).items()
+                    if key in _LOCK_FACT_KEYS and isinstance(value, int)
+                },
+            )
+            for event in events
+        ]
 
     def runs_since_lock(self, cycle: LearningCycle) -> list[BenchmarkRun]:
         """The cycle's runs created since it was last locked, newest first."""

@@ -266,6 +266,7 @@ def _detail_context(
         if can_manage
         else None,
         "lock_reason": cycle.lock_reason if can_manage else None,
+        "status_history": service.status_history(cycle) if can_manage else [],
         "already_job": request.params.get("running", ""),
     }
 

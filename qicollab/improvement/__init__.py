@@ -19,6 +19,7 @@ def includeme(config: Configurator) -> None:
         ("improvement.pdsa_new", "/members/{member_id}/pdsa/new"),
         ("improvement.pdsa_detail", "/members/{member_id}/pdsa/{pdsa_id}"),
         ("improvement.pdsa_edit", "/members/{member_id}/pdsa/{pdsa_id}/edit"),
+        ("improvement.pdsa_delete", "/members/{member_id}/pdsa/{pdsa_id}/delete"),
         ("improvement.progress", "/members/{member_id}/progress"),
     )
     for name, pattern in member_routes:

@@ -1,6 +1,6 @@
-"""The PDSA API: ``/api/pdsa`` lists and records a team's cycles, ``/api/pdsa/{id}`` reads and
-replaces one. The same service as the portal: the same checks, the same chart markers, the same
-audit. An officer's token acts for its own team; coordinators name the member and may read.
+"""The PDSA API: ``/api/pdsa`` lists and records a team's cycles, ``/api/pdsa/{id}`` reads,
+replaces or deletes one. The same service as the portal: the same checks, the same chart markers,
+the same audit. An officer's token acts for its own team; coordinators name the member and may read.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from pyramid.response import Response
 from pyramid.view import view_config
 
 from qicollab.api.views import ApiError, api_view, json_response, resolve_member
@@ -21,7 +22,6 @@ from qicollab.permissions import Permission
 
 if TYPE_CHECKING:
     from pyramid.request import Request
-    from pyramid.response import Response
 
 
 def pdsa_json(cycle: PdsaCycle, member_code: str) -> dict[str, Any]:
@@ -204,3 +204,21 @@ def replace_pdsa(request: Request) -> Response:
     except ImprovementError as error:
         raise _refused(error) from error
     return json_response(200, pdsa_json(cycle, member.code))
+
+
+@view_config(
+    route_name="api.pdsa",
+    openapi=True,
+    permission=Permission.COLLABORATIVE_READ,
+    request_method="DELETE",
+    require_csrf=False,
+)
+@api_view
+def delete_pdsa(request: Request) -> Response:
+    """Delete a cycle recorded by mistake (its chart markers too; audited): the team's
+    officers, or the collaborative's coordinators."""
+    cycle, member = _cycle(request, Permission.MEMBER_VIEW)
+    if not request.has_permission(Permission.COLLABORATIVE_MANAGE):
+        _cycle(request, Permission.MEMBER_SUBMIT)
+    _service(member, request).delete(cycle, actor=request.identity)
+    return Response(status=204)

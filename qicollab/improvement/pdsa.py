@@ -277,6 +277,31 @@ class PdsaService:
         self._audit("pdsa.updated", cycle, actor)
         return cycle
 
+    def delete(self, cycle: PdsaCycle, *, actor: User | str | None) -> None:
+        """Delete a cycle recorded by mistake: its chart markers go with it, the cycles that
+        followed it follow its predecessor instead (the ramp stays one chain), and the audit
+        log keeps what it was."""
+        self._audit("pdsa.deleted", cycle, actor)
+        notes = list(
+            self.db.scalars(
+                sa.select(pdsa_annotations.c.annotation_id).where(
+                    pdsa_annotations.c.pdsa_id == cycle.id
+                )
+            )
+        )
+        self.db.execute(sa.delete(pdsa_annotations).where(pdsa_annotations.c.pdsa_id == cycle.id))
+        if notes:
+            self.db.execute(sa.delete(Annotation).where(Annotation.id.in_(notes)))
+        self.db.execute(
+            sa.update(PdsaCycle)
+            .where(PdsaCycle.follows_id == cycle.id)
+            .values(follows_id=cycle.follows_id)
+        )
+        cycle.measures.clear()
+        self.db.flush()
+        self.db.delete(cycle)
+        self.db.flush()
+
     def _audit(self, action: str, cycle: PdsaCycle, actor: User | str | None) -> None:
         record(
             self.db,

@@ -27,6 +27,7 @@ from qicollab.improvement.models import (
 )
 from qicollab.improvement.text import ImprovementError, required, screened
 from qicollab.members.models import Member
+from qicollab.reporting.models import Report, ReportKind
 from qicollab.schedule.calendar import LearningCycle
 
 if TYPE_CHECKING:
@@ -178,6 +179,21 @@ class SessionService:
         self.db.flush()
         self._audit("learning_session.agenda_added", session_id, actor, title=title)
         return item
+
+    def summary_pdfs(self, materials: list[SessionMaterial]) -> dict[int, int]:
+        """Run id -> the id of its rendered blinded-summary PDF, for the runs attached."""
+        run_ids = {
+            m.run_id for m in materials if m.kind is MaterialKind.BLINDED_SUMMARY and m.run_id
+        }
+        if not run_ids:
+            return {}
+        return dict(
+            self.db.execute(
+                sa.select(Report.run_id, Report.id).where(
+                    Report.run_id.in_(run_ids), Report.kind == ReportKind.BLINDED_SUMMARY
+                )
+            ).all()
+        )
 
     def attach(
         self,

@@ -111,6 +111,7 @@ def pdsa_list(context: MemberResource, request: Request) -> dict[str, Any]:
         member=member,
         ramps=service.ramps(member.id),
         can_edit=_can_edit(request, context),
+        deleted=request.params.get("deleted") == "1",
     )
 
 
@@ -249,6 +250,34 @@ def pdsa_edit(context: MemberResource, request: Request) -> Any:
     )
 
 
+def _can_delete(request: Request, context: MemberResource) -> bool:
+    """The team's officers, and the collaborative's coordinators (who keep records tidy)."""
+    return _can_edit(request, context) or bool(
+        request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
+    )
+
+
+@view_config(
+    route_name="improvement.pdsa_delete",
+    renderer="improvement/pdsa_delete.jinja2",
+    permission=Permission.MEMBER_VIEW,
+)
+def pdsa_delete(context: MemberResource, request: Request) -> Any:
+    """Delete a cycle recorded by mistake, after a confirmation that says what goes with it."""
+    if not _can_delete(request, context):
+        raise HTTPForbidden
+    member = context.member
+    cycle = _cycle_or_404(request, member)
+    service = _pdsa_service(request)
+    if request.method == "POST":
+        service.delete(cycle, actor=request.identity)
+        return HTTPSeeOther(
+            request.route_url("improvement.pdsa_list", member_id=member.id, _query={"deleted": 1})
+        )
+    followers = [c for c in service.for_member(member.id) if c.follows_id == cycle.id]
+    return _base(request, member=member, cycle=cycle, followers=followers)
+
+
 @view_config(
     route_name="improvement.pdsa_detail",
     renderer="improvement/pdsa_detail.jinja2",
@@ -265,6 +294,7 @@ def pdsa_detail(context: MemberResource, request: Request) -> dict[str, Any]:
         cycle=cycle,
         ramp=_pdsa_service(request).ramp_of(cycle),
         can_edit=_can_edit(request, context),
+        can_delete=_can_delete(request, context),
     )
 
 
@@ -515,6 +545,7 @@ def session(request: Request) -> Any:
         )
     )
     attendance = service.attendance(learning_session.id)
+    materials = service.materials(learning_session.id)
     own = request.identity.member_id
     runs = list(
         request.db.scalars(
@@ -531,7 +562,8 @@ def session(request: Request) -> Any:
         session=learning_session,
         cycle=cycle,
         agenda=service.agenda(learning_session.id),
-        materials=service.materials(learning_session.id),
+        materials=materials,
+        summary_pdfs=service.summary_pdfs(materials),
         attendance=attendance,
         # Members see their own team's attendance only; coordinators every team's.
         members=members if manage else [m for m in members if m.id == own],

@@ -17,13 +17,12 @@ import pytest
 import webtest
 
 from tests.browser.live import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.site import Site, build_site, serve, walk
+from tests.browser.site import ROLES, Site, build_site, serve, walk
 from tests.cycles.world import make_app
 
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
-#: The roles checked: each kind of page chrome and data (viewers and admins see a subset of the
-#: same pages as officers and coordinators; the navigation walk still opens theirs).
-CHECKED = ["anonymous", "quality_officer", "coordinator", "results_officer", "results_coordinator"]
+#: Every role the navigation walk knows (each with its own menu, pages and data).
+CHECKED = list(ROLES)
 #: The impacts that fail the test (axe's scale: minor, moderate, serious, critical).
 FAILING = {"serious", "critical"}
 

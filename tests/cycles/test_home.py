@@ -69,3 +69,35 @@ def test_coordinator_sees_queue_completeness_workers_and_next_step(as_user, worl
     )
     assert home.find(id="next-step").text == "Close submissions"
     assert "none heard from" in home.find(id="workers").text
+
+
+def test_viewer_home_says_what_was_published_since_the_last_sign_in(as_user, world, db_session):
+    first = as_user("viewer").get("/").html.find(id="since-last-visit")
+    assert first.find("h3").text == "New to you"  # never signed in before
+    assert first.find(id="nothing-new")
+    second = as_user("viewer").get("/").html.find(id="since-last-visit")
+    assert second.find("h3").text.startswith("New since you last signed in (")
+    assert second.find(id="nothing-new")
+    # The coordinator publishes C2025 (locked, with a run computed since).
+    last = world.cycles["last"]
+    run = BenchmarkRun(
+        collaborative_id=world.collaborative.id,
+        cycle_id=last.id,
+        status=RunStatus.SUCCEEDED,
+        settings={},
+        created_at=last.locked_at + dt.timedelta(days=1),
+    )
+    db_session.add(run)
+    db_session.commit()
+    coordinator = as_user("coordinator")
+    page = coordinator.get(f"/cycles/{last.code}")
+    form = next(
+        f for f in page.forms.values() if "action" in f.fields and f["action"].value == "publish"
+    )
+    assert form.submit().follow().html.find(id="status").text == "published"
+    news = as_user("viewer").get("/").html.find(id="since-last-visit")
+    (item,) = news.find_all("li")
+    assert item["data-cycle"] == last.code
+    assert f"reports of run {run.id}" in item.text
+    # Seen once, it is no longer new at the next sign-in.
+    assert as_user("viewer").get("/").html.find(id="since-last-visit").find(id="nothing-new")

@@ -150,3 +150,50 @@ def test_unlock_needs_a_reason_and_a_fresh_run_before_publishing(as_user, world,
         "execute",
     ).one()
     assert tuple(row) == (CycleStatus.CLOSED, None)
+
+
+def test_the_cycle_page_lists_every_lock_and_unlock_with_who_when_and_why(
+    as_user, world, db_session
+):
+    rows = [
+        {"period": f"2026-{m:02d}", "numerator": str(40 + m), "denominator": "50"}
+        for m in range(1, 6)
+    ]
+    submit(db_session, world, world.h01, rows)
+    submit(db_session, world, world.h02, rows[:3])
+    browser = as_user("coordinator")
+    page = browser.get("/cycles/C2026")
+    assert history(page) == []
+    form = action_form(page, "lock")
+    form["reason"] = "the collaborative agreed to benchmark HH now"
+    page = form.submit().follow()
+    form = action_form(page, "unlock")
+    form["reason"] = "H02 found a counting error in March"
+    page = form.submit().follow()
+    form = action_form(page, "lock")
+    form["reason"] = "H02 resubmitted; locking again"
+    page = form.submit().follow()
+    found = history(page)
+    assert [row[1] for row in found] == ["locked", "unlocked", "locked"]  # newest first
+    assert {row[2] for row in found} == {"coordinator@wf.example"}
+    assert [row[3] for row in found] == [
+        "H02 resubmitted; locking again",
+        "H02 found a counting error in March",
+        "the collaborative agreed to benchmark HH now",
+    ]
+    # What each lock froze, in numbers (the same counts the confirmation stated).
+    assert found[2][4] == "42 of 50 cells missing, 8 unreviewed, 10 days before the deadline"
+    assert found[1][4] == "—"
+    # The cycle's own lock reason is the current one; the history keeps the earlier ones.
+    assert "H02 resubmitted" in page.html.find(id="lock-reason").text
+    # Members do not see who locked (coordinators' addresses) or the list at all.
+    assert as_user("officer").get("/cycles/C2026").html.find(id="status-history") is None
+
+
+def history(page):
+    table = page.html.find(id="status-history")
+    return [
+        [td.text for td in tr.find_all("td")]
+        for tr in table.find("tbody").find_all("tr")
+        if tr.get("data-action")
+    ]

@@ -78,3 +78,31 @@ def test_scope_and_refusals(imp_app, db_session, world):
     coordinator = _client(imp_app, db_session, world, "coordinator")
     listed = coordinator.get(f"/api/pdsa?member={world.h01.code}").json
     assert [c["title"] for c in listed["cycles"]] == ["Huddle"]
+
+
+def test_delete_removes_the_cycle_and_its_markers_for_its_team_only(imp_app, db_session, world):
+    officer = _client(imp_app, db_session, world, "officer")
+    created = officer.post_json(
+        "/api/pdsa",
+        {"title": "Huddle", "own_change": "Huddle", "starts_on": "2026-04-06", "measures": ["HH"]},
+        status=201,
+    ).json
+    path = f"/api/pdsa/{created['id']}"
+    other = _client(imp_app, db_session, world, "other_officer")
+    assert other.delete(path, status=404).json["code"] == "not_found"
+    viewer = _client(imp_app, db_session, world, "viewer")
+    viewer.delete(path, status=403)
+    assert db_session.scalar(sa.select(sa.func.count(Annotation.id))) == 1
+    db_session.commit()
+    response = officer.delete(path, status=204)
+    assert response.body == b""
+    assert db_session.scalar(sa.select(sa.func.count(Annotation.id))) == 0
+    db_session.commit()
+    officer.get(path, status=404)
+    officer.delete(path, status=404)
+    again = officer.post_json(
+        "/api/pdsa", {"title": "Huddle 2", "own_change": "Huddle", "starts_on": "2026-04-06"}
+    ).json
+    coordinator = _client(imp_app, db_session, world, "coordinator")
+    coordinator.delete(f"/api/pdsa/{again['id']}", status=204)
+    assert officer.get("/api/pdsa").json["cycles"] == []

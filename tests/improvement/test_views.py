@@ -170,3 +170,98 @@ def test_learning_session_agenda_material_and_attendance(as_user, world, db_sess
     member_view = as_user("other_viewer").get(f"/learning-sessions/{session_id}")
     assert "What the best performers do" in member_view.text
     assert world.h01.name not in member_view.text  # another team's attendance stays hidden
+
+
+def _record_pdsa(officer, world, title, *, follows=None, adopt=False):
+    form = officer.get(
+        f"/members/{world.h01.id}/pdsa/new" + (f"?follows={follows}" if follows else "")
+    ).forms["pdsa-form"]
+    form["title"] = title
+    form["own_change"] = "Alcohol hand-rub at the bedside"
+    form["starts_on"] = "2026-04-06"
+    for field in form.fields["measures"]:
+        field.checked = field._value == str(world.measures["HH"].id)
+    if adopt:
+        form["decision"] = "adopt"
+        form["decided_on"] = "2026-05-04"
+        form["starts_phase"] = True
+    detail = form.submit().follow()
+    return int(detail.request.path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def test_a_pdsa_recorded_by_mistake_is_deleted_after_a_confirmation(as_user, world, db_session):
+    officer = as_user("officer")
+    first = _record_pdsa(officer, world, "Hand-rub, ward 4")
+    middle = _record_pdsa(officer, world, "Hand-rub, wrong ward", follows=first, adopt=True)
+    last = _record_pdsa(officer, world, "Hand-rub, wards 4 and 5", follows=middle)
+    detail = officer.get(f"/members/{world.h01.id}/pdsa/{middle}")
+    confirm = detail.click(linkid="delete-pdsa")
+    said = confirm.html.find(id="consequences").text
+    assert "control chart of HH, and the chart phase it started" in said
+    assert "“Hand-rub, wards 4 and 5” follow the cycle before it" in said
+    assert db_session.scalar(sa.select(sa.func.count(PdsaCycle.id))) == 3  # GET deletes nothing
+    db_session.commit()
+    # Someone else's team cannot even see the confirmation; a viewer cannot delete.
+    as_user("other_officer").get(f"/members/{world.h01.id}/pdsa/{middle}/delete", status=403)
+    as_user("viewer").post(
+        f"/members/{world.h01.id}/pdsa/{middle}/delete", {"csrf_token": csrf(detail)}, status=403
+    )
+    listed = confirm.forms["delete-form"].submit().follow()
+    assert "was deleted" in listed.html.find(id="deleted").text
+    assert "wrong ward" not in listed.text
+    remaining = db_session.execute(sa.select(PdsaCycle.id, PdsaCycle.follows_id)).all()
+    assert sorted(map(tuple, remaining)) == [(first, None), (last, first)]  # the ramp holds
+    notes = db_session.scalars(sa.select(Annotation.label)).all()
+    assert sorted(notes) == ["PDSA: Hand-rub, ward 4", "PDSA: Hand-rub, wards 4 and 5"]
+    deleted = db_session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "pdsa.deleted"))
+    assert (deleted.object_id, deleted.actor) == (str(middle), world.users["officer"].email)
+    assert deleted.details["title"] == "Hand-rub, wrong ward"
+    db_session.commit()
+    officer.get(f"/members/{world.h01.id}/pdsa/{middle}", status=404)
+    # The coordinator may delete a team's cycle too (they may record on its behalf).
+    coordinator = as_user("coordinator")
+    page = coordinator.get(f"/members/{world.h01.id}/pdsa/{last}/delete")
+    page.forms["delete-form"].submit().follow()
+    assert db_session.scalar(sa.select(sa.func.count(PdsaCycle.id))) == 1
+
+
+def test_an_attached_blinded_summary_links_its_pdf_once_rendered(as_user, world, db_session):
+    from qicollab.benchmarking.models import BenchmarkRun, RunStatus
+    from qicollab.reporting.models import Report, ReportKind
+
+    session = LearningSession(
+        cycle_id=world.cycles["this"].id, held_on=dt.date(2026, 3, 10), title="Spring session"
+    )
+    run = BenchmarkRun(
+        collaborative_id=world.collaborative.id,
+        cycle_id=world.cycles["last"].id,
+        status=RunStatus.SUCCEEDED,
+        settings={},
+    )
+    db_session.add_all([session, run])
+    db_session.commit()
+    session_id, run_id = session.id, run.id
+    db_session.commit()
+    coordinator = as_user("coordinator")
+    form = coordinator.get(f"/learning-sessions/{session_id}").forms["material-form"]
+    form["kind"] = "blinded-summary"
+    form["run"] = str(run_id)
+    page = form.submit().follow()
+    item = page.html.find(id="materials").find("li")
+    assert "the PDF is not rendered yet" in item.text
+    assert item.find("a")["href"].endswith(f"/runs/{run_id}/reports")
+    report = Report(
+        run_id=run_id,
+        kind=ReportKind.BLINDED_SUMMARY,
+        path=f"reports/{run_id}/summary.pdf",
+        sha256="0" * 64,
+        size_bytes=1,
+    )
+    db_session.add(report)
+    db_session.commit()
+    report_id = report.id
+    db_session.commit()
+    item = coordinator.get(f"/learning-sessions/{session_id}").html.find(id="materials").find("li")
+    pdf = item.find("a", class_="pdf")
+    assert pdf["href"].endswith(f"/reports/{report_id}/download")
+    assert pdf.text == f"Blinded collaborative summary, run {run_id} (PDF)"
