@@ -311,6 +311,8 @@ def _patient_units(
 
     if settings.shrinkage == "none":
         shrink = _unshrunk(ratio)
+    elif fit.family == "binomial":
+        shrink = methods.eb_random_intercept(fit, y, member)
     elif counts:
         shrink = methods.eb_gamma_poisson(o, e)
     else:

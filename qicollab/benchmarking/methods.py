@@ -28,6 +28,7 @@ from scipy import stats
 from qicollab.measures.spec import CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.stats import achievable as stats_achievable
 from qicollab.stats import funnel as stats_funnel
+from qicollab.stats import glmm as stats_glmm
 from qicollab.stats import intervals as stats_intervals
 from qicollab.stats import peer as stats_peer
 from qicollab.stats import risk_models as stats_risk
@@ -65,6 +66,9 @@ class RiskFit:
     diagnostics: dict[str, Any]
     n: int
     events: float
+    #: The core's fit and its complete-case rows (the random-intercept shrinkage refits them).
+    model: stats_risk.RiskModelFit | None = field(default=None, repr=False, compare=False)
+    complete: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 def _coefficient_json(row: Any, ratio_name: str | None) -> dict[str, Any]:
@@ -191,6 +195,8 @@ def fit_risk_model(frame: pd.DataFrame, spec: RiskModelSpec) -> RiskFit:
         diagnostics=diagnostics,
         n=int(fit.n),
         events=float(fit.events),
+        model=fit,
+        complete=complete,
     )
 
 
@@ -296,6 +302,31 @@ def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
             "note": result.note,
         },
     )
+
+
+def eb_random_intercept(fit: RiskFit, y: np.ndarray, member: np.ndarray) -> Shrinkage:
+    """Binary outcomes: CMS-style P/E from the random-intercept logistic model
+    (:func:`qicollab.stats.glmm.random_intercept_logistic`, the risk model's coefficients
+    re-estimated jointly with the between-member SD), one per member in sorted order, as
+    ``qicollab analyze risk`` reports it."""
+    assert fit.model is not None
+    assert fit.complete is not None
+    result = stats_glmm.random_intercept_logistic(
+        y,
+        member,
+        design=stats_risk.build_design(fit.complete, fit.model.spec),
+        start=fit.model.params,
+        terms=fit.model.terms,
+    )
+    ratio = {u.unit: u.ratio for u in result.units}
+    estimate = np.array([ratio[m] for m in np.unique(member).tolist()])
+    params = {
+        "between_member_sd": result.sigma,
+        "log_likelihood": result.log_likelihood,
+        "quadrature_points": result.quadrature_points,
+        "note": "P/E at each member's conditional mode; between-member SD on the logit scale",
+    }
+    return Shrinkage(result.method, estimate, params)
 
 
 def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:

@@ -1,4 +1,4 @@
-"""Empirical-Bayes shrinkage of unit ratios and proportions, and an optional random-intercept model.
+"""Empirical-Bayes shrinkage of unit ratios, proportions and means.
 
 Small units have noisy O/E; shrinkage pulls each towards the collaborative in proportion to its
 unreliability, so that display and ranking are not dominated by chance (METHODS 6.5; PERFORMANCE
@@ -12,9 +12,10 @@ fraction of its cost).
   posterior intervals.
 - :func:`beta_binomial_shrinkage`: x_j ~ Bin(n_j, p_j), p_j ~ Beta(alpha, beta), marginal
   (beta-binomial) maximum likelihood; posterior Beta(x_j + alpha, n_j - x_j + beta).
-- :func:`random_intercept_ratios`: the CMS-style predicted/expected ratio from statsmodels'
-  ``BinomialBayesMixedGLM`` (variational Bayes). For small collaboratives only: it takes minutes
-  per 100,000 rows.
+- :func:`normal_normal_shrinkage`: means and log O/E of outcomes that are not counts.
+
+Binary patient-level outcomes shrink with the random-intercept logistic model of
+:mod:`qicollab.stats.glmm` (CMS-style predicted/expected), whose variance fits a binary outcome.
 
 No overdispersion: when the units vary no more than chance, the marginal likelihood is maximal at
 a -> infinity (the Poisson or binomial limit). The result then says ``overdispersed=False``, the
@@ -25,7 +26,6 @@ zero-width posterior interval. That is the empirical-Bayes answer; it does not c
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -507,198 +507,3 @@ def normal_normal_shrinkage(
         for j in range(values.size)
     )
     return NormalShrinkageResult("normal-normal", float(target), float(tau2), level, rows)
-
-
-# --- random-intercept model (small collaboratives only) ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RandomInterceptUnit:
-    """One unit's CMS-style predicted/expected ratio.
-
-    Parameters
-    ----------
-    unit : Hashable
-        Unit identifier.
-    n : int
-        Rows.
-    observed : float
-        Events.
-    predicted : float
-        P_j = sum_i logit^-1(alpha_j + x_i'beta), with the unit's own (shrunken) intercept.
-    expected : float
-        E_j = sum_i logit^-1(mu + x_i'beta), with the average intercept.
-    ratio : float
-        P_j / E_j.
-    standardised_rate : float
-        ratio x the collaborative's observed rate (RSMR / RSRR).
-    random_effect, random_effect_sd : float
-        Posterior mean and SD of the unit's intercept deviation u_j = alpha_j - mu.
-    """
-
-    unit: Hashable
-    n: int
-    observed: float
-    predicted: float
-    expected: float
-    ratio: float
-    standardised_rate: float
-    random_effect: float
-    random_effect_sd: float
-
-
-@dataclass(frozen=True, slots=True)
-class RandomInterceptResult:
-    """CMS-style hierarchical-logistic ratios from a variational-Bayes random-intercept model.
-
-    Why: CMS Care Compare and ACS NSQIP publish P/E from hierarchical models; this reproduces
-    the structure for a small collaborative. It is slow (see PERFORMANCE.md section 2); the
-    default route is fixed effects + :func:`gamma_poisson_shrinkage`.
-
-    Parameters
-    ----------
-    method : str
-        ``"statsmodels BinomialBayesMixedGLM, fit_vb warm-started from the fixed-effects Logit"``.
-    terms : tuple of str
-        Fixed-effect terms (covariates standardised to mean 0, SD 1).
-    fixed_effects : numpy.ndarray
-        Posterior means of the fixed effects on the standardised scale (intercept = mu).
-    random_effect_sd : float
-        Posterior-mean estimate of the between-unit SD tau (exp of the log-SD's mean).
-    reference_rate : float
-        Collaborative observed rate.
-    converged : bool
-        Whether the ELBO optimiser reported success (False is kept, not raised: the result is
-        then to be treated with care).
-    units : tuple of RandomInterceptUnit
-        One per unit.
-
-    References
-    ----------
-    Krumholz HM et al. (2006), Circulation 113:1683-1692; Normand S-LT, Shahian DM (2007), Stat
-    Sci 22:206-226; Blei DM, Kucukelbir A, McAuliffe JD (2017), JASA 112:859-877.
-    """
-
-    method: str
-    terms: tuple[str, ...]
-    fixed_effects: np.ndarray
-    random_effect_sd: float
-    reference_rate: float
-    converged: bool
-    units: tuple[RandomInterceptUnit, ...]
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per unit."""
-        names = RandomInterceptUnit.__dataclass_fields__
-        return pd.DataFrame([{k: getattr(u, k) for k in names} for u in self.units])
-
-
-def random_intercept_ratios(
-    y: npt.ArrayLike,
-    covariates: npt.ArrayLike,
-    units: Sequence[Hashable] | np.ndarray | pd.Series,
-    *,
-    terms: Sequence[str] | None = None,
-    max_rows: int = 200_000,
-) -> RandomInterceptResult:
-    """Fit logit P(y=1) = alpha_j + x'beta, alpha_j ~ N(mu, tau^2), and return P_j / E_j.
-
-    Covariates are standardised (the fit fails on raw scales, METHODS section 3); ``fit_vb`` is
-    started from the fixed-effects ``Logit`` betas, a random-effect SD of 0.3 and zero unit
-    effects, with fixed starting posterior SDs (so results are reproducible).
-
-    Parameters
-    ----------
-    y : array_like
-        0/1 outcomes.
-    covariates : array_like
-        n x k covariate matrix without an intercept (dummies already coded).
-    units : sequence
-        Unit of each row.
-    terms : sequence of str, optional
-        Covariate names.
-    max_rows : int
-        Refuse larger data: use fixed effects + gamma-Poisson shrinkage instead.
-    """
-    from scipy import sparse  # noqa: PLC0415
-    from statsmodels.discrete.discrete_model import Logit  # noqa: PLC0415
-    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM  # noqa: PLC0415
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning  # noqa: PLC0415
-
-    outcome = np.asarray(y, dtype=float)
-    x = np.asarray(covariates, dtype=float)
-    if x.ndim == 1:
-        x = x[:, None]
-    n = outcome.size
-    if x.shape[0] != n:
-        msg = "covariates must have one row per outcome"
-        raise ValueError(msg)
-    if n > max_rows:
-        msg = (
-            f"{n:,} rows exceed max_rows = {max_rows:,}: the random-intercept model takes minutes "
-            "per 100,000 rows; use fixed effects + gamma_poisson_shrinkage"
-        )
-        raise ValueError(msg)
-    if not np.isin(outcome, (0.0, 1.0)).all():
-        msg = "y must be 0/1"
-        raise ValueError(msg)
-    names = tuple(terms) if terms is not None else tuple(f"x{j + 1}" for j in range(x.shape[1]))
-    codes, labels = pd.factorize(pd.Series(np.asarray(units, dtype=object)), sort=False)
-    k_units = len(labels)
-    sd = x.std(axis=0)
-    if np.any(sd == 0):
-        msg = "a covariate is constant"
-        raise ValueError(msg)
-    design = np.column_stack([np.ones(n), (x - x.mean(axis=0)) / sd])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        start_beta = np.asarray(Logit(outcome, design).fit(disp=0, method="newton").params)
-    z = sparse.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, k_units))
-    model = BinomialBayesMixedGLM(
-        outcome, design, z, np.zeros(k_units, dtype=int), vcp_p=1.0, fe_p=2.0
-    )
-    p = design.shape[1]
-    mean = np.concatenate([start_beta, [math.log(0.3)], np.zeros(k_units)])
-    start_sd = np.concatenate([np.full(p, 0.1), [0.5], np.full(k_units, 0.3)])
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        result = model.fit_vb(mean=mean, sd=start_sd)
-    converged = bool(result.optim_retvals.success)
-    for item in record:
-        if not issubclass(item.category, ConvergenceWarning):
-            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-    beta = np.asarray(result.fe_mean)
-    u = np.asarray(result.vc_mean)
-    u_sd = np.asarray(result.vc_sd)
-    eta = design @ beta
-    predicted = np.bincount(codes, weights=special.expit(eta + u[codes]), minlength=k_units)
-    expected = np.bincount(codes, weights=special.expit(eta), minlength=k_units)
-    observed = np.bincount(codes, weights=outcome, minlength=k_units)
-    counts = np.bincount(codes, minlength=k_units)
-    rate = float(outcome.mean())
-    rows = tuple(
-        RandomInterceptUnit(
-            unit=labels[j].item() if isinstance(labels[j], np.generic) else labels[j],
-            n=int(counts[j]),
-            observed=float(observed[j]),
-            predicted=float(predicted[j]),
-            expected=float(expected[j]),
-            ratio=float(predicted[j] / expected[j]),
-            standardised_rate=float(predicted[j] / expected[j] * rate),
-            random_effect=float(u[j]),
-            random_effect_sd=float(u_sd[j]),
-        )
-        for j in range(k_units)
-    )
-    return RandomInterceptResult(
-        method=(
-            "statsmodels BinomialBayesMixedGLM, fit_vb warm-started from the fixed-effects "
-            "Logit (standardised covariates)"
-        ),
-        terms=("intercept", *names),
-        fixed_effects=beta,
-        random_effect_sd=float(math.exp(float(np.asarray(result.vcp_mean)[0]))),
-        reference_rate=rate,
-        converged=converged,
-        units=rows,
-    )

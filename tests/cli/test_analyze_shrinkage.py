@@ -7,6 +7,7 @@ Binary outcomes are checked against ``lme4::glmer(died ~ hmo + white + age80 + t
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -16,7 +17,12 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
+from qicollab.benchmarking.compute import compute_measure
+from qicollab.benchmarking.inputs import MeasureInfo, PeriodInfo, RunInputs
+from qicollab.benchmarking.loading import _finish_patients
+from qicollab.benchmarking.settings import RunSettings
 from qicollab.cli import cli
+from qicollab.measures.spec import Covariate, CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.stats.shrinkage import gamma_poisson_shrinkage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +95,71 @@ def test_continuous_outcome_uses_normal_normal(tmp_path: Path) -> None:
         low, high = u["shrunk_oe_ci95"]
         assert low <= u["shrunk_oe"] <= high
         assert abs(u["shrunk_oe"] - 1.0) <= abs(u["oe"] - 1.0) + 1e-12
+
+
+def test_benchmark_run_and_analyze_give_the_same_shrunk_oe(tmp_path: Path) -> None:
+    """Issue 11, item 10 for shrinkage: a run's binary measure and ``analyze risk`` on the
+    same patients give the same P/E and between-member SD."""
+    asa = Covariate("asa", CovariateType.CATEGORICAL, "ASA", ("1", "2", "3"), "1")
+    age = Covariate("age", CovariateType.NUMERIC, "Age")
+    spec = RiskModelSpec(outcome="died", family=OutcomeFamily.BINOMIAL, covariates=(age, asa))
+    rng = np.random.default_rng(4)
+    n = 3000
+    member = rng.integers(1, 21, n)
+    ages = np.round(rng.normal(65, 10, n), 1)
+    classes = rng.choice(["1", "2", "3"], n)
+    effect = rng.normal(0.0, 0.4, 21)
+    eta = -1 + 0.03 * (ages - 65) + np.where(classes == "3", 0.8, 0.0) + effect[member]
+    died = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    frame = pd.DataFrame(
+        {
+            "member_id": member,
+            "period_id": 1,
+            "event_year": 2025,
+            "event_month": 1.0,
+            "sequence": np.arange(n),
+            "outcome": died,
+            "age": ages,
+            "asa": classes,
+        }
+    )
+    ids = tuple(range(1, 21))
+    output = compute_measure(
+        MeasureInfo(
+            id=1,
+            code="MORT",
+            title="Mortality",
+            measure_type="ratio",
+            level="patient",
+            direction="decrease",
+            target=None,
+            minimum_volume=1,
+            multiplier=100.0,
+            risk_model=spec.to_json(),
+        ),
+        RunInputs(
+            settings=RunSettings(charts=False),
+            member_ids=ids,
+            member_codes={i: f"H{i}" for i in ids},
+            peer_groups=(),
+            periods={1: PeriodInfo(1, "2025", "year", dt.date(2025, 1, 1), dt.date(2025, 12, 31))},
+        ),
+        _finish_patients(frame, spec),
+    )
+    run = {
+        row["member_id"]: row["payload"]["shrunk_oe"]
+        for row in output.members
+        if row["period_id"] is None  # the whole cycle, not its periods
+    }
+    path = tmp_path / "patients.csv"
+    frame.rename(columns={"member_id": "provnum", "outcome": "died"}).to_csv(path, index=False)
+    out = _risk(path, "--outcome", "died", "--covariates", "age", "--categorical", "asa")
+    cli_values = {int(u["unit"]): u["shrunk_oe"] for u in out["units"]}
+    assert run.keys() == cli_values.keys()
+    for key, value in run.items():
+        assert value == pytest.approx(cli_values[key], rel=1e-7)
+    summary = output.summaries[0]["payload"]["shrinkage"]
+    assert summary["method"] == out["shrinkage"]["method"]
+    assert summary["params"]["between_member_sd"] == pytest.approx(
+        out["shrinkage"]["between_member_sd"], rel=1e-7
+    )

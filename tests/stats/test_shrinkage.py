@@ -9,11 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize, stats
 
-from qicollab.stats.shrinkage import (
-    beta_binomial_shrinkage,
-    gamma_poisson_shrinkage,
-    random_intercept_ratios,
-)
+from qicollab.stats.shrinkage import beta_binomial_shrinkage, gamma_poisson_shrinkage
 
 
 def _overdispersed_counts(seed: int, units: int = 200, shape: float = 6.0):
@@ -142,29 +138,3 @@ class TestBetaBinomial:
     def test_invalid_inputs(self) -> None:
         with pytest.raises(ValueError, match="0 <= x <= n"):
             beta_binomial_shrinkage([5], [4])
-
-
-class TestRandomIntercept:
-    def test_small_collaborative(self) -> None:
-        rng = np.random.default_rng(7)
-        n, units = 3000, 30
-        unit = rng.integers(0, units, n)
-        effect = rng.normal(0, 0.6, units)
-        x = rng.normal(size=(n, 2))
-        eta = -1.8 + x @ np.array([0.6, -0.4]) + effect[unit]
-        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
-        result = random_intercept_ratios(y, x, [f"h{u:02d}" for u in unit], terms=["a", "b"])
-        frame = result.to_frame().set_index("unit")
-        truth = np.array([effect[int(u[1:])] for u in frame.index])
-        assert stats.spearmanr(frame["ratio"], truth).statistic > 0.7
-        assert 0.3 < result.random_effect_sd < 1.0
-        assert result.terms == ("intercept", "a", "b")
-        # P/E uses the unit's shrunken intercept, E the mean one
-        assert np.all((frame["ratio"] > 1) == (frame["random_effect"] > 0))
-        assert frame["standardised_rate"].iloc[0] == pytest.approx(
-            frame["ratio"].iloc[0] * y.mean()
-        )
-
-    def test_refuses_large_data(self) -> None:
-        with pytest.raises(ValueError, match="max_rows"):
-            random_intercept_ratios(np.zeros(10), np.ones((10, 1)), ["a"] * 10, max_rows=5)
