@@ -3,9 +3,10 @@
 The job handler plans one task per report (member reports, then the collaborative report and
 the blinded summary) and returns; every ``qicollab worker`` then takes reports of the batch.
 A task lays out its PDF with the process's warm WeasyPrint and run data, then, in the
-transaction that re-checks its claim, writes the file atomically and records its row (path,
-SHA-256, size, worker): a retried report is recorded once, and a report that fails keeps its
-previous file and row. The job ends when its last report does, failed if any report failed.
+transaction that re-checks its claim, puts the file in the file store (:mod:`qicollab.storage`;
+with the database store, inside that transaction) and records its row (key, SHA-256, size,
+worker): a retried report is recorded once, and a report that fails keeps its previous file
+and row. The job ends when its last report does, failed if any report failed.
 
 The queue's worker finds this module through ``qicollab.jobs.queue.HANDLER_MODULES``; the
 portal imports it before enqueueing, so immediate mode works too.
@@ -32,6 +33,7 @@ from qicollab.reporting.rendering import (
     render_in_task,
 )
 from qicollab.reporting.reports import ReportSpec
+from qicollab.storage import DatabaseFileStore, file_store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -90,16 +92,18 @@ class ReportTasks:
         context: fanout.TaskContext,
         outcome: tuple[RenderTask, bytes, float],
     ) -> str | None:
-        """Write the file atomically and record its row, under the held claim."""
-        from qicollab.reporting.pdf import write_atomically  # noqa: PLC0415
-
+        """Write the file to the file store and record its row, under the held claim (with the
+        database store, in the same transaction: the file and its row commit together)."""
         task, pdf, seconds = outcome
-        written = write_atomically(storage_path(context.settings) / task.relative_path, pdf)
+        store = file_store(context.settings, session.get_bind())
+        if isinstance(store, DatabaseFileStore):
+            store = store.bound(session)
+        written = store.put(task.relative_path, pdf)
         rendered = RenderOutcome(
             task, written.sha256, written.size_bytes, seconds, worker=context.worker
         )
         record_report(session, rendered, context.job.id)
-        return json.dumps({"sha256": written.sha256, "size_bytes": written.size_bytes})
+        return json.dumps(written.to_json())
 
     def finish(
         self,

@@ -116,7 +116,6 @@ def immediate_queue(monkeypatch, world):
     monkeypatch.setattr(
         queue_module, "make_huey", lambda s, **k: queue_module.huey.MemoryHuey("t", immediate=True)
     )
-    monkeypatch.setattr("qicollab.reporting.tasks.cpu_workers", lambda: 0)
     plan = rendering.ReportRenderer.plan
 
     def small_plan(self, run_id, **options):
