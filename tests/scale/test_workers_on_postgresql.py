@@ -7,7 +7,8 @@ every piece was done and recorded exactly once, that both workers took part (as 
 status document and the result rows say), that the run's numbers equal a run computed in one
 process, that the run was never visible half-stored, and that a worker killed with SIGKILL in
 the middle of a report loses nothing: its task is taken over by the other worker once its lease
-runs out, and no half-written file is left.
+runs out, and no half-written file is left. The test process reads every report back from the
+store (its own storage folder is a third one) and checks it against the recorded hash.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from qicollab.jobs.services import JobService, JobState
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.reporting.models import Report
 from qicollab.reporting.rendering import JOB_KIND as RENDER_JOB
+from qicollab.storage import file_store
+from qicollab.storage.database import FILES
 
 pytestmark = pytest.mark.postgresql
 
@@ -107,6 +110,7 @@ def deployment(postgres_cluster, tmp_path_factory) -> Deployment:
         "qicollab.queue.consumer": "separate",
         "qicollab.queue.lease_seconds": str(LEASE_SECONDS),
         "qicollab.queue.beat_seconds": str(BEAT_SECONDS),
+        "qicollab.file_store": "database",
         "mail.mailer": "console",
     }
     engine = create_engine_from_settings(settings)
@@ -276,8 +280,14 @@ def _render_job(deployment: Deployment, run_id: int, **params: Any) -> int:
     )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _stored(deployment: Deployment, report: Report) -> bytes:
+    """The report's bytes as another process (this one, with its own storage folder) reads
+    them from the shared database store, checked against the recorded hash."""
+    store = file_store(deployment.settings, deployment.engine)
+    data = store.read(report.path, sha256=report.sha256)
+    assert hashlib.sha256(data).hexdigest() == report.sha256
+    assert data.startswith(b"%PDF-")
+    return data
 
 
 def test_reports_are_rendered_once_each_and_a_killed_worker_loses_nothing(deployment, workers):
@@ -303,11 +313,9 @@ def test_reports_are_rendered_once_each_and_a_killed_worker_loses_nothing(deploy
         assert len(reports) == len(tasks) == state.total >= 14
         assert all(t.status == TaskStatus.DONE and t.attempt == 1 for t in tasks)
         assert len({(r.kind, r.member_id) for r in reports}) == len(reports)
-        folders = {w.name: w.storage for w in workers}
-        assert {r.worker for r in reports} == set(folders)
+        assert {r.worker for r in reports} == {w.name for w in workers}
         for report in reports:
-            # The file is in the folder of the worker that recorded it, with its hash.
-            assert _sha256(folders[report.worker] / report.path) == report.sha256
+            _stored(deployment, report)
         first = {(r.kind, r.member_id): (r.sha256, r.job_id) for r in reports}
 
         # Four members' reports again, and kill worker A (SIGKILL) while it renders one.
@@ -354,17 +362,14 @@ def test_reports_are_rendered_once_each_and_a_killed_worker_loses_nothing(deploy
             assert (report.sha256, report.job_id) == first[(report.kind, report.member_id)]
             continue
         assert (report.worker, report.job_id) == (task.worker, job_id)
-        folder = survivor.storage if report.worker == survivor.name else victim.storage
-        assert _sha256(folder / report.path) == report.sha256
-    # No half-written file anywhere: every file in either folder is a whole PDF whose hash
-    # one of the two batches recorded (a killed write leaves at most a hidden temporary
-    # file, removed here by nobody: it must not exist either).
+        _stored(deployment, report)
+    # No half-written file anywhere: the store holds one whole file per report key (a write
+    # in progress has no key; the killed worker's transaction left none behind), and the
+    # workers wrote nothing to their own folders.
+    with deployment.factory() as session:
+        keys = session.execute(sa.select(FILES.c.key, FILES.c.sha256)).all()
+    assert sorted(keys) == sorted((r.path, r.sha256) for r in reports)
     for worker in workers:
-        for path in worker.storage.rglob("*"):
-            if path.is_file() and path.suffix == ".pdf":
-                assert path.read_bytes().startswith(b"%PDF-")
-                assert path.read_bytes().rstrip().endswith(b"%%EOF")
-        leftovers = [p.name for p in worker.storage.rglob(".*.tmp")]
-        assert leftovers == []
+        assert not (worker.storage / "reports").exists()
     with contextlib.suppress(Exception):
         victim.stop()
