@@ -8,6 +8,7 @@ one, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -225,3 +226,34 @@ def test_the_reaper_requeues_tasks_of_dead_workers_and_fails_them_after_max_atte
     # Ending it again is a no-op.
     assert fanout.finish_if_complete(factory, job_id, jobs) is None
     assert SQUARES.finished == [job_id]
+
+
+def test_the_embedded_consumer_of_the_default_setup_runs_fanned_out_jobs(settings, engine, jobs):
+    """``qicollab serve`` on SQLite (SqliteHuey, two consumer threads): a job's tasks run beside
+    the web server, and the embedded heartbeat reaps a task whose claim has expired."""
+    from qicollab.jobs.embedded import start_embedded
+
+    factory = get_session_factory(engine)
+    fast = {**settings, "qicollab.queue.beat_seconds": "0.2", "qicollab.queue.lease_seconds": "1"}
+    consumer = start_embedded(fast, engine=engine)
+    assert consumer is not None
+    try:
+        # A task claimed by a worker that then died: the reaper puts it back, a thread runs it.
+        job_id = _running_job(jobs)
+        (dead,) = fanout.plan_tasks(factory, job_id, [fanout.TaskSpec("n6", {"n": 6})]).task_ids
+        assert fanout.claim(factory, dead, "gone:1", lease_seconds=0.5) is not None
+        queue = JobQueue(fast, engine=engine)  # the portal's own handle on the same queue
+        queued = jobs.create(KIND, params={"numbers": [7, 8, 9]}).id
+        queue.enqueue(queued)
+        queue.close()
+        deadline = time.monotonic() + 60
+        while not (jobs.get(queued).finished and jobs.get(job_id).finished):
+            assert time.monotonic() < deadline, "the embedded consumer did not finish the jobs"
+            time.sleep(0.1)
+    finally:
+        consumer.stop()
+    assert jobs.get(queued).result == {"sum": 49 + 64 + 81}
+    assert jobs.get(job_id).result == {"sum": 36}
+    with factory() as session:
+        taken = session.get(JobTask, dead)
+        assert (taken.attempt, taken.worker) == (2, consumer_name())
