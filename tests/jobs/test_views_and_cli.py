@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from qicollab import make_config
 from qicollab.accounts.models import User
 from qicollab.cli import cli
-from qicollab.db import get_session_factory
+from qicollab.db import get_session_factory, session_scope
+from qicollab.jobs.models import TaskStatus
 from qicollab.jobs.services import JobService
 from qicollab.security import IDENTITY_LOADER_KEY
 
@@ -113,3 +114,39 @@ def test_worker_drain_on_an_empty_queue(settings):
 def test_help():
     for args in (["jobs", "--help"], ["jobs", "show", "--help"], ["worker", "--help"]):
         assert CliRunner().invoke(cli, args).exit_code == 0
+
+
+def test_a_fanned_out_job_shows_its_tasks_by_worker(portal, people, engine, settings, job):
+    from qicollab.jobs import fanout
+
+    factory = get_session_factory(engine)
+    specs = [fanout.TaskSpec(f"measure:{n}", {"n": n}) for n in range(4)]
+    ids = fanout.plan_tasks(factory, job.id, specs).task_ids
+    claims = [
+        fanout.claim(factory, task_id, worker)
+        for task_id, worker in zip(
+            ids, ["node-1:10", "node-1:10", "node-2:20", "node-2:20"], strict=True
+        )
+    ]
+    for claim in claims[:2]:
+        with session_scope(factory) as session:
+            fanout._end(session, claim, TaskStatus.DONE, 2.5)
+    fanout.fail(factory, claims[2], "ValueError: no data", 1.0)
+    document = portal(people.coordinator).get(f"/jobs/{job.id}").json["tasks"]
+    assert (document["total"], document["done"], document["failed"], document["running"]) == (
+        4,
+        2,
+        1,
+        1,
+    )
+    assert document["by_worker"] == [
+        {"worker": "node-1:10", "done": 2, "failed": 0, "running": 0, "seconds": 5.0},
+        {"worker": "node-2:20", "done": 0, "failed": 1, "running": 1, "seconds": 1.0},
+    ]
+    page = portal(people.coordinator).get(f"/jobs/{job.id}", headers={"Accept": "text/html"})
+    rows = page.html.select("#job-workers tbody tr")
+    assert [row.th.get_text(strip=True) for row in rows] == ["node-1:10", "node-2:20"]
+    assert [td.get_text(strip=True) for td in rows[1].find_all("td")] == ["0", "1", "1", "1.0"]
+    assert "2 done, 1 failed" in page.html.select_one("#job-tasks").get_text(" ", strip=True)
+    shown = json.loads(_run(["jobs", "show", str(job.id)], settings).output)
+    assert shown["tasks"]["by_worker"][0]["done"] == 2
