@@ -91,6 +91,14 @@ class MemberResource:
         ]
 
 
+def can_submit(request: Request, context: MemberResource) -> bool:
+    """Officers of the member, and coordinators (and admins) on its behalf."""
+    return bool(
+        request.has_permission(Permission.MEMBER_SUBMIT, context)
+        or request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
+    )
+
+
 def root_factory(request: Request) -> Root:
     """Context for collaborative-wide routes."""
     return Root(request)

@@ -27,8 +27,20 @@ def _request_user(request: Request) -> User | None:
 
 
 def includeme(config: Configurator) -> None:
-    """Identity, CSRF, security headers, mail, routes and views of the accounts domain."""
+    """Services, identity, CSRF, security headers, mail, routes and views of accounts."""
+    from qicollab.accounts.services import (  # noqa: PLC0415
+        AccountService,
+        TokenService,
+        UserAdminService,
+        account_service_factory,
+    )
+    from qicollab.services import db_service  # noqa: PLC0415
+
     settings = config.get_settings()
+    # Sign-in (with its throttle), user administration and API tokens, for request.find_service.
+    config.register_service_factory(account_service_factory, iface=AccountService)
+    config.register_service_factory(db_service(UserAdminService), iface=UserAdminService)
+    config.register_service_factory(db_service(TokenService), iface=TokenService)
     # Who is asking: the security policy calls this loader (see qicollab.security).
     config.registry[IDENTITY_LOADER_KEY] = load_identity
     config.add_request_method(_request_user, "user", property=True)

@@ -30,6 +30,7 @@ from qicollab.db import utcnow
 from qicollab.members.models import Member
 
 if TYPE_CHECKING:
+    from pyramid.request import Request
     from sqlalchemy.orm import Session
 
 #: How long an emailed reset link works.
@@ -636,3 +637,8 @@ class TokenService:
                 )
             )
         )
+
+
+def account_service_factory(_context: object, request: Request) -> AccountService:
+    """The sign-in service of a request, with the throttle its settings configure."""
+    return AccountService(request.db, Throttle.from_settings(request.registry.settings))

@@ -21,7 +21,6 @@ from qicollab.accounts.services import (
     INVITATION_VALID_FOR,
     AccountError,
     AccountService,
-    Throttle,
     ThrottledError,
     TokenService,
     UserAdminService,
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def _accounts(request: Request) -> AccountService:
-    return AccountService(request.db, Throttle.from_settings(request.registry.settings))
+    return request.find_service(AccountService)
 
 
 def _errors(error: AccountError) -> dict[str, str]:
@@ -211,12 +210,14 @@ def reset_password(request: Request) -> Any:
 )
 def user_list(request: Request) -> dict[str, Any]:
     """Every user of the collaborative, with role, member and status."""
-    return {"users": UserAdminService(request.db).users(request.identity.collaborative_id)}
+    return {
+        "users": request.find_service(UserAdminService).users(request.identity.collaborative_id)
+    }
 
 
 def _user_form_context(request: Request, user: User | None) -> dict[str, Any]:
     actor: User = request.identity
-    service = UserAdminService(request.db)
+    service = request.find_service(UserAdminService)
     post = request.POST
     return {
         "user": user,
@@ -249,7 +250,7 @@ def user_new(request: Request) -> Any:
     actor: User = request.identity
     values = context["values"]
     try:
-        user = UserAdminService(request.db).create_user(
+        user = request.find_service(UserAdminService).create_user(
             actor,
             collaborative_id=actor.collaborative_id,
             email=values["email"],
@@ -293,7 +294,7 @@ def user_edit(request: Request) -> Any:
         return context
     values = context["values"]
     try:
-        changes = UserAdminService(request.db).update_user(
+        changes = request.find_service(UserAdminService).update_user(
             actor,
             user,
             email=values["email"],
@@ -316,7 +317,9 @@ def user_edit(request: Request) -> Any:
 
 def _tokens_context(request: Request, created: str | None = None) -> dict[str, Any]:
     everyone = request.has_permission(Permission.USERS_MANAGE)
-    tokens = TokenService(request.db).visible_to(request.identity, everyone=bool(everyone))
+    tokens = request.find_service(TokenService).visible_to(
+        request.identity, everyone=bool(everyone)
+    )
     return {"tokens": tokens, "created": created, "everyone": bool(everyone), "errors": {}}
 
 
@@ -329,7 +332,7 @@ def tokens(request: Request) -> dict[str, Any]:
     """One's API tokens (coordinators see the collaborative's); a new token is shown once."""
     if request.method != "POST":
         return _tokens_context(request)
-    _, secret = TokenService(request.db).create(
+    _, secret = request.find_service(TokenService).create(
         request.identity,
         request.POST.get("description", ""),
         ip_address=request.client_addr,
@@ -357,5 +360,5 @@ def revoke_token(request: Request) -> HTTPSeeOther:
     )
     if token is None or not allowed:
         raise HTTPNotFound
-    TokenService(request.db).revoke(token, actor=actor, ip_address=request.client_addr)
+    request.find_service(TokenService).revoke(token, actor=actor, ip_address=request.client_addr)
     return HTTPSeeOther(request.route_url("tokens"))

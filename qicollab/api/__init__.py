@@ -34,6 +34,10 @@ def includeme(config: Configurator) -> None:
     config.add_route("api.submit_aggregate", "/api/submissions/aggregate")
     config.add_route("api.submit_patient", "/api/submissions/patient")
     config.add_route("api.submissions", "/api/submissions")
-    config.add_route("api.submission", "/api/submissions/{submission_id}")
+    config.add_route(
+        "api.submission",
+        "/api/submissions/{submission_id}",
+        factory="qicollab.submissions.resources.readable_submission_factory",
+    )
     config.add_route("api.fhir_measure_report", "/api/fhir/MeasureReport")
     config.scan("qicollab.api.views")

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.accounts.models import User
+    from qicollab.submissions.resources import SubmissionResource
 
 log = logging.getLogger(__name__)
 
@@ -464,27 +465,18 @@ def list_submissions(request: Request) -> Response:
 @view_config(
     route_name="api.submission",
     openapi=True,
-    permission=Permission.COLLABORATIVE_READ,
+    permission=Permission.MEMBER_VIEW,
     request_method="GET",
     require_csrf=False,
 )
 @api_view
 def get_submission(request: Request) -> Response:
-    """One version; another member's versions are 404, as if they did not exist."""
-    submission_id = int(request.matchdict["submission_id"])
-    row = request.db.execute(
-        sa.select(Submission, Measure.code, ReportingPeriod.label, Member)
-        .join(Measure, Measure.id == Submission.measure_id)
-        .join(ReportingPeriod, ReportingPeriod.id == Submission.period_id)
-        .join(Member, Member.id == Submission.member_id)
-        .where(Submission.id == submission_id)
-    ).first()
-    user = _user(request)
-    if row is None or row[3].collaborative_id != user.collaborative_id:
-        raise ApiError(404, "not_found", f"no version {submission_id}")
-    submission, measure_code, period_label, member = row
-    if not request.has_permission(Permission.MEMBER_VIEW, MemberResource(request, member)):
-        raise ApiError(404, "not_found", f"no version {submission_id}")
+    """One version; another member's versions are 404, as if they did not exist (the context
+    factory, :func:`~qicollab.submissions.resources.readable_submission_factory`)."""
+    context: SubmissionResource = request.context
+    submission, member = context.submission, context.member
+    measure_code = request.db.get_one(Measure, submission.measure_id).code
+    period_label = request.db.get_one(ReportingPeriod, submission.period_id).label
     values = request.db.scalar(
         sa.select(AggregateValue).where(AggregateValue.submission_id == submission.id)
     )
@@ -906,6 +898,8 @@ def api_not_found(request: Request) -> Response:
         return json_response(405, body, headers=headers)
     # The path is not quoted back: it is whatever the client typed.
     message = f"no such endpoint: {request.method} (see /api/openapi.json)"
+    if request.matched_route is not None:  # the path is known; the item is not (or not yours)
+        message = "no such item"
     if _is_fhir(request):
         return fhir_response(404, [fhir.Issue("error", "not-found", message)])
     return json_response(404, ApiError(404, "not_found", message).body())

@@ -11,7 +11,11 @@ MEMBER_FACTORY = "qicollab.resources.member_factory"
 
 
 def includeme(config: Configurator) -> None:
-    """The workflow's routes and views (annotations are a service, without routes here)."""
+    """The cycle service, the workflow's routes and views (annotations are a service,
+    without routes here)."""
+    from qicollab.cycles.services import CycleService, factory  # noqa: PLC0415
+
+    config.register_service_factory(factory, iface=CycleService)
     # "/cycles/new" before "/cycles/{code}": routes match in the order they are added.
     config.add_route("cycles.list", "/cycles")
     config.add_route("cycles.new", "/cycles/new")
@@ -23,7 +27,11 @@ def includeme(config: Configurator) -> None:
     config.add_route("cycles.sessions", "/cycles/{code}/sessions")
     config.add_route("cycles.review_queue", "/review")
     config.add_route("cycles.review_many", "/review/decisions")
-    config.add_route("cycles.review", "/submissions/{submission_id}/review")
+    config.add_route(
+        "cycles.review",
+        "/submissions/{submission_id}/review",
+        factory="qicollab.submissions.resources.submission_factory",
+    )
     config.add_route("cycles.completeness", "/completeness")
     config.add_route("cycles.completeness_export", "/completeness.csv")
     config.add_route(

@@ -33,8 +33,8 @@ from qicollab.jobs.queue import registry_queue
 from qicollab.jobs.workers import worker_health
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
-from qicollab.notifications.services import request_notifier
 from qicollab.permissions import Permission
+from qicollab.resources import can_submit
 from qicollab.schedule.clock import clock_of
 from qicollab.submissions.models import (
     AggregateValue,
@@ -47,19 +47,14 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.resources import MemberResource
+    from qicollab.submissions.resources import SubmissionResource
 
 DATETIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def service_for(request: Request) -> CycleService:
     """The cycle service of the signed-in user's collaborative (mail goes after commit)."""
-    clock = clock_of(request)
-    return CycleService(
-        request.db,
-        request.identity.collaborative_id,
-        clock=clock,
-        notifier=request_notifier(request, clock),
-    )
+    return request.find_service(CycleService)
 
 
 def _cycle_or_404(request: Request, service: CycleService) -> LearningCycle:
@@ -526,13 +521,10 @@ def review_queue(request: Request) -> dict[str, Any]:
     permission=Permission.COLLABORATIVE_MANAGE,
     request_method="POST",
 )
-def review(request: Request) -> Any:
+def review(context: SubmissionResource, request: Request) -> Any:
     """Accept or return one version; the reason is kept on the version and in the audit log."""
     service = service_for(request)
-    raw = request.matchdict.get("submission_id", "")
-    submission = service.submission(int(raw)) if raw.isdigit() else None
-    if submission is None:
-        raise HTTPNotFound
+    submission = context.submission
     try:
         service.review(
             submission,
@@ -653,10 +645,6 @@ def member_completeness(context: MemberResource, request: Request) -> dict[str, 
                     reasons.append(cell.window.reason)
             if reasons:
                 closed_reasons[measure.code] = reasons
-    can_submit = bool(
-        request.has_permission(Permission.MEMBER_SUBMIT, context)
-        or request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
-    )
     months = [p.label for p in service.periods(cycle, Granularity.MONTH)] if cycle else []
     return {
         **_base(request),
@@ -671,7 +659,7 @@ def member_completeness(context: MemberResource, request: Request) -> dict[str, 
         "grid": grid,
         "statuses": CELL_ORDER,
         "closed_reasons": closed_reasons,
-        "can_submit": can_submit,
+        "can_submit": can_submit(request, context),
         "can_review": bool(request.has_permission(Permission.COLLABORATIVE_MANAGE)),
     }
 

@@ -19,9 +19,12 @@ from qicollab.improvement.text import ImprovementError
 from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
+from qicollab.resources import can_submit
 
 if TYPE_CHECKING:
     from pyramid.request import Request
+
+    from qicollab.improvement.resources import PdsaResource
 
 
 def pdsa_json(cycle: PdsaCycle, member_code: str) -> dict[str, Any]:
@@ -114,10 +117,6 @@ def _refused(error: ImprovementError) -> ApiError:
     return ApiError(422, "invalid", str(error), errors=errors)
 
 
-def _service(member: Member, request: Request) -> PdsaService:
-    return PdsaService(request.db, member.collaborative_id)
-
-
 @view_config(
     route_name="api.pdsa_list",
     openapi=True,
@@ -130,7 +129,7 @@ def list_pdsa(request: Request) -> Response:
     """The team's cycles, newest first."""
     query = request.openapi_validated.parameters.query
     member = resolve_member(request, query.get("member"), Permission.MEMBER_VIEW)
-    cycles = _service(member, request).for_member(member.id)
+    cycles = request.find_service(PdsaService).for_member(member.id)
     return json_response(
         200, {"member": member.code, "cycles": [pdsa_json(c, member.code) for c in cycles]}
     )
@@ -149,7 +148,7 @@ def create_pdsa(request: Request) -> Response:
     query = request.openapi_validated.parameters.query
     member = resolve_member(request, query.get("member"), Permission.MEMBER_SUBMIT)
     try:
-        cycle = _service(member, request).create(
+        cycle = request.find_service(PdsaService).create(
             member.id, _draft(request, member), actor=request.identity
         )
     except ImprovementError as error:
@@ -158,26 +157,18 @@ def create_pdsa(request: Request) -> Response:
 
 
 def _cycle(request: Request, permission: Permission) -> tuple[PdsaCycle, Member]:
-    """The cycle the path names, if the token may act on its team; else 404 (no probing)."""
-    pdsa_id = int(request.matchdict["pdsa_id"])
-    cycle = request.db.get(PdsaCycle, pdsa_id)
-    user = request.identity
-    if cycle is None or cycle.collaborative_id != user.collaborative_id:
-        raise ApiError(404, "not_found", f"no PDSA cycle {pdsa_id}")
-    member = request.db.get(Member, cycle.member_id)
-    try:
-        resolve_member(request, member.code, permission)
-    except ApiError as error:
-        if permission is Permission.MEMBER_SUBMIT and user.member_id == member.id:
-            raise
-        raise ApiError(404, "not_found", f"no PDSA cycle {pdsa_id}") from error
-    return cycle, member
+    """The cycle of the context (404 already when the token may not read it); writing needs
+    the team's officers or a coordinator."""
+    context: PdsaResource = request.context
+    if permission is Permission.MEMBER_SUBMIT and not can_submit(request, context):
+        raise ApiError(403, "forbidden", "this token may read but not submit")
+    return context.cycle, context.member
 
 
 @view_config(
     route_name="api.pdsa",
     openapi=True,
-    permission=Permission.COLLABORATIVE_READ,
+    permission=Permission.MEMBER_VIEW,
     request_method="GET",
     require_csrf=False,
 )
@@ -191,7 +182,7 @@ def get_pdsa(request: Request) -> Response:
 @view_config(
     route_name="api.pdsa",
     openapi=True,
-    permission=Permission.COLLABORATIVE_READ,
+    permission=Permission.MEMBER_VIEW,
     request_method="PUT",
     require_csrf=False,
 )
@@ -200,7 +191,9 @@ def replace_pdsa(request: Request) -> Response:
     """Save the cycle's new version (the whole record, as the portal's edit form sends it)."""
     cycle, member = _cycle(request, Permission.MEMBER_SUBMIT)
     try:
-        _service(member, request).update(cycle, _draft(request, member), actor=request.identity)
+        request.find_service(PdsaService).update(
+            cycle, _draft(request, member), actor=request.identity
+        )
     except ImprovementError as error:
         raise _refused(error) from error
     return json_response(200, pdsa_json(cycle, member.code))
@@ -209,7 +202,7 @@ def replace_pdsa(request: Request) -> Response:
 @view_config(
     route_name="api.pdsa",
     openapi=True,
-    permission=Permission.COLLABORATIVE_READ,
+    permission=Permission.MEMBER_VIEW,
     request_method="DELETE",
     require_csrf=False,
 )
@@ -217,8 +210,6 @@ def replace_pdsa(request: Request) -> Response:
 def delete_pdsa(request: Request) -> Response:
     """Delete a cycle recorded by mistake (its chart markers too; audited): the team's
     officers, or the collaborative's coordinators."""
-    cycle, member = _cycle(request, Permission.MEMBER_VIEW)
-    if not request.has_permission(Permission.COLLABORATIVE_MANAGE):
-        _cycle(request, Permission.MEMBER_SUBMIT)
-    _service(member, request).delete(cycle, actor=request.identity)
+    cycle, _member = _cycle(request, Permission.MEMBER_SUBMIT)
+    request.find_service(PdsaService).delete(cycle, actor=request.identity)
     return Response(status=204)

@@ -37,6 +37,8 @@ from qicollab.schedule.clock import clock_of
 if TYPE_CHECKING:
     from pyramid.request import Request
 
+    from qicollab.improvement.resources import PdsaResource
+
 
 def _collaborative_id(request: Request) -> int:
     return request.identity.collaborative_id
@@ -89,7 +91,7 @@ def _base(request: Request, **extra: Any) -> dict[str, Any]:
 
 
 def _pdsa_service(request: Request) -> PdsaService:
-    return PdsaService(request.db, _collaborative_id(request))
+    return request.find_service(PdsaService)
 
 
 def _can_edit(request: Request, context: MemberResource) -> bool:
@@ -150,7 +152,7 @@ def _form(
             .order_by(Measure.code)
         )
     )
-    diagram = ChangePackageService(request.db, member.collaborative_id).diagram()
+    diagram = request.find_service(ChangePackageService).diagram()
     others = [
         c for c in _pdsa_service(request).for_member(member.id) if cycle is None or c.id != cycle.id
     ]
@@ -221,23 +223,14 @@ def pdsa_new(context: MemberResource, request: Request) -> Any:
     )
 
 
-def _cycle_or_404(request: Request, member: Member) -> Any:
-    pdsa_id = _id(request.matchdict.get("pdsa_id"))
-    cycle = _pdsa_service(request).get(member.id, pdsa_id) if pdsa_id else None
-    if cycle is None:
-        raise HTTPNotFound
-    return cycle
-
-
 @view_config(
     route_name="improvement.pdsa_edit",
     renderer="improvement/pdsa_form.jinja2",
     permission=Permission.MEMBER_SUBMIT,
 )
-def pdsa_edit(context: MemberResource, request: Request) -> Any:
+def pdsa_edit(context: PdsaResource, request: Request) -> Any:
     """Edit a cycle as it moves through Do, Study and Act."""
-    member = context.member
-    cycle = _cycle_or_404(request, member)
+    member, cycle = context.member, context.cycle
     if request.method != "POST":
         return _form(request, member, cycle, _values_of(cycle), None)
     try:
@@ -262,12 +255,11 @@ def _can_delete(request: Request, context: MemberResource) -> bool:
     renderer="improvement/pdsa_delete.jinja2",
     permission=Permission.MEMBER_VIEW,
 )
-def pdsa_delete(context: MemberResource, request: Request) -> Any:
+def pdsa_delete(context: PdsaResource, request: Request) -> Any:
     """Delete a cycle recorded by mistake, after a confirmation that says what goes with it."""
     if not _can_delete(request, context):
         raise HTTPForbidden
-    member = context.member
-    cycle = _cycle_or_404(request, member)
+    member, cycle = context.member, context.cycle
     service = _pdsa_service(request)
     if request.method == "POST":
         service.delete(cycle, actor=request.identity)
@@ -284,10 +276,9 @@ def pdsa_delete(context: MemberResource, request: Request) -> Any:
     permission=Permission.MEMBER_VIEW,
     request_method="GET",
 )
-def pdsa_detail(context: MemberResource, request: Request) -> dict[str, Any]:
+def pdsa_detail(context: PdsaResource, request: Request) -> dict[str, Any]:
     """One cycle, its ramp and links to the charts it marks."""
-    member = context.member
-    cycle = _cycle_or_404(request, member)
+    member, cycle = context.member, context.cycle
     return _base(
         request,
         member=member,
@@ -309,7 +300,7 @@ def pdsa_detail(context: MemberResource, request: Request) -> dict[str, Any]:
 def member_progress(context: MemberResource, request: Request) -> Any:
     """The team's score trend, its monthly reports and (officers) this month's report form."""
     member = context.member
-    service = ProgressService(request.db, _collaborative_id(request))
+    service = request.find_service(ProgressService)
     error, values = None, {}
     can_edit = _can_edit(request, context)
     try:
@@ -370,7 +361,7 @@ def member_progress(context: MemberResource, request: Request) -> Any:
 )
 def teams(request: Request) -> Any:
     """Coordinators: every team's scores for a month, faculty scoring, who has not reported."""
-    service = ProgressService(request.db, _collaborative_id(request))
+    service = request.find_service(ProgressService)
     error = None
     try:
         month = _month(request.params.get("month"), _today(request))
@@ -438,7 +429,7 @@ def teams(request: Request) -> Any:
 )
 def change_package(request: Request) -> Any:
     """The driver diagram for everyone; coordinators add and edit its parts here."""
-    service = ChangePackageService(request.db, _collaborative_id(request))
+    service = request.find_service(ChangePackageService)
     error = None
     if request.method == "POST":
         if not request.has_permission(Permission.COLLABORATIVE_MANAGE):
@@ -501,7 +492,7 @@ def change_package(request: Request) -> Any:
 )
 def sessions(request: Request) -> dict[str, Any]:
     """Each cycle's learning sessions and the action periods between them."""
-    service = SessionService(request.db, _collaborative_id(request))
+    service = request.find_service(SessionService)
     cycles = list(
         request.db.scalars(
             sa.select(LearningCycle)
@@ -522,7 +513,7 @@ def sessions(request: Request) -> dict[str, Any]:
 )
 def session(request: Request) -> Any:
     """A session's agenda and material; coordinators edit them and record attendance."""
-    service = SessionService(request.db, _collaborative_id(request))
+    service = request.find_service(SessionService)
     session_id = _id(request.matchdict.get("session_id"))
     found = service.get(session_id) if session_id else None
     if found is None:

@@ -13,7 +13,7 @@ from pyramid.view import view_config
 from qicollab.jobs.models import Job
 from qicollab.jobs.services import JobState, task_counts
 from qicollab.permissions import Permission
-from qicollab.resources import ADMIN, COORDINATOR
+from qicollab.resources import ADMIN, COORDINATOR, path_id, signed_in
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -39,18 +39,9 @@ class JobResource:
 
 def job_factory(request: Request) -> JobResource:
     """The job of ``/jobs/{job_id}``; unknown ids and other collaboratives' jobs are 404."""
-    raw = request.matchdict.get("job_id", "")
-    if not raw.isdigit():
-        raise HTTPNotFound
-    job = request.db.get(Job, int(raw))
-    if job is None:
-        raise HTTPNotFound
-    user = request.identity
-    if (
-        user is not None
-        and job.collaborative_id is not None
-        and job.collaborative_id != user.collaborative_id
-    ):
+    user = signed_in(request)
+    job = request.db.get(Job, path_id(request, "job_id"))
+    if job is None or job.collaborative_id not in {None, user.collaborative_id}:
         raise HTTPNotFound
     return JobResource(request, job)
 

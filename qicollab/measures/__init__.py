@@ -9,7 +9,11 @@ if TYPE_CHECKING:
 
 
 def includeme(config: Configurator) -> None:
-    """Catalogue routes and views."""
+    """The measure service, catalogue routes and views."""
+    from qicollab.measures.services import MeasureService  # noqa: PLC0415
+    from qicollab.services import collaborative_service  # noqa: PLC0415
+
+    config.register_service_factory(collaborative_service(MeasureService), iface=MeasureService)
     config.add_route("measures.list", "/catalogue/measures")
     config.add_route("measures.new", "/catalogue/measures/new")
     config.add_route("measures.detail", "/catalogue/measures/{code}")

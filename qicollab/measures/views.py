@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _service(request: Request) -> MeasureService:
-    return MeasureService(request.db, request.identity.collaborative_id)
+    return request.find_service(MeasureService)
 
 
 def _measure_or_404(request: Request) -> Measure:

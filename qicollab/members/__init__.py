@@ -9,7 +9,11 @@ if TYPE_CHECKING:
 
 
 def includeme(config: Configurator) -> None:
-    """Member and peer-group routes and views."""
+    """The member service, member and peer-group routes and views."""
+    from qicollab.members.services import MemberService  # noqa: PLC0415
+    from qicollab.services import collaborative_service  # noqa: PLC0415
+
+    config.register_service_factory(collaborative_service(MemberService), iface=MemberService)
     config.add_route("members.list", "/catalogue/members")
     config.add_route("peer_groups.new", "/catalogue/peer-groups/new")
     config.add_route("peer_groups.edit", "/catalogue/peer-groups/{code}/edit")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _service(request: Request) -> MemberService:
-    return MemberService(request.db, request.identity.collaborative_id)
+    return request.find_service(MemberService)
 
 
 @view_config(

@@ -21,11 +21,15 @@ def includeme(config: Configurator) -> None:
         config.add_route(name, pattern, factory=MEMBER_FACTORY)
     config.add_route("reporting.overview", "/results")
     config.add_route("reporting.overview_export", "/results.{ext:csv|xlsx}")
-    config.add_route("reporting.run_reports", "/runs/{run_id}/reports")
+    config.add_route(
+        "reporting.run_reports",
+        "/runs/{run_id}/reports",
+        factory="qicollab.reporting.resources.run_factory",
+    )
     config.add_route(
         "reporting.download",
         "/reports/{report_id}/download",
-        factory="qicollab.reporting.views.report_factory",
+        factory="qicollab.reporting.resources.report_factory",
     )
     config.add_static_view("reporting-static", "qicollab.reporting:static", cache_max_age=3600)
     config.scan("qicollab.reporting.views")

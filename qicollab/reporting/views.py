@@ -9,11 +9,9 @@ decided by the resources' ACLs and by the audience; a member of another collabor
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticated
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.response import FileResponse, Response
@@ -42,13 +40,13 @@ from qicollab.reporting.results import (
     succeeded_runs,
 )
 from qicollab.reporting.sections import executive_summary
-from qicollab.resources import ADMIN, COORDINATOR, MemberResource, Root
+from qicollab.resources import MemberResource, Root
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.accounts.models import User
-    from qicollab.benchmarking.models import BenchmarkRun
+    from qicollab.reporting.resources import ReportResource, RunResource
 
 
 def _user(request: Request) -> User:
@@ -314,10 +312,10 @@ def _visible_reports(request: Request, reports: list[Report]) -> list[Report]:
     permission=Permission.COLLABORATIVE_READ,
     request_method="GET",
 )
-def run_reports(request: Request) -> dict[str, Any]:
+def run_reports(context: RunResource, request: Request) -> dict[str, Any]:
     """The run's reports the user may download, and the render job's status."""
     collaborative = _collaborative(request)
-    run = _path_run(request, collaborative)
+    run = context.run
     reports = list(
         request.db.scalars(
             sa.select(Report).where(Report.run_id == run.id).order_by(Report.kind, Report.member_id)
@@ -349,15 +347,14 @@ def run_reports(request: Request) -> dict[str, Any]:
     request_method="POST",
     require_csrf=True,
 )
-def start_render(request: Request) -> HTTPSeeOther:
+def start_render(context: RunResource, request: Request) -> HTTPSeeOther:
     """Queue a job that renders every report of the run (coordinators)."""
     from qicollab.jobs.queue import JobQueue  # noqa: PLC0415
     from qicollab.reporting import tasks  # noqa: F401, PLC0415 - registers the job handler
 
     collaborative = _collaborative(request)
-    run = _path_run(request, collaborative)
-    factory = request.registry["db.session_factory"]
-    jobs = JobService(factory)
+    run = context.run
+    jobs = request.find_service(JobService)
     job = jobs.create(
         JOB_KIND,
         params={"run_id": run.id},
@@ -381,72 +378,6 @@ def start_render(request: Request) -> HTTPSeeOther:
         )
     queue.enqueue_after_commit(request.db, job.id)
     return HTTPSeeOther(request.route_url("reporting.run_reports", run_id=run.id))
-
-
-def _path_id(request: Request, key: str) -> int:
-    raw = request.matchdict.get(key, "")
-    if not raw.isdigit():
-        raise HTTPNotFound
-    return int(raw)
-
-
-def _path_run(request: Request, collaborative: Collaborative) -> BenchmarkRun:
-    """The run of ``/runs/{run_id}/...``, or 404 if this user may not see it (members see
-    only runs of published cycles)."""
-    try:
-        return find_run(
-            request.db,
-            collaborative.id,
-            _path_id(request, "run_id"),
-            published_only=not _coordinates(request),
-        )
-    except ResultsNotFoundError:
-        raise HTTPNotFound from None
-
-
-@dataclass
-class ReportResource:
-    """A rendered report: its member's readers, every member for the blinded summary,
-    coordinators for everything."""
-
-    request: Request
-    report: Report
-
-    def __acl__(self) -> list[tuple[str, str, object]]:
-        acl: list[tuple[str, str, object]] = [
-            (Allow, ADMIN, ALL_PERMISSIONS),
-            (Allow, COORDINATOR, Permission.MEMBER_VIEW),
-        ]
-        if self.report.kind is ReportKind.MEMBER:
-            member = f"member:{self.report.member_id}"
-            acl += [
-                (Allow, f"{member}:quality_officer", Permission.MEMBER_VIEW),
-                (Allow, f"{member}:member_viewer", Permission.MEMBER_VIEW),
-            ]
-        elif self.report.kind is ReportKind.BLINDED_SUMMARY:
-            acl.append((Allow, Authenticated, Permission.MEMBER_VIEW))
-        acl.append(DENY_ALL)
-        return acl
-
-
-def report_factory(request: Request) -> ReportResource:
-    """The report of ``/reports/{report_id}/download``; other collaboratives' reports, and for
-    members the reports of runs whose cycle is not published yet, are 404."""
-    report = request.db.get(Report, _path_id(request, "report_id"))
-    if report is None:
-        raise HTTPNotFound
-    user = request.identity
-    if user is not None:  # anonymous readers are refused by the ACL
-        try:
-            find_run(
-                request.db,
-                user.collaborative_id,
-                report.run_id,
-                published_only=not _coordinates(request),
-            )
-        except ResultsNotFoundError:
-            raise HTTPNotFound from None
-    return ReportResource(request, report)
 
 
 @view_config(

@@ -18,7 +18,6 @@ def includeme(config: Configurator) -> None:
     routes = (
         ("submissions.portal", "/members/{member_id}/submit"),
         ("submissions.history", "/members/{member_id}/submissions"),
-        ("submissions.batch", "/members/{member_id}/batches/{batch_id}"),
         ("submissions.template", "/members/{member_id}/measures/{measure_code}/template.{ext}"),
         ("submissions.form", "/members/{member_id}/measures/{measure_code}/form"),
         ("submissions.validate", "/members/{member_id}/measures/{measure_code}/validate"),
@@ -30,4 +29,9 @@ def includeme(config: Configurator) -> None:
     )
     for name, pattern in routes:
         config.add_route(name, pattern, factory=MEMBER_FACTORY)
+    config.add_route(
+        "submissions.batch",
+        "/members/{member_id}/batches/{batch_id}",
+        factory="qicollab.submissions.resources.batch_factory",
+    )
     config.scan("qicollab.submissions.views")

@@ -29,6 +29,7 @@ from qicollab.config import storage_path
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
+from qicollab.resources import can_submit
 from qicollab.submissions import grid, identifiers, templates
 from qicollab.submissions.errors import (
     JustificationRequiredError,
@@ -38,7 +39,7 @@ from qicollab.submissions.errors import (
     SubmissionError,
     WindowClosedError,
 )
-from qicollab.submissions.models import SubmissionBatch, SubmissionSource
+from qicollab.submissions.models import SubmissionSource
 from qicollab.submissions.services import PlanAction, SubmissionService
 from qicollab.submissions.uploads import UploadStore
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.resources import MemberResource
+    from qicollab.submissions.resources import BatchResource
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -59,14 +61,6 @@ def service_for(request: Request) -> SubmissionService:
 def upload_store(request: Request) -> UploadStore:
     """Uploads waiting for their commit, in the storage folder."""
     return UploadStore(storage_path(request.registry.settings))
-
-
-def can_submit(request: Request, context: MemberResource) -> bool:
-    """Officers of the member, and coordinators (and admins) on its behalf."""
-    return bool(
-        request.has_permission(Permission.MEMBER_SUBMIT, context)
-        or request.has_permission(Permission.COLLABORATIVE_MANAGE, context)
-    )
 
 
 def require_submit(request: Request, context: MemberResource) -> None:
@@ -383,13 +377,9 @@ def error_report(context: MemberResource, request: Request) -> Response:
     permission=Permission.MEMBER_VIEW,
     request_method="GET",
 )
-def batch(context: MemberResource, request: Request) -> dict[str, Any]:
+def batch(context: BatchResource, request: Request) -> dict[str, Any]:
     """What one upload or form save stored."""
-    member = context.member
-    raw = request.matchdict.get("batch_id", "")
-    found = request.db.get(SubmissionBatch, int(raw)) if raw.isdigit() else None
-    if found is None or found.member_id != member.id:
-        raise HTTPNotFound
+    member, found = context.member, context.batch
     versions = service_for(request).versions(member)
     return {
         **_base(request, context, member),

@@ -1,0 +1,43 @@
+"""Contexts of routes that name a PDSA cycle: loaded once, scoped once.
+
+A cycle is its team's :class:`~qicollab.resources.MemberResource` (the member's ACL decides)
+plus the cycle; cycles outside the user's collaborative, or of another member than the path
+names, are 404 like unknown ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyramid.httpexceptions import HTTPNotFound
+
+from qicollab.improvement.models import PdsaCycle
+from qicollab.permissions import Permission
+from qicollab.resources import MemberResource, member_factory, of_member, path_id, with_member
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+
+@dataclass
+class PdsaResource(MemberResource):
+    """One PDSA cycle of a member team."""
+
+    cycle: PdsaCycle
+
+
+def pdsa_factory(request: Request) -> PdsaResource:
+    """``/members/{member_id}/pdsa/{pdsa_id}``: a cycle of that member, else 404."""
+    member = member_factory(request).member
+    return PdsaResource(request, member, of_member(request, member, PdsaCycle, "pdsa_id"))
+
+
+def readable_pdsa_factory(request: Request) -> PdsaResource:
+    """``/api/pdsa/{pdsa_id}``: the cycle with its team; a cycle the token may not read is 404
+    too, as if it did not exist."""
+    cycle, member = with_member(request, PdsaCycle, path_id(request, "pdsa_id"))
+    context = PdsaResource(request, member, cycle)
+    if not request.has_permission(Permission.MEMBER_VIEW, context):
+        raise HTTPNotFound
+    return context
