@@ -60,7 +60,15 @@ def includeme(config: Configurator) -> None:
     config.add_route("password.reset", "/password/reset/{token}")
     config.add_route("users.list", "/users")
     config.add_route("users.new", "/users/new")
-    config.add_route("users.edit", r"/users/{user_id:\d+}/edit")
+    config.add_route(
+        "users.edit",
+        r"/users/{user_id:\d+}/edit",
+        factory="qicollab.accounts.resources.user_factory",
+    )
     config.add_route("tokens", "/account/tokens")
-    config.add_route("tokens.revoke", r"/account/tokens/{token_id:\d+}/revoke")
+    config.add_route(
+        "tokens.revoke",
+        r"/account/tokens/{token_id:\d+}/revoke",
+        factory="qicollab.accounts.resources.token_factory",
+    )
     config.scan(".views")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
-from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import exception_view_config, view_config
 
 from qicollab.accounts.mail import send_after_commit
-from qicollab.accounts.models import ApiToken, Role, User
+from qicollab.accounts.models import Role, User
 from qicollab.accounts.passwords import MIN_PASSWORD_LENGTH
 from qicollab.accounts.services import (
     INVITATION_VALID_FOR,
@@ -36,6 +36,8 @@ from qicollab.permissions import Permission
 
 if TYPE_CHECKING:
     from pyramid.request import Request
+
+    from qicollab.accounts.resources import TokenResource, UserResource
 
 
 def _accounts(request: Request) -> AccountService:
@@ -283,12 +285,10 @@ def user_new(request: Request) -> Any:
     renderer="accounts/user_form.jinja2",
     permission=Permission.USERS_MANAGE,
 )
-def user_edit(request: Request) -> Any:
+def user_edit(context: UserResource, request: Request) -> Any:
     """Change a user's role, member, name, address or status; deactivation signs them out."""
     actor: User = request.identity
-    user = request.db.get(User, int(request.matchdict["user_id"]))
-    if user is None or user.collaborative_id != actor.collaborative_id:
-        raise HTTPNotFound
+    user = context.user
     context = _user_form_context(request, user)
     if request.method != "POST":
         return context
@@ -345,20 +345,10 @@ def tokens(request: Request) -> dict[str, Any]:
     request_method="POST",
     permission=Permission.ACCOUNT,
 )
-def revoke_token(request: Request) -> HTTPSeeOther:
-    """Revoke a token: one's own, or (coordinators) any in the collaborative; others are 404."""
-    actor: User = request.identity
-    token = request.db.get(ApiToken, int(request.matchdict["token_id"]))
-    owner = None if token is None else request.db.get(User, token.user_id)
-    allowed = owner is not None and (
-        owner.id == actor.id
-        or (
-            owner.collaborative_id == actor.collaborative_id
-            and bool(request.has_permission(Permission.USERS_MANAGE))
-            and (owner.role is not Role.ADMIN or actor.role is Role.ADMIN)
-        )
+def revoke_token(context: TokenResource, request: Request) -> HTTPSeeOther:
+    """Revoke a token: one's own, or (coordinators) any in the collaborative; others are 404
+    (:func:`~qicollab.accounts.resources.token_factory`)."""
+    request.find_service(TokenService).revoke(
+        context.token, actor=request.identity, ip_address=request.client_addr
     )
-    if token is None or not allowed:
-        raise HTTPNotFound
-    request.find_service(TokenService).revoke(token, actor=actor, ip_address=request.client_addr)
     return HTTPSeeOther(request.route_url("tokens"))

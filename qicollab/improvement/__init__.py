@@ -37,7 +37,11 @@ def includeme(config: Configurator) -> None:
     config.add_route("improvement.teams", "/improvement/teams")
     config.add_route("improvement.package", "/change-package")
     config.add_route("improvement.sessions", "/learning-sessions")
-    config.add_route("improvement.session", "/learning-sessions/{session_id}")
+    config.add_route(
+        "improvement.session",
+        "/learning-sessions/{session_id}",
+        factory="qicollab.improvement.resources.session_factory",
+    )
     config.add_route("improvement.best_practice", "/best-practice")
     config.add_route("api.pdsa_list", "/api/pdsa")
     config.add_route(

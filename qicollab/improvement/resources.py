@@ -1,4 +1,4 @@
-"""Contexts of routes that name a PDSA cycle: loaded once, scoped once.
+"""Contexts of routes that name a PDSA cycle or a learning session: loaded once, scoped once.
 
 A cycle is its team's :class:`~qicollab.resources.MemberResource` (the member's ACL decides)
 plus the cycle; cycles outside the user's collaborative, or of another member than the path
@@ -13,11 +13,23 @@ from typing import TYPE_CHECKING
 from pyramid.httpexceptions import HTTPNotFound
 
 from qicollab.improvement.models import PdsaCycle
+from qicollab.improvement.sessions import SessionService
 from qicollab.permissions import Permission
-from qicollab.resources import MemberResource, member_factory, of_member, path_id, with_member
+from qicollab.resources import (
+    COLLABORATIVE_ACL,
+    MemberResource,
+    member_factory,
+    of_member,
+    path_id,
+    signed_in,
+    with_member,
+)
 
 if TYPE_CHECKING:
     from pyramid.request import Request
+
+    from qicollab.cycles.models import LearningSession
+    from qicollab.schedule.calendar import LearningCycle
 
 
 @dataclass
@@ -41,3 +53,22 @@ def readable_pdsa_factory(request: Request) -> PdsaResource:
     if not request.has_permission(Permission.MEMBER_VIEW, context):
         raise HTTPNotFound
     return context
+
+
+@dataclass
+class SessionResource:
+    """A learning session of the collaborative, with its cycle (the collaborative's ACL)."""
+
+    request: Request
+    session: LearningSession
+    cycle: LearningCycle
+    __acl__ = COLLABORATIVE_ACL
+
+
+def session_factory(request: Request) -> SessionResource:
+    """``/learning-sessions/{session_id}``: the session, 404 outside the collaborative."""
+    signed_in(request)
+    found = request.find_service(SessionService).get(path_id(request, "session_id"))
+    if found is None:
+        raise HTTPNotFound
+    return SessionResource(request, *found)

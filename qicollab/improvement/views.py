@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pyramid.csrf import get_csrf_token
-from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
 from pyramid.view import view_config
 
 from qicollab.benchmarking.models import BenchmarkRun, RunStatus
@@ -37,7 +37,7 @@ from qicollab.schedule.clock import clock_of
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from qicollab.improvement.resources import PdsaResource
+    from qicollab.improvement.resources import PdsaResource, SessionResource
 
 
 def _collaborative_id(request: Request) -> int:
@@ -511,14 +511,11 @@ def sessions(request: Request) -> dict[str, Any]:
     renderer="improvement/session.jinja2",
     permission=Permission.COLLABORATIVE_READ,
 )
-def session(request: Request) -> Any:
+def session(context: SessionResource, request: Request) -> Any:
     """A session's agenda and material; coordinators edit them and record attendance."""
     service = request.find_service(SessionService)
-    session_id = _id(request.matchdict.get("session_id"))
-    found = service.get(session_id) if session_id else None
-    if found is None:
-        raise HTTPNotFound
-    learning_session, cycle = found
+    learning_session, cycle = context.session, context.cycle
+    session_id = learning_session.id
     manage = bool(request.has_permission(Permission.COLLABORATIVE_MANAGE))
     error = None
     if request.method == "POST":

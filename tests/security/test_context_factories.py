@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import webtest
 from pyramid.authorization import ACLHelper, Everyone
 from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound
 
-from qicollab.accounts.models import Role, User
+from qicollab.accounts.models import ApiToken, Role, User
+from qicollab.accounts.resources import token_factory, user_factory
 from qicollab.benchmarking.models import BenchmarkRun, RunStatus
+from qicollab.cycles.models import LearningSession
 from qicollab.db import utcnow
 from qicollab.improvement.models import PdsaCycle
-from qicollab.improvement.resources import pdsa_factory, readable_pdsa_factory
+from qicollab.improvement.resources import pdsa_factory, readable_pdsa_factory, session_factory
 from qicollab.jobs.models import Job
 from qicollab.jobs.views import job_factory
 from qicollab.members.models import Member
@@ -35,6 +38,7 @@ from qicollab.reporting.resources import report_factory, run_factory
 from qicollab.resources import member_factory
 from qicollab.schedule.calendar import CycleStatus
 from qicollab.security import principals_for
+from qicollab.services import collaborative_service
 from qicollab.submissions.models import (
     Submission,
     SubmissionBatch,
@@ -54,7 +58,7 @@ from tests.factories import (
     ReportingPeriodFactory,
     UserFactory,
 )
-from tests.helpers import sign_in
+from tests.helpers import create_api_token, sign_in
 
 
 @dataclass
@@ -65,6 +69,10 @@ class FakeRequest:
     identity: User | None
     matchdict: dict[str, str] = field(default_factory=dict)
 
+    def find_service(self, iface: Any) -> Any:
+        """Collaborative-wide services, built as the app's registered factories build them."""
+        return collaborative_service(iface)(None, self)
+
     def has_permission(self, permission: str, context: Any) -> bool:
         principals = [Everyone] if self.identity is None else principals_for(self.identity)
         return bool(ACLHelper().permits(context, principals, permission))
@@ -72,15 +80,19 @@ class FakeRequest:
 
 @dataclass
 class Owned:
-    """One member's objects: a batch, a version, a PDSA cycle, a run with its report, a job."""
+    """One member's objects: a batch, a version, a PDSA cycle, a run with its report, a job,
+    an officer and the officer's API token, a learning session."""
 
     member: Member
+    officer: User
+    token: ApiToken
     batch: SubmissionBatch
     submission: Submission
     pdsa: PdsaCycle
     run: BenchmarkRun
     report: Report
     job: Job
+    learning_session: LearningSession
 
 
 def _objects(session: Any, collaborative: Any, member: Member, *, published: bool) -> Owned:
@@ -117,7 +129,8 @@ def _objects(session: Any, collaborative: Any, member: Member, *, published: boo
         collaborative_id=collaborative.id, cycle_id=cycle.id, status=RunStatus.SUCCEEDED
     )
     job = Job(collaborative_id=collaborative.id, kind="benchmark")
-    session.add_all([submission, pdsa, run, job])
+    meeting = LearningSession(cycle_id=cycle.id, held_on=dt.date(2026, 3, 2), title="Kick-off")
+    session.add_all([submission, pdsa, run, job, meeting])
     session.flush()
     report = Report(
         run_id=run.id,
@@ -128,8 +141,11 @@ def _objects(session: Any, collaborative: Any, member: Member, *, published: boo
         size_bytes=1,
     )
     session.add(report)
+    officer = UserFactory(member=member)
+    create_api_token(session, officer)
     session.commit()
-    return Owned(member, batch, submission, pdsa, run, report, job)
+    token = session.scalars(sa.select(ApiToken).where(ApiToken.user_id == officer.id)).one()
+    return Owned(member, officer, token, batch, submission, pdsa, run, report, job, meeting)
 
 
 @dataclass
@@ -182,6 +198,9 @@ FACTORIES = {
     "run": (run_factory, lambda o: {"run_id": o.run.id}),
     "report": (report_factory, lambda o: {"report_id": o.report.id}),
     "job": (job_factory, lambda o: {"job_id": o.job.id}),
+    "user": (user_factory, lambda o: {"user_id": o.officer.id}),
+    "token": (token_factory, lambda o: {"token_id": o.token.id}),
+    "learning_session": (session_factory, lambda o: {"session_id": o.learning_session.id}),
 }
 ROLES = ["officer", "viewer", "coordinator", "admin"]
 
@@ -227,6 +246,30 @@ def test_own_ids_give_the_loaded_object(world, db_session):
     assert call(run_factory, db_session, coordinator, run_id=home.run.id).run.id == home.run.id
     report = call(report_factory, db_session, coordinator, report_id=home.report.id)
     assert report.report.id == home.report.id
+    meeting = call(session_factory, db_session, officer, session_id=home.learning_session.id)
+    assert meeting.session.id == home.learning_session.id
+    user = call(user_factory, db_session, coordinator, user_id=home.officer.id)
+    assert user.user.id == home.officer.id
+    token = call(token_factory, db_session, home.officer, token_id=home.token.id)
+    assert (token.token.id, token.owner.id) == (home.token.id, home.officer.id)
+    assert call(token_factory, db_session, coordinator, token_id=home.token.id).owner.id == (
+        home.officer.id
+    )
+
+
+def test_a_token_is_revoked_by_its_owner_and_coordinators_only(world, db_session):
+    """Another officer's token is 404 to an officer, as if it did not exist; an admin's token
+    is 404 to coordinators."""
+    home, other = world.home, world.other
+    with pytest.raises(HTTPNotFound):
+        call(token_factory, db_session, home.officer, token_id=other.token.id)
+    admin = world.users["admin"]
+    create_api_token(db_session, admin)
+    db_session.commit()
+    admins = db_session.scalars(sa.select(ApiToken).where(ApiToken.user_id == admin.id)).one()
+    with pytest.raises(HTTPNotFound):
+        call(token_factory, db_session, world.users["coordinator"], token_id=admins.id)
+    assert call(token_factory, db_session, admin, token_id=admins.id).token.id == admins.id
 
 
 def test_a_child_object_must_belong_to_the_member_in_the_path(world, db_session):
