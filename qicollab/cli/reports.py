@@ -37,8 +37,9 @@ def render_command(
 ) -> None:
     """Render every report of run R as a job, with a progress bar.
 
-    Files go to <storage>/reports/run-R/, each written atomically with its SHA-256 recorded; a
-    report that fails keeps its previous file. Exits 1 if any report failed.
+    Files go to the file store (qicollab.file_store: the storage folder or the database) as
+    reports/run-R/..., each written atomically with its SHA-256 recorded; a report that fails
+    keeps its previous file. Exits 1 if any report failed.
     """
     from qicollab.benchmarking.models import BenchmarkRun  # noqa: PLC0415
     from qicollab.jobs.progress import JobBar  # noqa: PLC0415

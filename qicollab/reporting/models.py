@@ -19,7 +19,7 @@ class ReportKind(enum.StrEnum):
 
 
 class Report(CreatedAtMixin, Base):
-    """A PDF written under the storage folder; replaced atomically when re-rendered."""
+    """A PDF in the file store (:mod:`qicollab.storage`); replaced atomically when re-rendered."""
 
     __tablename__ = "reports"
 
@@ -29,7 +29,7 @@ class Report(CreatedAtMixin, Base):
     )
     kind: Mapped[ReportKind] = mapped_column(enum_column(ReportKind, name="report_kind"))
     member_id: Mapped[int | None] = mapped_column(sa.ForeignKey("members.id"))
-    #: Relative to the storage folder.
+    #: Its file store key (``reports/run-<id>/...``).
     path: Mapped[str] = mapped_column(sa.String(500))
     sha256: Mapped[str] = mapped_column(sa.String(64))
     size_bytes: Mapped[int]

@@ -1,5 +1,5 @@
 """Safe PDF rendering: autoescaped report templates, a fetcher that serves only bundled assets,
-tagged PDF/UA output, and atomic writes.
+tagged PDF/UA output (the bytes are stored by :mod:`qicollab.storage`).
 
 A report mixes our templates with text that members and coordinators typed (member names,
 measure titles, annotation notes). Autoescaping keeps that text inert; the URL fetcher is the
@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import hashlib
 import mimetypes
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,43 +158,6 @@ def warm_up() -> None:
     PdfRenderer().pdf_from_html(
         '<html lang="en"><head><title>warm-up</title></head><body><p>.</p></body></html>'
     )
-
-
-@dataclass(frozen=True, slots=True)
-class WrittenFile:
-    """What an atomic write produced."""
-
-    path: Path
-    sha256: str
-    size_bytes: int
-
-
-def write_atomically(path: Path, data: bytes) -> WrittenFile:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
-
-    The bytes go to a temporary file in the same folder (same file system, so the rename is
-    atomic), are flushed and fsynced, then ``os.replace`` swaps them in and the folder is
-    fsynced so the rename survives a crash. On any error the temporary file is removed and the
-    previous file is left as it was.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).replace(path)  # os.replace: atomic within one file system
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(temporary).unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return WrittenFile(path, hashlib.sha256(data).hexdigest(), len(data))
 
 
 def guess_type(path: Path) -> str:

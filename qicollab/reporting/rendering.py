@@ -7,9 +7,10 @@ engine, and keep the run's shared data between reports. The parent passes ids on
 finished report (path, SHA-256, size) in its own short transaction, and reports progress
 through the job.
 
-Each file is written atomically (a temporary file in the same folder, fsync, ``os.replace``):
-a report that fails to render leaves the previous file, and its row, exactly as they were.
-Files live under ``<storage>/reports/run-<id>/`` and are named by ids, never by member names.
+Each file is written atomically with its hash (:meth:`qicollab.storage.FileStore.put`): a report
+that fails to render leaves the previous file, and its row, exactly as they were.
+Files go to the file store (:mod:`qicollab.storage`: the local folder or the database) under
+keys ``reports/run-<id>/...``, named by ids, never by member names.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ import sqlalchemy as sa
 
 import qicollab.models  # noqa: F401 - every mapper configured, also in spawned workers
 from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
-from qicollab.config import storage_path
 from qicollab.db import READ_ONLY_OPTION, session_scope
 from qicollab.jobs.models import JobStatus
 from qicollab.jobs.workers import consumer_name
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
+from qicollab.storage import FileStore, FileStoreConfig
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -103,7 +104,7 @@ class RenderSummary:
 
 
 def report_folder(run_id: int) -> str:
-    """The run's folder, relative to the storage folder."""
+    """The run's folder: the prefix of its reports' file store keys."""
     return f"reports/run-{run_id}"
 
 
@@ -115,8 +116,9 @@ class _WorkerState:
     """What a long-lived worker keeps between reports."""
 
     session_factory: sessionmaker[Session]
-    storage: Path
     renderer: PdfRenderer
+    #: Where the pool's workers write (queue tasks write in their own transaction instead).
+    store: FileStore | None = None
     runs: dict[int, RunData] = field(default_factory=dict)
 
 
@@ -129,13 +131,13 @@ _TASK_STATE_LOCK = threading.Lock()
 RENDER_HOOK: Callable[[RenderTask], None] | None = None
 
 
-def _make_state(database_url: str, storage: str) -> _WorkerState:
+def _make_state(database_url: str, store: FileStoreConfig) -> _WorkerState:
     from qicollab.db import create_engine_from_settings, get_session_factory  # noqa: PLC0415
     from qicollab.reporting.pdf import PdfRenderer  # noqa: PLC0415 - imports WeasyPrint
 
     engine = create_engine_from_settings({"sqlalchemy.url": database_url})
     read_only = engine.execution_options(**{READ_ONLY_OPTION: True})
-    return _WorkerState(get_session_factory(read_only), Path(storage), PdfRenderer())
+    return _WorkerState(get_session_factory(read_only), PdfRenderer(), store.build(engine))
 
 
 def task_state(session_factory: sessionmaker[Session], storage: Path) -> _WorkerState:
@@ -153,7 +155,7 @@ def task_state(session_factory: sessionmaker[Session], storage: Path) -> _Worker
             warm_up()
         else:
             renderer = _TASK_STATE[2].renderer
-        state = _WorkerState(get_session_factory(read_only), storage, renderer)
+        state = _WorkerState(get_session_factory(read_only), renderer)
         _TASK_STATE = (engine, storage, state)
     return _TASK_STATE[2]
 
@@ -167,12 +169,12 @@ def render_in_task(
         return render_pdf(task_state(session_factory, storage), task)
 
 
-def init_worker(database_url: str, storage: str) -> None:
+def init_worker(database_url: str, store: FileStoreConfig) -> None:
     """Pool initializer: import WeasyPrint, warm it up, open this worker's engine."""
     global _STATE  # noqa: PLW0603 - one state per worker process, by design
     from qicollab.reporting.pdf import warm_up  # noqa: PLC0415
 
-    _STATE = _make_state(database_url, storage)
+    _STATE = _make_state(database_url, store)
     warm_up()
 
 
@@ -193,12 +195,11 @@ def render_pdf(state: _WorkerState, task: RenderTask) -> bytes:
 
 
 def _render(state: _WorkerState, task: RenderTask) -> RenderOutcome:
-    from qicollab.reporting.pdf import write_atomically  # noqa: PLC0415
-
+    assert state.store is not None, "a pool worker's state has its file store"
     started = time.perf_counter()
     try:
         pdf = render_pdf(state, task)
-        written = write_atomically(state.storage / task.relative_path, pdf)
+        written = state.store.put(task.relative_path, pdf)
     except Exception as error:
         log.exception("rendering %s of run %s failed", task.spec.filename, task.run_id)
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
@@ -235,9 +236,9 @@ class ReportRenderer:
     _local: _WorkerState | None = field(default=None, init=False, repr=False)
 
     @property
-    def storage(self) -> Path:
-        """The storage folder."""
-        return storage_path(self.settings)
+    def store_config(self) -> FileStoreConfig:
+        """Where reports are written (pool workers build their own store from it)."""
+        return FileStoreConfig.from_settings(self.settings)
 
     @property
     def database_url(self) -> str:
@@ -286,13 +287,14 @@ class ReportRenderer:
             if self._local is None:
                 from qicollab.reporting.pdf import PdfRenderer  # noqa: PLC0415
 
-                self._local = _WorkerState(self.session_factory, self.storage, PdfRenderer())
+                store = self.store_config.build(self.session_factory.kw["bind"])
+                self._local = _WorkerState(self.session_factory, PdfRenderer(), store)
             for task in tasks:
                 yield _render(self._local, task)
             return
         context = multiprocessing.get_context("spawn")
         with context.Pool(
-            workers, initializer=init_worker, initargs=(url, str(self.storage))
+            workers, initializer=init_worker, initargs=(url, self.store_config)
         ) as pool:
             yield from pool.imap_unordered(render_task, tasks, chunksize=1)
 

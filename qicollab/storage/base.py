@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import BinaryIO, Self
 
 #: Bytes per read, write and database chunk: large enough for few round trips, small enough
@@ -136,6 +136,13 @@ class FileReader:
             msg = f"{self.key}: SHA-256 {sha256} does not match the recorded {self.sha256}"
             raise StoredFileCorruptError(msg)
 
+    def started(self) -> Iterator[bytes]:
+        """The chunks for a WSGI ``app_iter``, the first already read: a file of up to one
+        chunk is verified (or refused) before the response starts."""
+        chunks = iter(self)
+        first = next(chunks, None)
+        return _chained(first, chunks)
+
     def read(self) -> bytes:
         """All the bytes, verified."""
         return b"".join(self)
@@ -145,6 +152,15 @@ class FileReader:
         for closeable in self._closeables:
             getattr(closeable, "close", lambda: None)()
         self._closeables = ()
+
+
+def _chained(first: bytes | None, rest: Generator[bytes]) -> Iterator[bytes]:
+    try:
+        if first is not None:
+            yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 class FileStore(abc.ABC):

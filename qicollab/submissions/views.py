@@ -25,7 +25,6 @@ from pyramid.response import Response
 from pyramid.view import view_config
 
 from qicollab.audit.services import record
-from qicollab.config import storage_path
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
@@ -59,8 +58,8 @@ def service_for(request: Request) -> SubmissionService:
 
 
 def upload_store(request: Request) -> UploadStore:
-    """Uploads waiting for their commit, in the storage folder."""
-    return UploadStore(storage_path(request.registry.settings))
+    """Uploads waiting for their commit, in the file store (inside the request's transaction)."""
+    return UploadStore(request.file_store)
 
 
 def require_submit(request: Request, context: MemberResource) -> None:

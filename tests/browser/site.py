@@ -31,8 +31,8 @@ from qicollab.db import create_engine_from_settings, get_session_factory, utcnow
 from qicollab.members.models import PeerGroup
 from qicollab.migrations import upgrade
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.reports import ReportSpec
+from qicollab.storage import LocalFileStore
 from tests.cycles.world import build_world as build_workflow
 from tests.reporting.world import build_world as build_reporting
 
@@ -97,7 +97,7 @@ def _store_reports(session: Any, storage: Path, run_id: int, member_ids: list[in
     ]
     for spec in specs:
         relative = f"reports/run-{run_id}/{spec.filename}"
-        written = write_atomically(storage / relative, b"%PDF-1.7 " + spec.filename.encode())
+        written = LocalFileStore(storage).put(relative, b"%PDF-1.7 " + spec.filename.encode())
         session.add(
             Report(
                 run_id=run_id,

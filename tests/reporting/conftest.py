@@ -23,10 +23,10 @@ from qicollab.accounts.models import User
 from qicollab.db import create_engine_from_settings, get_session_factory
 from qicollab.reporting import page_cache
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
 from qicollab.reporting.results import load_run
 from qicollab.security import IDENTITY_LOADER_KEY
+from qicollab.storage import LocalFileStore
 from tests.reporting.world import World, build_world
 
 USER_KEY = "qicollab.test_user_id"
@@ -81,7 +81,7 @@ def reports(world, settings, db_session) -> dict[tuple[str, int | None], int]:
     out = {}
     for spec in specs:
         relative = f"reports/run-{world.run_id}/{spec.filename}"
-        written = write_atomically(storage / relative, b"%PDF-1.7 " + spec.filename.encode())
+        written = LocalFileStore(storage).put(relative, b"%PDF-1.7 " + spec.filename.encode())
         row = Report(
             run_id=world.run_id,
             kind=spec.kind,

@@ -4,7 +4,6 @@ the worker pool, the job and the command."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from qicollab.jobs.services import JobService
 from qicollab.reporting import pdf as pdf_module
 from qicollab.reporting import rendering
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.rendering import ReportRenderer, render_run_as_job
 
 
@@ -44,31 +42,6 @@ def rendered_once(world, settings, session_factory, db_session):
         kinds=[ReportKind.MEMBER, ReportKind.BLINDED_SUMMARY],
     )
     return summary, _reports(db_session)
-
-
-# --- atomic writes -------------------------------------------------------------------------------
-
-
-def test_write_atomically_replaces_the_file(tmp_path):
-    target = tmp_path / "a.pdf"
-    write_atomically(target, b"old")
-    written = write_atomically(target, b"new")
-    assert target.read_bytes() == b"new"
-    assert written.sha256 == hashlib.sha256(b"new").hexdigest()
-
-
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
-    target = tmp_path / "a.pdf"
-    write_atomically(target, b"old")
-
-    def broken_fsync(_fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="disk full"):
-        write_atomically(target, b"new")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.pdf"]
 
 
 # --- batch rendering -----------------------------------------------------------------------------

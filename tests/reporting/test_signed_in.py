@@ -13,8 +13,8 @@ from qicollab.accounts.models import User
 from qicollab.accounts.passwords import hash_password
 from qicollab.audit.models import AuditEvent
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.pdf import write_atomically
 from qicollab.reporting.reports import ReportSpec
+from qicollab.storage import LocalFileStore
 from tests.helpers import login
 
 PASSWORD = "correct horse battery staple"
@@ -30,7 +30,7 @@ def signed(settings, engine, world, db_session):
     for member_id in (world.member, world.other):
         spec = ReportSpec(ReportKind.MEMBER, member_id)
         relative = f"reports/run-{world.run_id}/{spec.filename}"
-        written = write_atomically(storage / relative, b"%PDF-1.7 test")
+        written = LocalFileStore(storage).put(relative, b"%PDF-1.7 test")
         row = Report(
             run_id=world.run_id,
             kind=spec.kind,

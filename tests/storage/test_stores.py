@@ -316,3 +316,17 @@ def test_the_environment_chooses_the_backend_too(monkeypatch):
 
     monkeypatch.setenv("QICOLLAB_FILE_STORE", "database")
     assert FileStoreConfig.from_settings(apply_defaults({})).backend == "database"
+
+
+def test_a_failed_fsync_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    store = LocalFileStore(tmp_path)
+    store.put("reports/a.pdf", b"old")
+
+    def broken_fsync(_fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        store.put("reports/a.pdf", b"new")
+    assert (tmp_path / "reports/a.pdf").read_bytes() == b"old"
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["a.pdf"]

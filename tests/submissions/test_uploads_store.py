@@ -9,12 +9,13 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qicollab.storage import LocalFileStore
 from qicollab.submissions.errors import SubmissionError
 from qicollab.submissions.uploads import UploadStore
 
 
 def test_put_get_delete(tmp_path):
-    store = UploadStore(tmp_path)
+    store = UploadStore(LocalFileStore(tmp_path))
     token = store.put(member_id=1, measure_code="HH", filename="a.csv", data=b"x,y\n")
     assert len(token) == 32
     assert oct((tmp_path / "uploads" / f"{token}.bin").stat().st_mode)[-3:] == "600"
@@ -27,10 +28,10 @@ def test_put_get_delete(tmp_path):
 
 
 def test_expired_uploads_are_gone(tmp_path):
-    store = UploadStore(tmp_path, ttl=dt.timedelta(seconds=-1))
+    store = UploadStore(LocalFileStore(tmp_path), ttl=dt.timedelta(seconds=-1))
     token = store.put(member_id=1, measure_code="HH", filename="a.csv", data=b"1")
     assert store.get(token, member_id=1) is None
-    old = UploadStore(tmp_path, ttl=dt.timedelta(minutes=5))
+    old = UploadStore(LocalFileStore(tmp_path), ttl=dt.timedelta(minutes=5))
     kept = old.put(member_id=1, measure_code="HH", filename="b.csv", data=b"2")
     for path in (tmp_path / "uploads").glob(f"{kept}.*"):
         os.utime(path, (0, 0))
