@@ -19,6 +19,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zope.sqlalchemy import mark_changed
+
 from qicollab.config import storage_folder
 from qicollab.storage.base import (
     FileReader,
@@ -98,7 +100,13 @@ def stream_store(request: Request) -> FileStore:
 
 def _request_store(request: Request) -> FileStore:
     store: FileStore = request.registry["file_store"]
-    return store.bound(request.db) if isinstance(store, DatabaseFileStore) else store
+    if not isinstance(store, DatabaseFileStore):
+        return store
+    # Core statements do not tell zope.sqlalchemy that the session changed: say so, or
+    # pyramid_tm would roll the request's transaction back as a read-only one.
+    return store.bound(
+        request.db, on_write=lambda: mark_changed(request.db, transaction_manager=request.tm)
+    )
 
 
 def includeme(config: Configurator) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -53,18 +53,30 @@ class DatabaseFileStore(FileStore):
 
     backend = "database"
 
-    def __init__(self, engine: Engine, *, session: Session | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        session: Session | None = None,
+        on_write: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.session = session
+        self.on_write = on_write
 
-    def bound(self, session: Session) -> DatabaseFileStore:
-        """The same store working inside ``session``'s transaction."""
-        return DatabaseFileStore(self.engine, session=session)
+    def bound(
+        self, session: Session, *, on_write: Callable[[], None] | None = None
+    ) -> DatabaseFileStore:
+        """The same store working inside ``session``'s transaction; ``on_write`` is called
+        after each write (a transaction manager must learn that the session changed)."""
+        return DatabaseFileStore(self.engine, session=session, on_write=on_write)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sa.Connection]:
         if self.session is not None:
             yield self.session.connection()
+            if self.on_write is not None:
+                self.on_write()
             return
         with self.engine.begin() as connection:
             yield connection
