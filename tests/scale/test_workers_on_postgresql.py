@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import webtest
 
 from qicollab.benchmarking.models import BenchmarkRun, MeasureSummary, MemberResult, RunStatus
 from qicollab.benchmarking.services import BenchmarkRunService, latest_run
@@ -373,3 +374,31 @@ def test_reports_are_rendered_once_each_and_a_killed_worker_loses_nothing(deploy
         assert not (worker.storage / "reports").exists()
     with contextlib.suppress(Exception):
         victim.stop()
+
+
+def test_a_web_node_with_its_own_folder_serves_each_report_with_its_recorded_hash(deployment):
+    """The portal, built with yet another storage folder, streams every report the workers
+    stored (the database store is all the machines share)."""
+    from qicollab import make_config
+    from qicollab.accounts.models import Role, User
+    from qicollab.security import IDENTITY_LOADER_KEY
+
+    web = deployment.process_settings(deployment.folder / "web-node")
+    config = make_config({**web, "db.engine": deployment.engine})
+    config.registry[IDENTITY_LOADER_KEY] = lambda request: request.db.get(
+        User, int(request.environ["qicollab.test_user_id"])
+    )
+    with deployment.factory() as session:
+        coordinator = session.scalar(sa.select(User.id).where(User.role == Role.COORDINATOR))
+        reports = list(session.scalars(sa.select(Report).order_by(Report.id)))
+        session.expunge_all()
+    assert len(reports) >= 14
+    browser = webtest.TestApp(
+        config.make_wsgi_app(),
+        extra_environ={"REMOTE_ADDR": "127.0.0.1", "qicollab.test_user_id": str(coordinator)},
+    )
+    for report in reports:
+        response = browser.get(f"/reports/{report.id}/download")
+        assert response.content_type == "application/pdf"
+        assert hashlib.sha256(response.body).hexdigest() == report.sha256
+    assert not (deployment.folder / "web-node" / "reports").exists()
