@@ -89,7 +89,9 @@ def test_coordinator_runs_the_pipeline_from_the_portal(
 
     queue = JobQueue(settings, engine=engine)
     try:
-        assert queue.drain() == 1
+        # The job and the per-measure tasks it fans out all run; nothing is left queued.
+        assert queue.drain() > 1
+        assert queue.drain() == 0
         run = read(db_session, sa.select(BenchmarkRun))
         assert run.status is RunStatus.SUCCEEDED, run.error
         page = browser.get("/cycles/C2026")
@@ -106,7 +108,8 @@ def test_coordinator_runs_the_pipeline_from_the_portal(
             db_session, sa.select(Job).where(Job.kind == RENDER_KIND).order_by(Job.id.desc())
         )
         assert render_job.status is JobStatus.QUEUED
-        assert queue.drain() == 1
+        assert queue.drain() > 1
+        assert queue.drain() == 0
     finally:
         queue.close()
     kinds = read(db_session, sa.select(Report.kind, Report.member_id), "execute")
