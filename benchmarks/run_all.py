@@ -29,6 +29,8 @@ BENCHMARKS = {
     "reports": "one report warm, 1,000 reports, the results page (issue 6, item 10)",
     "identifiers": "the de-identification screen on planted and clean corpora (issue 14, item 2)",
     "shrinkage": "random-intercept logistic shrinkage on 1M records (issue 11, item 5)",
+    "reports_workers": "1,000 member reports, 1 worker vs 2 side by side (issue 16, item 6)",
+    "cycle": "a whole 1,000-hospital cycle: run, 1,000 reports, summaries (issue 16, item 6)",
 }
 
 

@@ -99,19 +99,25 @@ def caterpillar_chart(
     intervals: list[str] = []
     open_points: list[str] = []
     filled_points: list[str] = []
+    # Dense, the member's own mark joins the others (its larger diamond and interval cover
+    # it), so these paths are the same in every member's report of a run and the PDF renderer
+    # draws them once per worker (qicollab.reporting.render_cache).
+    dense = len(shown) > DENSE
     for x, point in zip(x_of, shown, strict=True):
         flag = _flag(point, reference)
         counts[flag] += 1
         if point.own:
             own = (x, point)
-            continue
-        obstacles.append(
-            (x - radius, y(point.estimate) - radius, x + radius, y(point.estimate) + radius)
-        )
+            if not dense:
+                continue
+        else:
+            obstacles.append(
+                (x - radius, y(point.estimate) - radius, x + radius, y(point.estimate) + radius)
+            )
         if point.low is not None and point.high is not None:
             intervals.append(f"M{fmt(x)} {fmt(y(point.low))}V{fmt(y(point.high))}")
         target = open_points if flag == "within" else filled_points
-        target.append(dot_d(x, y(point.estimate), radius, dense=len(shown) > DENSE))
+        target.append(dot_d(x, y(point.estimate), radius, dense=dense))
     body += marks(intervals, f'fill="none" stroke="{LIGHT}" stroke-width="{line_width}"')
     body += marks(open_points, f'fill="white" stroke="{GREY}" stroke-width="0.8"')
     body += marks(filled_points, f'fill="{GREY}" stroke="{GREY}" stroke-width="0.8"')

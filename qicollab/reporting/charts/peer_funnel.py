@@ -144,6 +144,10 @@ def funnel_chart(
     own_parts: list[str] = []
     peer_marks: list[str] = []
     outside = 0
+    # Dense, the member's own mark joins the others (its larger diamond covers it), so this
+    # path is the same in every member's report of a run and the PDF renderer draws it once
+    # per worker (qicollab.reporting.render_cache).
+    dense = len(points) > DENSE
     for point in points:
         if not (math.isfinite(point.x) and math.isfinite(point.y)):
             continue
@@ -153,10 +157,12 @@ def funnel_chart(
             own_parts += own_point(px, py, point.label, middle=(left + right) / 2)
             side = "end" if px > (left + right) / 2 else "start"
             own_box = Labels.box(px + (-9 if side == "end" else 9), py - 9, point.label, 10, side)
+            if dense:
+                peer_marks.append(dot_d(px, py, 2.7, dense=dense))
             continue
         if not y_lo <= point.y <= y_hi:
             outside += 1
-        peer_marks.append(dot_d(px, py, 2.7, dense=len(points) > DENSE))
+        peer_marks.append(dot_d(px, py, 2.7, dense=dense))
     body += marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
     body += own_parts
     # The target line's name goes where no member's point is: above or below the line, at

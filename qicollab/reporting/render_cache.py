@@ -1,0 +1,197 @@
+"""Draw each large, identical chart layer once per worker instead of once per report.
+
+Profiling one 15-page member report of a 1,000-member collaborative (benchmarks/bench_reports*)
+showed WeasyPrint spending about a fifth of the report drawing the peers' marks of the funnel
+and caterpillar plots: one ``<path>`` of ~1,000 diamonds or intervals per chart, which
+WeasyPrint parses and turns into PDF operators point by point in Python. Those paths are the
+same in every member's report of a run (the charts put every member's mark in them when they
+are dense, and draw the member's own larger diamond on top), so the operators they produce are
+the same too.
+
+:class:`DrawingCache` keeps, per worker process, the PDF operators a large path node produced
+the first time, keyed by everything that decides them (the node's attributes after the SVG
+cascade, font size and viewport), and appends them again instead of drawing the node anew.
+Only nodes whose operators depend on nothing outside themselves are kept: paths with no
+markers, clip paths, masks, filters or opacity groups, whose operators are all path
+construction, painting and graphics-state ones (the allow-list below); anything else is drawn
+as usual. Colour and alpha shortcuts that WeasyPrint's stream takes from the state before the
+node are reset first, so the kept operators set everything they rely on; the alpha states
+they name are registered on the page they are appended to.
+
+WeasyPrint has no public hook for this: the cache sits in the image cache WeasyPrint accepts
+(``cache=``) and wraps ``draw_node`` of each SVG image it stores there. If WeasyPrint's
+internals move (no such stream attributes), nodes are drawn as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydyf
+from weasyprint.images import SVGImage
+
+#: Only paths at least this long are worth a lookup (a 1,000-member peer layer is ~15-40 KB).
+MIN_PATH_CHARS = 2000
+#: Distinct layers kept per process: a run has a few per measure (funnel, caterpillar).
+MAX_ENTRIES = 256
+#: Attributes that make a node's operators depend on other nodes or on resources.
+_DEPENDENT = frozenset(
+    {"marker", "marker-start", "marker-mid", "marker-end", "clip-path", "mask", "filter"}
+)
+#: PDF operators a kept node may contain: path construction and painting, clipping and
+#: graphics state (no text, images, shadings, patterns or marked content).
+_ALLOWED_OPERATORS = frozenset(
+    b"q Q cm w J j M d m l c v y h re S s f F f* B B* b b* n W W* RG rg G g gs".split()
+)
+#: Attributes that name or describe a node without changing how it is drawn (a chart's unique
+#: ``aria-labelledby`` reaches its paths through the SVG cascade).
+_NOT_DRAWN = re.compile(r"^(id|class|role|aria-.*|data-.*)$")
+_ALPHA_STATE = re.compile(rb"/([Aa][0-9.]+) gs")
+#: The stream attributes holding WeasyPrint's colour and alpha shortcuts.
+_SHORTCUTS = ("_current_color", "_current_color_stroke", "_current_alpha", "_current_alpha_stroke")
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    """A node's operators, and the alpha states they name (key -> PDF dictionary)."""
+
+    operators: bytes
+    alpha_states: tuple[tuple[str, Any], ...]
+
+
+@dataclass
+class DrawingCache:
+    """Operators of large SVG path nodes, kept across the reports a worker renders."""
+
+    max_entries: int = MAX_ENTRIES
+    hits: int = 0
+    misses: int = 0
+    _entries: OrderedDict[tuple[Any, ...], _Drawn | None] = field(default_factory=OrderedDict)
+
+    def image_cache(self) -> dict[str, Any]:
+        """A fresh image cache for one document (``weasyprint.HTML.write_pdf(cache=...)``)."""
+        return _ImageCache(self)
+
+    def __len__(self) -> int:
+        return sum(1 for drawn in self._entries.values() if drawn is not None)
+
+    def _get(self, key: tuple[Any, ...]) -> _Drawn | bool | None:
+        if key not in self._entries:
+            return False
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def _put(self, key: tuple[Any, ...], drawn: _Drawn | None) -> None:
+        self._entries[key] = drawn
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def wrap(self, image: SVGImage) -> None:
+        """Route the image's node drawing through this cache."""
+        svg = image._svg
+        original = svg.draw_node
+
+        def draw_node(
+            node: Any, font_size: float, fill_stroke: bool = True, context: Any = None
+        ) -> None:
+            key = _key(svg, node, font_size) if fill_stroke and context is None else None
+            if key is None:
+                return original(node, font_size, fill_stroke, context)
+            return self._draw(svg, node, font_size, key, original)
+
+        svg.draw_node = draw_node
+
+    def _draw(
+        self,
+        svg: Any,
+        node: Any,
+        font_size: float,
+        key: tuple[Any, ...],
+        original: Callable[..., None],
+    ) -> None:
+        stream = svg.stream
+        kept = self._get(key)
+        if kept is None or not _has_internals(stream):  # not cacheable
+            original(node, font_size)
+            return
+        _reset_shortcuts(stream)
+        if kept is not False:
+            self.hits += 1
+            extgstate = stream._resources["ExtGState"]
+            for name, state in kept.alpha_states:
+                extgstate.setdefault(name, state)
+            stream.stream.append(kept.operators)
+            _reset_shortcuts(stream)
+            return
+        self.misses += 1
+        before = {name: set(values) for name, values in stream._resources.items()}
+        start = len(stream.stream)
+        original(node, font_size)
+        self._put(key, _recorded(svg, stream, start, before))
+
+
+class _ImageCache(dict):
+    """WeasyPrint's per-document image cache, wrapping each SVG image it is given."""
+
+    def __init__(self, drawings: DrawingCache) -> None:
+        super().__init__()
+        self._drawings = drawings
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if isinstance(value, SVGImage):
+            self._drawings.wrap(value)
+        super().__setitem__(key, value)
+
+
+def _key(svg: Any, node: Any, font_size: float) -> tuple[Any, ...] | None:
+    if node.tag != "path" or len(node.get("d", "")) < MIN_PATH_CHARS:
+        return None
+    attributes = node.attrib
+    if _DEPENDENT.intersection(attributes) or attributes.get("opacity", "1") not in ("1", "1.0"):
+        return None
+    drawn = ((k, v) for k, v in attributes.items() if not _NOT_DRAWN.match(k))
+    return (
+        tuple(sorted(drawn)),
+        font_size,
+        svg.inner_width,
+        svg.inner_height,
+    )
+
+
+def _has_internals(stream: Any) -> bool:
+    return hasattr(stream, "_resources") and all(hasattr(stream, name) for name in _SHORTCUTS)
+
+
+def _reset_shortcuts(stream: Any) -> None:
+    for name in _SHORTCUTS:
+        setattr(stream, name, None)
+
+
+def _recorded(svg: Any, stream: Any, start: int, before: dict[str, set[Any]]) -> _Drawn | None:
+    """The node's operators if they can be appended elsewhere as they are, else None."""
+    if svg.stream is not stream or len(stream.stream) <= start:
+        return None
+    items = stream.stream[start:]
+    if not all(isinstance(item, bytes) for item in items):
+        return None
+    if any(item.rsplit(None, 1)[-1] not in _ALLOWED_OPERATORS for item in items if item):
+        return None
+    operators = b"\n".join(items)
+    resources = stream._resources
+    alpha_names = {name.decode() for name in _ALPHA_STATE.findall(operators)}
+    gs_count = sum(1 for item in items if item.endswith(b" gs"))
+    if gs_count != sum(len(_ALPHA_STATE.findall(item)) for item in items):
+        return None  # a graphics state other than an alpha one
+    for name, values in resources.items():
+        added = set(values) - before.get(name, set())
+        if added and (name != "ExtGState" or not added <= alpha_names):
+            return None
+    extgstate = resources["ExtGState"]
+    if not alpha_names <= set(extgstate):
+        return None
+    states = tuple((name, pydyf.Dictionary(dict(extgstate[name]))) for name in sorted(alpha_names))
+    return _Drawn(operators, states)

@@ -1,0 +1,217 @@
+"""Chart layers drawn once per worker (qicollab.reporting.render_cache) look exactly as drawn anew.
+
+Each test renders real PDFs with WeasyPrint and compares the pages as pdftoppm draws them,
+pixel for pixel, between a renderer that replays the kept operators and a fresh one.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
+from qicollab.reporting.charts.common import DENSE, data_uri
+from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_chart
+from qicollab.reporting.pdf import PdfRenderer, compress_streams
+
+PDFTOPPM = shutil.which("pdftoppm")
+needs_pdftoppm = pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm not installed")
+
+
+def _diamonds(count: int, shift: float = 0.0) -> str:
+    return "".join(
+        f"M{20 + (i * 7.3) % 360:.1f} {30 + (i * 13.1 + shift) % 180:.1f}l2 2l-2 2l-2 -2Z"
+        for i in range(count)
+    )
+
+
+def _document(path_attributes: str, *, label: str = "A chart") -> str:
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 240" width="400" '
+        f'height="240" aria-labelledby="{label.replace(" ", "")}">'
+        f'<rect x="0" y="0" width="400" height="240" fill="#ffffff"/>'
+        f'<path d="{_diamonds(400)}" {path_attributes}/>'
+        f'<text x="200" y="230" font-size="10" text-anchor="middle">{label}</text></svg>'
+    )
+    return (
+        '<!doctype html><html lang="en"><head><title>t</title></head><body>'
+        f'<p>{label}</p><img src="{data_uri(svg)}" alt="{label}" style="width: 160mm">'
+        "</body></html>"
+    )
+
+
+def _pages(pdf: bytes, folder: Path, name: str) -> list[bytes]:
+    source = folder / f"{name}.pdf"
+    source.write_bytes(pdf)
+    subprocess.run([PDFTOPPM, "-r", "150", "-png", str(source), str(folder / name)], check=True)
+    return [p.read_bytes() for p in sorted(folder.glob(f"{name}-*.png"))]
+
+
+def _same_pixels(first: list[bytes], second: list[bytes]) -> bool:
+    from PIL import Image, ImageChops
+
+    if len(first) != len(second):
+        return False
+    for a, b in zip(first, second, strict=True):
+        with Image.open(io.BytesIO(a)) as left, Image.open(io.BytesIO(b)) as right:
+            if ImageChops.difference(left.convert("RGB"), right.convert("RGB")).getbbox():
+                return False
+    return True
+
+
+@needs_pdftoppm
+def test_a_replayed_layer_draws_the_same_pixels_as_a_fresh_draw(tmp_path):
+    attributes = 'fill="#c8c8c8" stroke="#6b6b6b" stroke-width="0.8"'
+    warm = PdfRenderer()
+    warm.pdf_from_html(_document(attributes, label="First report"))
+    assert (warm.drawings.hits, warm.drawings.misses, len(warm.drawings)) == (0, 1, 1)
+    # Another report, another chart id (inherited aria-labelledby), the same layer: replayed.
+    replayed = warm.pdf_from_html(_document(attributes, label="Second report"))
+    assert warm.drawings.hits == 1
+    fresh = PdfRenderer().pdf_from_html(_document(attributes, label="Second report"))
+    assert _same_pixels(_pages(replayed, tmp_path, "replayed"), _pages(fresh, tmp_path, "fresh"))
+
+
+@needs_pdftoppm
+def test_a_replayed_layer_registers_the_alpha_states_it_names(tmp_path):
+    attributes = 'fill="#0b4f8a" fill-opacity="0.4" stroke="#1a1a1a" stroke-width="0.8"'
+    warm = PdfRenderer()
+    warm.pdf_from_html(_document(attributes))
+    replayed = warm.pdf_from_html(_document(attributes))
+    assert warm.drawings.hits == 1
+    states = PdfReader(io.BytesIO(replayed)).pages[0]["/Resources"]["/ExtGState"]
+    assert states["/a0.4"]["/ca"] == pytest.approx(0.4), "the alpha state is not defined"
+    fresh = PdfRenderer().pdf_from_html(_document(attributes))
+    assert _same_pixels(_pages(replayed, tmp_path, "replayed"), _pages(fresh, tmp_path, "fresh"))
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        'fill="#c8c8c8" opacity="0.5"',  # an opacity group: an XObject on the page
+        'fill="#c8c8c8" clip-path="url(#none)"',  # depends on another node
+        'fill="#c8c8c8" marker-mid="url(#m)"',
+    ],
+)
+def test_layers_that_depend_on_more_than_themselves_are_drawn_anew(attributes):
+    renderer = PdfRenderer()
+    for _ in range(2):
+        renderer.pdf_from_html(_document(attributes))
+    assert renderer.drawings.hits == 0
+    assert len(renderer.drawings) == 0
+
+
+def test_small_paths_are_not_looked_up():
+    renderer = PdfRenderer()
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10" width="10" height="10">'
+        '<path d="M1 1L9 9" stroke="#000"/></svg>'
+    )
+    html = (
+        '<html lang="en"><head><title>t</title></head><body>'
+        f'<img src="{data_uri(svg)}" alt="x"></body></html>'
+    )
+    renderer.pdf_from_html(html)
+    renderer.pdf_from_html(html)
+    assert (renderer.drawings.hits, renderer.drawings.misses) == (0, 0)
+
+
+def test_the_cache_keeps_a_bounded_number_of_layers():
+    renderer = PdfRenderer()
+    renderer.drawings.max_entries = 2
+    for shade in ("#111111", "#222222", "#333333"):
+        renderer.pdf_from_html(_document(f'fill="{shade}"'))
+    assert len(renderer.drawings) == 2
+
+
+def _marks_paths(svg: str) -> list[str]:
+    return [d for d in re.findall(r'<path d="([^"]*)"', svg) if len(d) > 2000]
+
+
+def test_dense_peer_layers_are_the_same_in_every_members_chart():
+    """Dense charts put every member's mark in the shared paths; the own diamond comes after
+    them (drawn on top) and differs; the small charts keep the member's mark out."""
+    count = DENSE + 80
+
+    def caterpillar(own: int) -> str:
+        points = [
+            CaterpillarPoint(
+                f"M{i:04d}", 0.6 + i / count, 0.4 + i / count, 0.8 + i / count, i == own
+            )
+            for i in range(count)
+        ]
+        return caterpillar_chart(points, title="O/E").svg
+
+    def funnel(own: int) -> str:
+        points = [
+            FunnelPoint(f"M{i:04d}", 50.0 + 9 * i, 0.3 + 0.4 * ((i * 37) % count) / count, i == own)
+            for i in range(count)
+        ]
+        return funnel_chart(points, [], title="F", target=0.5, x_label="n", y_label="r").svg
+
+    for draw in (caterpillar, funnel):
+        first, second = draw(3), draw(150)
+        assert _marks_paths(first) == _marks_paths(second)
+        assert _marks_paths(first)
+        for svg in (first, second):
+            last_mark = max(svg.rindex(d) for d in _marks_paths(svg))
+            assert svg.index('fill="#0b4f8a"') > last_mark  # the own diamond on top
+        assert first != second
+
+
+def test_a_replayed_page_holds_the_operators_of_the_recording_one():
+    """The kept operators are the node's own: the page content of a replayed render equals
+    that of the render that recorded them."""
+    attributes = 'fill="#c8c8c8" stroke="#6b6b6b" stroke-width="0.8"'
+    renderer = PdfRenderer()
+    recorded = renderer.pdf_from_html(_document(attributes))
+    replayed = renderer.pdf_from_html(_document(attributes))
+    assert renderer.drawings.hits == 1
+
+    def content(pdf: bytes) -> bytes:
+        return PdfReader(io.BytesIO(pdf)).pages[0].get_contents().get_data()
+
+    assert content(recorded) == content(replayed)
+    assert content(recorded).count(b" l\n") >= 3 * 400
+
+
+def test_streams_deflated_at_our_level_hold_what_pydyf_would_write():
+    """compress_streams changes the zlib level only: every page's operators and every
+    other stream (fonts, structure) decode to the same bytes as WeasyPrint's own output."""
+    import weasyprint
+
+    from qicollab.reporting.pdf import PDF_VARIANT, BundledAssetFetcher
+
+    renderer = PdfRenderer()
+    html = _document('fill="#c8c8c8"', label="Deflated")
+
+    def write(**options) -> PdfReader:
+        document = weasyprint.HTML(
+            string=html,
+            base_url=renderer.root.as_uri() + "/",
+            url_fetcher=BundledAssetFetcher(renderer.root),
+        )
+        return PdfReader(io.BytesIO(document.write_pdf(pdf_variant=PDF_VARIANT, **options)))
+
+    ours = write(finisher=compress_streams)
+    theirs = write()
+    assert len(ours.pages) == len(theirs.pages) == 1
+    assert ours.pages[0].get_contents().get_data() == theirs.pages[0].get_contents().get_data()
+    assert ours.pages[0].extract_text() == theirs.pages[0].extract_text()
+    fonts = [
+        (font["/BaseFont"], font["/FontDescriptor"]["/FontFile2"].get_data())
+        for reader in (ours, theirs)
+        for font in (
+            f.get_object()["/DescendantFonts"][0].get_object()
+            for f in reader.pages[0]["/Resources"]["/Font"].values()
+        )
+    ]
+    half = len(fonts) // 2
+    assert half
+    assert fonts[:half] == fonts[half:]
