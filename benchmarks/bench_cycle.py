@@ -14,8 +14,8 @@ a coordinator waits for at the end of a cycle, each with ``--workers`` processes
 
 Prints each stage's wall time, their sum against the 15-minute target (ratio below 1.0 meets
 it), and the member reports' wall and worker CPU seconds per report. Reports go through
-ReportRenderer's pool of long-lived workers (the per-task fan-out of issue 16 items 1/3 had not
-landed when this was written). The machine is shared: wall times are noisy.
+ReportRenderer's pool of long-lived workers, not yet through the per-task huey dispatch (issue 16
+items 1/3), which landed while this was written. The machine is shared: wall times are noisy.
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ def main() -> None:
     print(
         f"{args.members} member reports of a {args.world}-hospital collaborative "
         f"({args.measures} measures x 36 months, SQLite), {len(blocks)} rounds of "
-        f"~{size}; through ReportRenderer's pool of long-lived worker processes (the task "
-        f"fan-out of issue 16 items 1/3 has not landed yet); {os.cpu_count()} cores, load "
+        f"~{size}; through ReportRenderer's pool of long-lived worker processes (not yet "
+        f"through the per-task huey dispatch); {os.cpu_count()} cores, load "
         f"average {os.getloadavg()[0]:.1f} at the start (a shared machine: wall times are "
         "noisy, CPU times less so)",
         flush=True,
