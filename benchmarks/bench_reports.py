@@ -77,6 +77,8 @@ def build(folder: Path, members: int, measures: int) -> tuple[dict, object]:
         marker.write_text(f"{world.run_id} {world.member} {world.users['officer']}")
         seconds = time.perf_counter() - started
         print(f"built {members} members x {measures} measures in {seconds:.0f} s")
+    else:
+        upgrade(engine)  # a world kept from before a migration gets its new columns
     engine.dispose()
     run_id, member_id, officer_id = (int(v) for v in marker.read_text().split())
     return settings, (run_id, member_id, officer_id)
