@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -267,28 +267,25 @@ def renew(
 
 
 class LeaseKeeper:
-    """Renews a claim's lease from a daemon thread while the task runs (``with`` block)."""
+    """Renews a lease from a daemon thread while work runs (``with`` block): ``renew`` extends
+    it and returns False once the claim is lost; ``label`` ("task 12", "job 3") names it in
+    the log."""
 
-    def __init__(
-        self, session_factory: sessionmaker[Session], task: TaskState, lease_seconds: float
-    ) -> None:
-        self.session_factory = session_factory
-        self.task = task
+    def __init__(self, renew: Callable[[], bool], lease_seconds: float, *, label: str) -> None:
+        self.renew = renew
         self.lease_seconds = lease_seconds
+        self.label = label
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qicollab-lease", daemon=True)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.lease_seconds / 3):
             try:
-                if not renew(self.session_factory, self.task, lease_seconds=self.lease_seconds):
-                    log.warning(
-                        "task %s: claim lost (lease expired); its outcome will be dropped",
-                        self.task.id,
-                    )
+                if not self.renew():
+                    log.warning("%s: claim lost or work ended; no longer renewing", self.label)
                     return
             except Exception:  # a busy database: try again at the next tick
-                log.exception("task %s: renewing the lease failed", self.task.id)
+                log.exception("%s: renewing the lease failed", self.label)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -297,6 +294,80 @@ class LeaseKeeper:
     def __exit__(self, *_exc: object) -> None:
         self._stopped.set()
         self._thread.join()
+
+
+def task_lease(
+    session_factory: sessionmaker[Session], task: TaskState, lease_seconds: float
+) -> LeaseKeeper:
+    """A keeper of a claimed task's lease."""
+    return LeaseKeeper(
+        lambda: renew(session_factory, task, lease_seconds=lease_seconds),
+        lease_seconds,
+        label=f"task {task.id}",
+    )
+
+
+# --- the lease of a job's handler (planning) -----------------------------------------------------
+
+
+def hold_job(
+    session_factory: sessionmaker[Session],
+    job_id: int,
+    worker: str,
+    *,
+    lease_seconds: float = LEASE_SECONDS,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Stamp ``worker`` and a lease on a running job whose handler it runs; False when the job
+    is not running."""
+    now = now or utcnow()
+    with session_scope(session_factory) as session:
+        return (
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+                .values(worker=worker, lease_until=now + dt.timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        )
+
+
+def job_lease(
+    session_factory: sessionmaker[Session], job_id: int, worker: str, lease_seconds: float
+) -> LeaseKeeper:
+    """A keeper of the lease of the job whose handler ``worker`` runs (it stops renewing once
+    the job is no longer running or was taken over)."""
+
+    def renew_job() -> bool:
+        with session_scope(session_factory) as session:
+            return (
+                session.execute(
+                    sa.update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status == JobStatus.RUNNING,
+                        Job.worker == worker,
+                        Job.lease_until.is_not(None),
+                    )
+                    .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+
+    return LeaseKeeper(renew_job, lease_seconds, label=f"job {job_id}")
+
+
+def release_job(session_factory: sessionmaker[Session], job_id: int) -> None:
+    """The handler is done (its tasks, if any, are queued and carry their own leases)."""
+    with session_scope(session_factory) as session:
+        session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id)
+            .values(lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 class ClaimLostError(RuntimeError):
@@ -361,10 +432,12 @@ def fail(
 
 @dataclass(frozen=True, slots=True)
 class Reaped:
-    """What a reaper pass did: tasks put back on the queue, and jobs whose tasks it failed."""
+    """What a reaper pass did: tasks put back on the queue, jobs whose tasks it failed, and
+    jobs it failed because their consumer died in the handler, before any task was planned."""
 
     requeued: tuple[int, ...]
     failed_jobs: tuple[int, ...]
+    stranded: tuple[int, ...] = ()
 
 
 def reap(
@@ -374,10 +447,12 @@ def reap(
     now: dt.datetime | None = None,
 ) -> Reaped:
     """Running tasks whose lease ran out (their worker died): back to queued, or failed after
-    ``max_attempts`` claims. Safe from several consumers at once (conditional updates)."""
+    ``max_attempts`` claims; and running jobs whose handler's lease ran out (see
+    :func:`_reap_handlers`). Safe from several consumers at once (conditional updates)."""
     now = now or utcnow()
     requeued: list[int] = []
     failed_jobs: set[int] = set()
+    stranded = _reap_handlers(session_factory, requeued, now)
     with session_scope(session_factory) as session:
         stale = session.execute(
             sa.select(JobTask.id, JobTask.job_id, JobTask.attempt, JobTask.worker)
@@ -396,7 +471,8 @@ def reap(
                     "status": TaskStatus.FAILED,
                     "finished_at": now,
                     "lease_until": None,
-                    "error": f"its worker stopped {row.attempt} times (last: {row.worker})",
+                    # Host names stay in the log and the task row (coordinators see them).
+                    "error": f"its worker stopped {row.attempt} times",
                 }
             else:
                 values = {"status": TaskStatus.QUEUED, "lease_until": None}
@@ -425,7 +501,76 @@ def reap(
                 failed_jobs.add(row.job_id)
             else:
                 requeued.append(row.id)
-    return Reaped(tuple(requeued), tuple(sorted(failed_jobs)))
+    return Reaped(tuple(requeued), tuple(sorted(failed_jobs)), stranded)
+
+
+def _reap_handlers(
+    session_factory: sessionmaker[Session], requeued: list[int], now: dt.datetime
+) -> tuple[int, ...]:
+    """Running jobs whose consumer stopped renewing the lease of their handler.
+
+    A job that had planned its tasks (the consumer died between committing them and queueing
+    them) gets its queued tasks queued again (appended to ``requeued``; a duplicate message is
+    harmless, claims are conditional). A job with no tasks died while planning: it is failed
+    (returned), since re-running a handler is not safe for every kind (a benchmark run left
+    its queued state when planning began)."""
+    stranded: list[int] = []
+    with session_scope(session_factory) as session:
+        stale = session.execute(
+            sa.select(Job.id, Job.worker, Job.lease_until)
+            .where(Job.status == JobStatus.RUNNING, Job.lease_until < now)
+            .order_by(Job.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for job in stale:
+            this = sa.and_(
+                Job.id == job.id,
+                Job.status == JobStatus.RUNNING,
+                Job.lease_until == job.lease_until,
+            )
+            queued = list(
+                session.scalars(
+                    sa.select(JobTask.id)
+                    .where(JobTask.job_id == job.id, JobTask.status == TaskStatus.QUEUED)
+                    .order_by(JobTask.id)
+                )
+            )
+            planned = queued or session.scalar(
+                sa.select(JobTask.id).where(JobTask.job_id == job.id).limit(1)
+            )
+            if planned:
+                values: dict[str, Any] = {"lease_until": None}
+            else:
+                values = {
+                    "status": JobStatus.FAILED,
+                    "finished_at": now,
+                    "lease_until": None,
+                    "message": "failed",
+                    "error": (
+                        "its worker stopped while planning the job (its lease ran out at "
+                        f"{job.lease_until:%Y-%m-%d %H:%M:%S} UTC); nothing was computed or "
+                        "stored: start it again"
+                    ),
+                }
+            changed = session.execute(
+                sa.update(Job)
+                .where(this)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not changed:
+                continue
+            log.warning(
+                "job %s: its consumer %s stopped renewing its lease while planning; %s",
+                job.id,
+                job.worker,
+                f"{len(queued)} planned tasks queued again" if planned else "failed",
+            )
+            if planned:
+                requeued.extend(queued)
+            else:
+                stranded.append(job.id)
+    return tuple(stranded)
 
 
 def finish_if_complete(

@@ -41,6 +41,11 @@ class Job(CreatedAtMixin, Base):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    #: ``host:pid`` of the consumer running the job's handler (planning a fanned-out job).
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    #: Renewed by that consumer while its handler runs; once it lapses, the reaper takes the
+    #: consumer for dead (a job killed while planning would otherwise stay running forever).
+    lease_until: Mapped[dt.datetime | None]
 
     @property
     def progress(self) -> float:

@@ -269,17 +269,25 @@ class JobQueue:
         if state.finished:
             log.warning("job %s is already %s; not running it again", job_id, state.status)
             return
+        worker = consumer_name()
         try:
             handler = handler_for(state.kind)
             jobs.start(job_id)
+            fanout.hold_job(self.session_factory, job_id, worker, lease_seconds=self.lease_seconds)
             context = JobContext(state, self.settings, self.session_factory, jobs)
-            result = handler(context)
+            # Renewed while the handler plans; released once its tasks are queued. A consumer
+            # killed before that leaves a lease that runs out, and the reaper ends the job (or
+            # queues its planned tasks again).
+            with fanout.job_lease(self.session_factory, job_id, worker, self.lease_seconds):
+                result = handler(context)
             if isinstance(result, fanout.FannedOut):
                 log.info("job %s (%s): %d tasks queued", job_id, state.kind, len(result.task_ids))
                 for task_id in result.task_ids:
                     self._piece(task_id)
+                fanout.release_job(self.session_factory, job_id)
                 fanout.finish_if_complete(self.session_factory, job_id, jobs)  # zero tasks
                 return
+            fanout.release_job(self.session_factory, job_id)
             if jobs.get(job_id).status is JobStatus.RUNNING:
                 jobs.succeed(job_id, result=result)
         except Exception as error:
@@ -305,7 +313,7 @@ class JobQueue:
         try:
             # The lease is renewed from the claim on, also while the first task of a process
             # imports its kind's modules (WeasyPrint takes seconds).
-            with fanout.LeaseKeeper(self.session_factory, claimed, self.lease_seconds):
+            with fanout.task_lease(self.session_factory, claimed, self.lease_seconds):
                 handler_for(job.kind)  # imports the modules that register task kinds
                 kind = fanout.kind_for(job.kind)
                 outcome = kind.run(context)
@@ -331,13 +339,25 @@ class JobQueue:
         fanout.finish_if_complete(self.session_factory, job.id, jobs)
 
     def reap_stale(self) -> fanout.Reaped:
-        """Put tasks of dead workers back on the queue; end jobs whose last task it failed."""
+        """Put tasks of dead workers back on the queue; end jobs whose last task it failed,
+        and clean up after jobs whose consumer died while planning (e.g. fail their run)."""
         reaped = fanout.reap(self.session_factory)
         for task_id in reaped.requeued:
             self._piece(task_id)
         jobs = JobService(self.session_factory)
         for job_id in reaped.failed_jobs:
             fanout.finish_if_complete(self.session_factory, job_id, jobs)
+        for job_id in reaped.stranded:
+            state = jobs.get(job_id)
+            try:
+                handler_for(state.kind)  # imports the modules that register task kinds
+                kind = fanout.kind_for(state.kind)
+            except LookupError:
+                continue  # a kind without tasks has nothing to clean up
+            try:
+                kind.abandon(state, state.error or "failed", self.session_factory)
+            except Exception:  # logged; the job itself is failed already
+                log.exception("job %s: cleaning up after its dead consumer failed", job_id)
         return reaped
 
     def close(self) -> None:

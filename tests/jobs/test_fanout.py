@@ -8,7 +8,12 @@ one, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +21,7 @@ import sqlalchemy as sa
 
 from qicollab.db import get_session_factory, session_scope, utcnow
 from qicollab.jobs import fanout
-from qicollab.jobs.models import JobStatus, JobTask, TaskStatus
+from qicollab.jobs.models import Job, JobStatus, JobTask, TaskStatus
 from qicollab.jobs.queue import JobQueue, job_handler
 from qicollab.jobs.services import JobService
 from qicollab.jobs.workers import consumer_name
@@ -63,6 +68,8 @@ fanout.task_kind(KIND, SQUARES)
 
 @job_handler(KIND)
 def _plan_squares(context) -> fanout.FannedOut:
+    if context.job.params.get("hang"):  # a handler stuck planning, for the kill test
+        time.sleep(600)
     numbers = context.job.params["numbers"]
     return fanout.plan_tasks(
         context.session_factory,
@@ -257,3 +264,110 @@ def test_the_embedded_consumer_of_the_default_setup_runs_fanned_out_jobs(setting
     with factory() as session:
         taken = session.get(JobTask, dead)
         assert (taken.attempt, taken.worker) == (2, consumer_name())
+
+
+#: A consumer process that runs one job's handler (here: one that hangs while planning).
+HANDLER_PROCESS = """
+import sys
+from tests.jobs import test_fanout  # registers the test kind and its handler
+from qicollab.jobs.queue import JobQueue
+queue = JobQueue({"sqlalchemy.url": sys.argv[1], "qicollab.storage": sys.argv[2],
+                  "qicollab.queue.backend": "memory", "qicollab.queue.lease_seconds": "2"})
+queue.run_job(int(sys.argv[3]))
+"""
+
+
+def _job_row(factory, job_id):
+    with factory() as session:
+        return session.get(Job, job_id)
+
+
+def test_a_job_whose_consumer_is_killed_while_planning_is_failed_by_the_reaper(
+    settings, engine, factory, jobs
+):
+    """The handler's consumer renews the job's lease while it plans; killed (SIGKILL) before
+    any task exists, its lease runs out and the reaper fails the job with a clear reason and
+    lets its kind clean up (a benchmark run is marked failed the same way)."""
+    SQUARES.abandoned.clear()
+    job_id = jobs.create(KIND, params={"numbers": [1], "hang": True}).id
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HANDLER_PROCESS,
+            settings["sqlalchemy.url"],
+            settings["qicollab.storage"],
+            str(job_id),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _job_row(factory, job_id).lease_until is None:
+            assert process.poll() is None, "the handler process ended early"
+            assert time.monotonic() < deadline, "the handler never took the job"
+            time.sleep(0.1)
+        first = _job_row(factory, job_id)
+        assert first.status is JobStatus.RUNNING
+        assert first.worker.endswith(f":{process.pid}")
+        # Alive: the lease is renewed (every lease/3 s), and the reaper leaves the job alone.
+        while _job_row(factory, job_id).lease_until == first.lease_until:
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.1)
+        queue = JobQueue({**settings, "qicollab.queue.backend": "memory"}, engine=engine)
+        assert queue.reap_stale().stranded == ()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert _job_row(factory, job_id).status is JobStatus.RUNNING  # nobody knows yet
+        while utcnow() <= _job_row(factory, job_id).lease_until:
+            time.sleep(0.2)
+        reaped = queue.reap_stale()
+        queue.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert reaped.stranded == (job_id,)
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert "stopped while planning" in state.error
+    assert "start it again" in state.error
+    assert str(process.pid) not in state.error  # host names are for coordinators
+    assert SQUARES.abandoned == [(job_id, state.error)]
+    # A second pass finds nothing more to do.
+    assert fanout.reap(factory, now=utcnow() + dt.timedelta(hours=1)).stranded == ()
+
+
+def test_a_job_whose_consumer_died_after_planning_gets_its_tasks_queued_again(factory, jobs):
+    """Killed between committing its tasks and queueing them: the reaper queues the planned
+    tasks (a duplicate message is harmless: claims are conditional) and the job runs on."""
+    job_id = _running_job(jobs)
+    now = utcnow()
+    assert fanout.hold_job(factory, job_id, "dead:1", lease_seconds=5, now=now)
+    one, two = fanout.plan_tasks(
+        factory, job_id, [fanout.TaskSpec("n1", {"n": 1}), fanout.TaskSpec("n2", {"n": 2})]
+    ).task_ids
+    assert fanout.claim(factory, one, "alive:2", lease_seconds=600, now=now) is not None
+    assert fanout.reap(factory, now=now + dt.timedelta(seconds=1)) == fanout.Reaped((), ())
+    reaped = fanout.reap(factory, now=now + dt.timedelta(seconds=10))
+    assert reaped == fanout.Reaped((two,), (), ())
+    row = _job_row(factory, job_id)
+    assert (row.status, row.lease_until) == (JobStatus.RUNNING, None)
+    assert fanout.reap(factory, now=now + dt.timedelta(seconds=20)) == fanout.Reaped((), ())
+
+
+def test_a_queued_job_runs_under_a_lease_released_once_its_tasks_are_queued(
+    settings, engine, factory, jobs
+):
+    """Through the queue (immediate mode: its tasks run as they are queued)."""
+    queue = JobQueue(
+        {**settings, "qicollab.queue.backend": "memory", "qicollab.queue.immediate": "true"},
+        engine=engine,
+    )
+    job_id = jobs.create(KIND, params={"numbers": [2, 3]}).id
+    queue.enqueue(job_id)
+    queue.close()
+    row = _job_row(factory, job_id)
+    assert (row.status, row.result) == (JobStatus.SUCCEEDED, {"sum": 13})
+    assert (row.worker, row.lease_until) == (consumer_name(), None)
