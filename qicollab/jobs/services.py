@@ -9,6 +9,7 @@ results in one short transaction at the end); readers are never blocked (WAL).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import traceback
@@ -176,6 +177,15 @@ class JobState:
             finished_at=job.finished_at,
             tasks=tasks,
         )
+
+    def without_workers(self) -> JobState:
+        """The state as members see it: progress and counts, but not which hosts and processes
+        did the work (the deployment's layout is for coordinators)."""
+        tasks = None if self.tasks is None else dataclasses.replace(self.tasks, workers=())
+        result = self.result
+        if result is not None:
+            result = {key: value for key, value in result.items() if key != "workers"}
+        return dataclasses.replace(self, tasks=tasks, result=result)
 
     def to_json(self) -> dict[str, Any]:
         """The status document the portal polls (``/jobs/{id}``) and ``jobs show`` prints."""

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class JobResource:
-    """One job: its creator and the collaborative's coordinators may read it."""
+    """One job: its creator and the collaborative's coordinators may read it; only
+    coordinators (who manage the collaborative) see which workers did its tasks."""
 
     request: Request
     job: Job
@@ -29,7 +30,7 @@ class JobResource:
     def __acl__(self) -> list[tuple[str, str, object]]:
         acl: list[tuple[str, str, object]] = [
             (Allow, ADMIN, ALL_PERMISSIONS),
-            (Allow, COORDINATOR, Permission.COLLABORATIVE_VIEW),
+            (Allow, COORDINATOR, (Permission.COLLABORATIVE_VIEW, Permission.COLLABORATIVE_MANAGE)),
         ]
         if self.job.created_by_id is not None:
             acl.append((Allow, f"user:{self.job.created_by_id}", Permission.COLLABORATIVE_VIEW))
@@ -53,12 +54,14 @@ def job_factory(request: Request) -> JobResource:
     permission=Permission.COLLABORATIVE_VIEW,
 )
 def job_status(context: JobResource, request: Request) -> Any:
-    """Status, progress (done/total, and by worker for a fanned-out job), message, error and
+    """Status, progress (done/total, and by worker for coordinators), message, error and
     result of a job; never cached.
 
     A browser (asking for HTML) gets a page that refreshes until the job ends; programs get
     the JSON document."""
     state = JobState.of(context.job, tasks=task_counts(request.db, context.job.id))
+    if not request.has_permission(Permission.COLLABORATIVE_MANAGE, context):
+        state = state.without_workers()
     if "text/html" in request.headers.get("Accept", ""):
         response = render_to_response("jobs/status.jinja2", {"job": state}, request=request)
         response.cache_control = "no-store"

@@ -329,6 +329,8 @@ def run_reports(context: RunResource, request: Request) -> dict[str, Any]:
     )
     manage = request.has_permission(Permission.COLLABORATIVE_MANAGE, Root(request))
     job = _latest_render_job(request, run.id, collaborative.id)
+    if job is not None and not manage:
+        job = job.without_workers()  # which hosts rendered is for coordinators
     return _page(
         request,
         run=run,

@@ -12,7 +12,7 @@ from qicollab import make_config
 from qicollab.accounts.models import User
 from qicollab.cli import cli
 from qicollab.db import get_session_factory, session_scope
-from qicollab.jobs.models import TaskStatus
+from qicollab.jobs.models import Job, TaskStatus
 from qicollab.jobs.services import JobService
 from qicollab.security import IDENTITY_LOADER_KEY
 
@@ -150,3 +150,40 @@ def test_a_fanned_out_job_shows_its_tasks_by_worker(portal, people, engine, sett
     assert "2 done, 1 failed" in page.html.select_one("#job-tasks").get_text(" ", strip=True)
     shown = json.loads(_run(["jobs", "show", str(job.id)], settings).output)
     assert shown["tasks"]["by_worker"][0]["done"] == 2
+
+
+def test_only_coordinators_see_which_workers_did_the_tasks(portal, people, engine, job):
+    """The creator (a quality officer) follows the same progress, without host names or pids,
+    in the JSON and on the page; the result's list of workers is dropped for them too."""
+    from qicollab.jobs import fanout
+
+    factory = get_session_factory(engine)
+    specs = [fanout.TaskSpec(f"measure:{n}", {"n": n}) for n in range(3)]
+    ids = fanout.plan_tasks(factory, job.id, specs).task_ids
+    for task_id, worker in zip(ids, ["node-1:10", "node-2:20", "node-2:20"], strict=True):
+        claim = fanout.claim(factory, task_id, worker)
+        with session_scope(factory) as session:
+            fanout._end(session, claim, TaskStatus.DONE, 1.0)
+    with session_scope(factory) as session:
+        session.get(Job, job.id).result = {"rendered": 3, "workers": ["node-1:10", "node-2:20"]}
+
+    coordinator = portal(people.coordinator).get(f"/jobs/{job.id}").json
+    assert [share["worker"] for share in coordinator["tasks"]["by_worker"]] == [
+        "node-1:10",
+        "node-2:20",
+    ]
+    assert coordinator["result"]["workers"] == ["node-1:10", "node-2:20"]
+
+    officer = portal(people.officer).get(f"/jobs/{job.id}")
+    assert (officer.json["tasks"]["done"], officer.json["tasks"]["total"]) == (3, 3)
+    assert officer.json["tasks"]["by_worker"] == []
+    assert officer.json["result"] == {"rendered": 3}
+    assert "node-" not in officer.text
+    page = portal(people.officer).get(f"/jobs/{job.id}", headers={"Accept": "text/html"})
+    assert page.html.select("#job-workers") == []
+    assert "3 done, 0 failed" in page.html.select_one("#job-tasks").get_text(" ", strip=True)
+    assert "node-" not in page.text
+    coordinator_page = portal(people.coordinator).get(
+        f"/jobs/{job.id}", headers={"Accept": "text/html"}
+    )
+    assert len(coordinator_page.html.select("#job-workers tbody tr")) == 2
