@@ -452,34 +452,25 @@ class BenchmarkRunService:
                 sa.insert(run_submissions),
                 [{"run_id": run_id, "submission_id": i} for i in plan.snapshot.submission_ids],
             )
-        fits = [
-            {**output.fit, "run_id": run_id, "measure_id": output.measure_id}
-            for output in outputs
-            if output.fit is not None
-        ]
-        if fits:
-            session.execute(sa.insert(RiskModelFitRecord), fits)
-        summaries = [
-            {**row, "run_id": run_id, "measure_id": output.measure_id, "worker": output.worker}
-            for output in outputs
-            for row in output.summaries
-        ]
-        if summaries:
-            session.execute(sa.insert(MeasureSummary), summaries)
-        members = [
-            {**row, "run_id": run_id, "measure_id": output.measure_id}
-            for output in outputs
-            for row in output.members
-        ]
-        if members:
-            session.execute(sa.insert(MemberResult), members)
-        charts = [
-            {**row, "run_id": run_id, "measure_id": output.measure_id}
-            for output in outputs
-            for row in output.charts
-        ]
-        if charts:
-            session.execute(sa.insert(StoredChart), charts)
+        counts: dict[str, int] = {}
+        for model, key, rows_of in (
+            (RiskModelFitRecord, "fits", lambda o: [o.fit] if o.fit is not None else []),
+            (
+                MeasureSummary,
+                "summaries",
+                lambda o: [{**r, "worker": o.worker} for r in o.summaries],
+            ),
+            (MemberResult, "member_results", lambda o: o.members),
+            (StoredChart, "charts", lambda o: o.charts),
+        ):
+            rows = [
+                {**row, "run_id": run_id, "measure_id": output.measure_id}
+                for output in outputs
+                for row in rows_of(output)
+            ]
+            if rows:
+                session.execute(sa.insert(model), rows)
+            counts[key] = len(rows)
         run.snapshot_hash = plan.snapshot.hash
         run.status = RunStatus.SUCCEEDED
         run.finished_at = self.clock()
@@ -493,8 +484,8 @@ class BenchmarkRunService:
                     "snapshot_hash": plan.snapshot.hash,
                     "submissions": len(plan.snapshot),
                     "measures": len(outputs),
-                    "member_results": len(members),
-                    "charts": len(charts),
+                    "member_results": counts["member_results"],
+                    "charts": counts["charts"],
                     "notes": [note for output in outputs for note in output.notes][:50],
                     "seconds": {output.measure_id: output.seconds for output in outputs},
                     "store_seconds": round(time.perf_counter() - started, 3),

@@ -16,6 +16,14 @@ def includeme(config: Configurator) -> None:
     config.register_service_factory(collaborative_service(MemberService), iface=MemberService)
     config.add_route("members.list", "/catalogue/members")
     config.add_route("peer_groups.new", "/catalogue/peer-groups/new")
-    config.add_route("peer_groups.edit", "/catalogue/peer-groups/{code}/edit")
-    config.add_route("collaborative.settings", "/catalogue/settings")
+    config.add_route(
+        "peer_groups.edit",
+        "/catalogue/peer-groups/{code}/edit",
+        factory="qicollab.members.resources.peer_group_factory",
+    )
+    config.add_route(
+        "collaborative.settings",
+        "/catalogue/settings",
+        factory="qicollab.members.resources.collaborative_factory",
+    )
     config.scan(".views")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.httpexceptions import HTTPFound
 from pyramid.view import view_config
 
 from qicollab.audit.services import record
-from qicollab.members.models import Collaborative
+from qicollab.members.resources import CollaborativeResource, PeerGroupResource
 from qicollab.members.services import (
     CRITERIA_ATTRIBUTES,
     MemberService,
@@ -20,7 +20,7 @@ from qicollab.permissions import Permission
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from qicollab.members.models import PeerGroup
+    from qicollab.resources import Root
 
 
 def _service(request: Request) -> MemberService:
@@ -36,14 +36,6 @@ def member_list(request: Request) -> dict[str, Any]:
     """Every member with its attributes, blinded code and peer groups."""
     service = _service(request)
     return {"members": service.members(), "groups": service.peer_groups()}
-
-
-def _group_or_404(request: Request) -> PeerGroup:
-    code = request.matchdict["code"]
-    for group in _service(request).peer_groups():
-        if group.code == code:
-            return group
-    raise HTTPNotFound
 
 
 def _draft_from(post: Any) -> PeerGroupDraft:
@@ -76,9 +68,9 @@ def _draft_from(post: Any) -> PeerGroupDraft:
     renderer="catalogue/peer_group_form.jinja2",
     permission=Permission.COLLABORATIVE_MANAGE,
 )
-def peer_group_form(request: Request) -> Any:
+def peer_group_form(context: Root | PeerGroupResource, request: Request) -> Any:
     """Build a peer group from member attributes, plus members added by hand."""
-    group = _group_or_404(request) if "code" in request.matchdict else None
+    group = context.group if isinstance(context, PeerGroupResource) else None
     service = _service(request)
     context: dict[str, Any] = {
         "group": group,
@@ -128,12 +120,10 @@ def parse_min_contributors(raw: str | None) -> int:
     renderer="catalogue/settings_form.jinja2",
     permission=Permission.COLLABORATIVE_MANAGE,
 )
-def collaborative_settings(request: Request) -> Any:
+def collaborative_settings(context: CollaborativeResource, request: Request) -> Any:
     """The collaborative's disclosure setting: how many members must contribute to a measure
     before figures about peers are shown (carried into every later benchmark run)."""
-    collaborative = request.db.get(Collaborative, request.identity.collaborative_id)
-    if collaborative is None:
-        raise HTTPNotFound
+    collaborative = context.collaborative
     context: dict[str, Any] = {"collaborative": collaborative, "error": None, "saved": False}
     if request.method != "POST":
         context["saved"] = request.GET.get("saved") == "1"

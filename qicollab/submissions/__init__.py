@@ -18,10 +18,6 @@ def includeme(config: Configurator) -> None:
     routes = (
         ("submissions.portal", "/members/{member_id}/submit"),
         ("submissions.history", "/members/{member_id}/submissions"),
-        ("submissions.template", "/members/{member_id}/measures/{measure_code}/template.{ext}"),
-        ("submissions.form", "/members/{member_id}/measures/{measure_code}/form"),
-        ("submissions.validate", "/members/{member_id}/measures/{measure_code}/validate"),
-        ("submissions.grid_save", "/members/{member_id}/measures/{measure_code}/grid"),
         ("submissions.upload", "/members/{member_id}/uploads"),
         ("submissions.preview", "/members/{member_id}/uploads/{token}"),
         ("submissions.commit", "/members/{member_id}/uploads/{token}/commit"),
@@ -29,6 +25,19 @@ def includeme(config: Configurator) -> None:
     )
     for name, pattern in routes:
         config.add_route(name, pattern, factory=MEMBER_FACTORY)
+    measure = "qicollab.submissions.resources.measure_factory"
+    aggregate = "qicollab.submissions.resources.aggregate_measure_factory"
+    for name, pattern, factory_name in (
+        (
+            "submissions.template",
+            "/members/{member_id}/measures/{measure_code}/template.{ext}",
+            measure,
+        ),
+        ("submissions.validate", "/members/{member_id}/measures/{measure_code}/validate", measure),
+        ("submissions.form", "/members/{member_id}/measures/{measure_code}/form", aggregate),
+        ("submissions.grid_save", "/members/{member_id}/measures/{measure_code}/grid", aggregate),
+    ):
+        config.add_route(name, pattern, factory=factory_name)
     config.add_route(
         "submissions.batch",
         "/members/{member_id}/batches/{batch_id}",

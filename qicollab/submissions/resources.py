@@ -9,14 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPNotFound
 
+from qicollab.measures.models import DataLevel, Measure
 from qicollab.permissions import Permission
 from qicollab.resources import MemberResource, member_factory, of_member, path_id, with_member
 from qicollab.submissions.models import Submission, SubmissionBatch
 
 if TYPE_CHECKING:
     from pyramid.request import Request
+
+    from qicollab.members.models import Member
 
 
 @dataclass
@@ -31,6 +35,46 @@ class BatchResource(MemberResource):
     """One upload, form save or API call of a member."""
 
     batch: SubmissionBatch
+
+
+@dataclass
+class MeasureResource(MemberResource):
+    """A member's page about one active measure of its collaborative (template, entry grid)."""
+
+    measure: Measure
+
+
+def active_measure(request: Request, member: Member, code: str | None) -> Measure:
+    """An active measure of the member's collaborative by code (from a path, a form or a
+    pending upload), else 404."""
+    measure = request.db.scalar(
+        sa.select(Measure).where(
+            Measure.collaborative_id == member.collaborative_id,
+            Measure.code == (code or ""),
+            Measure.active.is_(True),
+        )
+    )
+    if measure is None:
+        raise HTTPNotFound
+    return measure
+
+
+def measure_factory(request: Request) -> MeasureResource:
+    """``/members/{member_id}/measures/{measure_code}/...``: the member (404 outside the
+    collaborative) and the measure."""
+    member = member_factory(request).member
+    return MeasureResource(
+        request, member, active_measure(request, member, request.matchdict.get("measure_code"))
+    )
+
+
+def aggregate_measure_factory(request: Request) -> MeasureResource:
+    """As :func:`measure_factory`, for the entry grid: only measures submitted as aggregate
+    counts have one, so a patient-level measure is 404."""
+    context = measure_factory(request)
+    if context.measure.level is not DataLevel.AGGREGATE:
+        raise HTTPNotFound
+    return context
 
 
 def submission_factory(request: Request) -> SubmissionResource:

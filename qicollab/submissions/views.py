@@ -25,7 +25,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 
 from qicollab.audit.services import record
-from qicollab.measures.models import DataLevel, Measure
+from qicollab.measures.models import Measure
 from qicollab.members.models import Member
 from qicollab.permissions import Permission
 from qicollab.resources import can_submit
@@ -39,6 +39,7 @@ from qicollab.submissions.errors import (
     WindowClosedError,
 )
 from qicollab.submissions.models import SubmissionSource
+from qicollab.submissions.resources import active_measure
 from qicollab.submissions.services import PlanAction, SubmissionService
 from qicollab.submissions.uploads import UploadStore
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
 
     from qicollab.resources import MemberResource
-    from qicollab.submissions.resources import BatchResource
+    from qicollab.submissions.resources import BatchResource, MeasureResource
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -66,20 +67,6 @@ def require_submit(request: Request, context: MemberResource) -> None:
     """403 unless the user may submit for this member."""
     if not can_submit(request, context):
         raise HTTPForbidden
-
-
-def measure_of(request: Request, member: Member, code: str | None) -> Measure:
-    """An active measure of the member's collaborative by code, else 404."""
-    measure = request.db.scalar(
-        sa.select(Measure).where(
-            Measure.collaborative_id == member.collaborative_id,
-            Measure.code == (code or ""),
-            Measure.active.is_(True),
-        )
-    )
-    if measure is None:
-        raise HTTPNotFound
-    return measure
 
 
 def _measures(request: Request, member: Member) -> list[Measure]:
@@ -167,10 +154,9 @@ def portal(context: MemberResource, request: Request) -> dict[str, Any]:
 @view_config(
     route_name="submissions.template", permission=Permission.MEMBER_VIEW, request_method="GET"
 )
-def template(context: MemberResource, request: Request) -> Response:
+def template(context: MeasureResource, request: Request) -> Response:
     """The measure's CSV or XLSX template, for this member's de-identification profile."""
-    member = context.member
-    measure = measure_of(request, member, request.matchdict.get("measure_code"))
+    member, measure = context.member, context.measure
     extension = request.matchdict.get("ext")
     layout = service_for(request).layout(member, measure)
     definitions = {
@@ -224,7 +210,7 @@ def upload(context: MemberResource, request: Request) -> Any:
     """Store an upload that passed the PHI screen and show its preview (POST-redirect-GET)."""
     member = context.member
     require_submit(request, context)
-    measure = measure_of(request, member, request.POST.get("measure"))
+    measure = active_measure(request, member, request.POST.get("measure"))
     service = service_for(request)
     field = request.POST.get("file")
     if field is None or not hasattr(field, "file"):
@@ -264,7 +250,7 @@ def preview(context: MemberResource, request: Request) -> dict[str, Any]:
     member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
-    measure = measure_of(request, member, stored.measure_code)
+    measure = active_measure(request, member, stored.measure_code)
     service = service_for(request)
     try:
         result = service.preview(
@@ -296,7 +282,7 @@ def commit(context: MemberResource, request: Request) -> Any:
     member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
-    measure = measure_of(request, member, stored.measure_code)
+    measure = active_measure(request, member, stored.measure_code)
     service = service_for(request)
     store = upload_store(request)
     try:
@@ -343,7 +329,7 @@ def error_report(context: MemberResource, request: Request) -> Response:
     member = context.member
     require_submit(request, context)
     stored = _stored(request, member)
-    measure = measure_of(request, member, stored.measure_code)
+    measure = active_measure(request, member, stored.measure_code)
     extension = request.matchdict.get("ext")
     if extension not in {"csv", "xlsx"}:
         raise HTTPNotFound
@@ -404,13 +390,6 @@ def history(context: MemberResource, request: Request) -> dict[str, Any]:
 # --- the data entry grid ------------------------------------------------------------------------
 
 
-def _aggregate_measure(request: Request, member: Member) -> Measure:
-    measure = measure_of(request, member, request.matchdict.get("measure_code"))
-    if measure.level is not DataLevel.AGGREGATE:
-        raise HTTPNotFound
-    return measure
-
-
 @view_config(
     route_name="submissions.form",
     renderer="submissions/form.jinja2",
@@ -418,15 +397,14 @@ def _aggregate_measure(request: Request, member: Member) -> Measure:
     request_method=("GET", "POST"),
     require_csrf=True,  # checked on POST only
 )
-def form(context: MemberResource, request: Request) -> Any:
+def form(context: MeasureResource, request: Request) -> Any:
     """The grid of periods x fields: save drafts, or submit every changed period at once.
 
     With scripts on, each row is saved as a draft when the cursor leaves it (``grid_save``);
     this POST is the Submit button, and the whole grid without scripts.
     """
-    member = context.member
+    member, measure = context.member, context.measure
     require_submit(request, context)
-    measure = _aggregate_measure(request, member)
     service = service_for(request)
     entry = grid.load_grid(service, member, measure)
     posted: dict[str, str] = {}
@@ -511,15 +489,14 @@ def _problem_json(problem: Any, labels: dict[str, str]) -> dict[str, Any]:
     request_method="POST",
     require_csrf=True,
 )
-def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
+def grid_save(context: MeasureResource, request: Request) -> dict[str, Any]:
     """Save one row of the grid as a draft when the cursor leaves it, as DHIS2 saves a cell.
 
     The row gets the upload checks first; cells come back ``saved``, ``invalid``, ``warning``
     or ``locked``. A row with blocking errors is not saved (its draft, if any, stays).
     """
-    member = context.member
+    member, measure = context.member, context.measure
     require_submit(request, context)
-    measure = _aggregate_measure(request, member)
     service = service_for(request)
     entry = grid.load_grid(service, member, measure)
     try:
@@ -579,11 +556,10 @@ def grid_save(context: MemberResource, request: Request) -> dict[str, Any]:
     request_method="POST",
     require_csrf=True,
 )
-def validate_cells(context: MemberResource, request: Request) -> dict[str, Any]:
+def validate_cells(context: MeasureResource, request: Request) -> dict[str, Any]:
     """As-you-type checks of the form: the same validation, nothing written."""
-    member = context.member
+    member, measure = context.member, context.measure
     require_submit(request, context)
-    measure = measure_of(request, member, request.matchdict.get("measure_code"))
     try:
         payload = request.json_body
     except ValueError:
