@@ -1,0 +1,76 @@
+"""How reports are rendered, not what they say: the garbage collector is held off while a
+report is laid out (qicollab.reporting.pdf.collector_paused) and comes back afterwards."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from qicollab.reporting.pdf import (
+    BundledAssetFetcher,
+    ForbiddenResourceError,
+    PdfRenderer,
+    collector_paused,
+)
+
+HTML = (
+    '<html lang="en"><head><title>t</title><link rel="stylesheet" href="report.css"></head>'
+    "<body><p>text</p></body></html>"
+)
+
+
+class _Watching(BundledAssetFetcher):
+    """Notes whether the collector was on each time WeasyPrint fetched something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collector_on: list[bool] = []
+
+    def fetch(self, url, headers=None):
+        self.collector_on.append(gc.isenabled())
+        return super().fetch(url, headers)
+
+
+@pytest.fixture
+def collector_on():
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_the_collector_is_off_while_a_report_is_laid_out_and_on_afterwards(collector_on):
+    fetcher = _Watching()
+    pdf = PdfRenderer().pdf_from_html(HTML, fetcher=fetcher)
+    assert pdf.startswith(b"%PDF")
+    assert fetcher.collector_on == [False]  # report.css, fetched mid-render
+    assert gc.isenabled()
+
+
+def test_a_failed_render_turns_the_collector_back_on(collector_on):
+    hostile = HTML.replace("report.css", "file:///etc/passwd")
+    with pytest.raises(ForbiddenResourceError):
+        PdfRenderer().pdf_from_html(hostile)
+    assert gc.isenabled()
+
+
+def test_a_caller_that_turned_the_collector_off_keeps_it_off(collector_on):
+    gc.disable()
+    try:
+        PdfRenderer().pdf_from_html(HTML)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_renders_keep_it_off_until_the_last_one_ends(collector_on):
+    outer = collector_paused()
+    inner = collector_paused()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # the first render ends while another one runs
+    assert not gc.isenabled()
+    inner.__exit__(None, None, None)
+    assert gc.isenabled()
