@@ -36,7 +36,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from qicollab import REPORTS_DIR
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.common import data_uri
-from qicollab.reporting.render_cache import DrawingCache
+from qicollab.reporting.render_cache import DrawingCache, measure_letters_once
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -58,6 +58,8 @@ DATA_TYPES = frozenset({"image/svg+xml", "image/png"})
 STREAM_COMPRESSION = 6
 #: PDF/UA-1: tagged structure, document title and language in the metadata (WeasyPrint 70).
 PDF_VARIANT = "pdf/ua-1"
+#: Chart text: each distinct letter of a document measured once (render_cache.LetterMetrics).
+LETTERS = measure_letters_once()
 
 
 class _CollectorPause:

@@ -21,11 +21,16 @@ they name are registered on the page they are appended to.
 WeasyPrint has no public hook for this: the cache sits in the image cache WeasyPrint accepts
 (``cache=``) and wraps ``draw_node`` of each SVG image it stores there. If WeasyPrint's
 internals move (no such stream attributes), nodes are drawn as before.
+
+:class:`LetterMetrics` does the same for the letters of chart text within one document.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ from typing import Any
 
 import pydyf
 from weasyprint.images import SVGImage
+from weasyprint.svg.text import Style as SVGTextStyle
+from weasyprint.svg.text import text as draw_svg_text
+from weasyprint.text import line_break
 
 #: Only paths at least this long are worth a lookup (a 1,000-member peer layer is ~15-40 KB).
 MIN_PATH_CHARS = 2000
@@ -195,3 +203,77 @@ def _recorded(svg: Any, stream: Any, start: int, before: dict[str, set[Any]]) ->
         return None
     states = tuple((name, pydyf.Dictionary(dict(extgstate[name]))) for name in sorted(alpha_names))
     return _Drawn(operators, states)
+
+
+class LetterMetrics:
+    """Each distinct letter of a document's chart text measured once, not once per occurrence.
+
+    WeasyPrint lays out SVG text letter by letter: for every character of every ``<text>`` it
+    builds a Pango layout only to read the letter's width, height and baseline (then builds
+    another to draw it). A member report's charts hold ~2,300 characters of ~60 distinct
+    letters, so almost all of those layouts measure a letter the document has measured before.
+    This wraps WeasyPrint's ``split_first_line`` and, for the SVG text's one-letter,
+    unbounded-width calls only, keeps the result per document and font: the same inputs, the
+    same measurement, and the layout it returns holds only its text until it is rebuilt to be
+    drawn. Every other call goes straight through.
+    """
+
+    def __init__(self, original: Callable[..., Any]) -> None:
+        self.original = original
+        self.enabled = True
+        self.hits = 0
+        self._documents: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(
+        self,
+        text: str,
+        style: Any,
+        context: Any,
+        max_width: float | None,
+        justification_spacing: float,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if (
+            not self.enabled
+            or args
+            or kwargs
+            or type(style) is not SVGTextStyle
+            or max_width != math.inf
+            or len(text) != 1
+        ):
+            return self.original(
+                text, style, context, max_width, justification_spacing, *args, **kwargs
+            )
+        key = (
+            text,
+            tuple(style["font_family"]),
+            style["font_style"],
+            style["font_weight"],
+            style["font_size"],
+            style["direction"],
+            justification_spacing,
+        )
+        letters = self._documents.setdefault(context, {})
+        measured = letters.get(key)
+        if measured is None:
+            measured = letters[key] = self.original(
+                text, style, context, max_width, justification_spacing
+            )
+        else:
+            self.hits += 1
+        return measured
+
+
+def measure_letters_once() -> LetterMetrics | None:
+    """Install :class:`LetterMetrics` in WeasyPrint (once per process); None if WeasyPrint's
+    SVG text no longer measures letters through ``split_first_line``."""
+    current = getattr(line_break, "split_first_line", None)
+    if isinstance(current, LetterMetrics):
+        return current
+    if current is None or "split_first_line" not in inspect.getsource(draw_svg_text):
+        return None
+    line_break.split_first_line = LetterMetrics(current)
+    return line_break.split_first_line

@@ -18,7 +18,7 @@ from pypdf import PdfReader
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.common import DENSE, data_uri
 from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_chart
-from qicollab.reporting.pdf import PdfRenderer, compress_streams
+from qicollab.reporting.pdf import LETTERS, PdfRenderer, compress_streams
 
 PDFTOPPM = shutil.which("pdftoppm")
 needs_pdftoppm = pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm not installed")
@@ -215,3 +215,57 @@ def test_streams_deflated_at_our_level_hold_what_pydyf_would_write():
     half = len(fonts) // 2
     assert half
     assert fonts[:half] == fonts[half:]
+
+
+def _chart_text_document() -> str:
+    labels = [
+        ("Observed / expected (O/E) by member", 'font-weight="bold"'),
+        ("0.50 0.75 1.00 1.25 1.50 2.00", ""),
+        ("Members ordered by O/E, lowest first", 'font-style="italic"'),
+        ("C↑ I↓ ~ P F", 'text-anchor="middle"'),
+    ]
+    texts = "".join(
+        f'<text x="{20 if "middle" not in extra else 200}" y="{40 + 45 * i}" font-size="11" '
+        f'font-family="DejaVu Sans, sans-serif" {extra}>{text}</text>'
+        for i, (text, extra) in enumerate(labels)
+    )
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 240" width="400" '
+        f'height="240">{texts}</svg>'
+    )
+    return (
+        '<!doctype html><html lang="en"><head><title>t</title></head><body>'
+        f'<img src="{data_uri(svg)}" alt="Chart text" style="width: 160mm"></body></html>'
+    )
+
+
+@needs_pdftoppm
+def test_chart_letters_measured_once_draw_what_measuring_each_one_draws(tmp_path):
+    assert LETTERS is not None, "WeasyPrint's SVG text no longer measures letters this way"
+    html = _chart_text_document()
+    LETTERS.enabled = False
+    try:
+        each = PdfRenderer().pdf_from_html(html)
+    finally:
+        LETTERS.enabled = True
+    before = LETTERS.hits
+    once = PdfRenderer().pdf_from_html(html)
+    assert LETTERS.hits - before > 40  # repeated letters were looked up, not laid out again
+    assert _text(once) == _text(each)
+    assert "Members ordered by O/E, lowest first" in _text(once).replace("\n", "")
+    assert _same_pixels(_pages(once, tmp_path, "once"), _pages(each, tmp_path, "each"))
+
+
+def test_text_outside_charts_is_laid_out_as_before():
+    before = LETTERS.hits
+    html = (
+        '<html lang="en"><head><title>t</title></head><body>'
+        + "<p>aaaa bbbb aaaa bbbb</p>" * 20
+        + "</body></html>"
+    )
+    PdfRenderer().pdf_from_html(html)
+    assert LETTERS.hits == before
+
+
+def _text(pdf: bytes) -> str:
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
