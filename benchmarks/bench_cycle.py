@@ -1,61 +1,104 @@
 """A whole 1,000-hospital cycle against the 15-minute target (issue 16, item 6).
 
     python benchmarks/bench_cycle.py [--members 1000] [--measures 20] [--rows 2000000]
-        [--workers 2] [--workdir DIR]
+        [--workers 2] [--reports N] [--workdir DIR]
 
 After the data are in (built once like bench_benchmark_run.py's twenty-measure collaborative:
 ``--measures`` patient-level risk-adjusted measures with ``--rows`` records each across
-``--members`` hospitals, in SQLite, kept in ``--workdir`` for the next time), times the stages
-a coordinator waits for at the end of a cycle, each with ``--workers`` processes:
+``--members`` hospitals, in SQLite, kept in ``--workdir`` and copied for each run; a database
+kept by ``bench_benchmark_run.py --workdir`` with the same sizes is reused instead of building
+again), starts ``--workers`` real ``qicollab worker`` processes and times, from each job's
+enqueue to its completion, the stages a coordinator waits for at the end of a cycle, each a
+job fanned out into tasks that the workers take from the queue:
 
-1. the benchmark run (risk models, O/E, funnels, shrinkage, control charts, the store);
-2. every member's benchmark report;
+1. the benchmark run (one task per measure; the run flips visible in one final transaction);
+2. every member's benchmark report (one task per report);
 3. the collaborative report and the blinded summary.
 
 Prints each stage's wall time, their sum against the 15-minute target (ratio below 1.0 meets
-it), and the member reports' wall and worker CPU seconds per report. Reports go through
-ReportRenderer's pool of long-lived workers, not yet through the per-task huey dispatch (issue 16
-items 1/3), which landed while this was written. The machine is shared: wall times are noisy.
+it), and the member reports' wall and worker CPU seconds per report. ``--reports N`` renders
+only N member reports and extrapolates that stage to every member (marked as such): a quick
+run is ``--members 60 --measures 4 --rows 200000 --reports 40``. The machine is shared: wall
+times are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_benchmark_run  # noqa: E402
 from bench_benchmark_run import CYCLE, build  # noqa: E402
+from bench_reports_workers import WorkerPool, render_job, run_job  # noqa: E402
 
 from qicollab.db import create_engine_from_settings, get_session_factory  # noqa: E402
+from qicollab.jobs.services import JobService, JobState  # noqa: E402
+from qicollab.migrations import upgrade  # noqa: E402
 from qicollab.reporting.models import ReportKind  # noqa: E402
-from qicollab.reporting.rendering import ReportRenderer  # noqa: E402
 
 TARGET_SECONDS = 15 * 60
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _progress(label: str, every: int):
     started = time.perf_counter()
+    shown = {"done": 0}
 
-    def report(done: int, total: int, _message: str) -> None:
-        if done and (done % every == 0 or done == total):
+    def report(state: JobState) -> None:
+        if state.total and state.done >= shown["done"] + every:
+            shown["done"] = state.done
             elapsed = time.perf_counter() - started
-            print(f"  {label}: {done}/{total} in {elapsed:.0f} s", flush=True)
+            print(f"  {label}: {state.done}/{state.total} in {elapsed:.0f} s", flush=True)
 
     return report
+
+
+def kept_world(workdir: Path, *, members: int, measures: int, rows: int) -> Path:
+    """The collaborative's database: kept here, or kept by bench_benchmark_run.py, or built
+    (with SQLite's journal and syncs off while building: a crash loses only the build)."""
+    source = workdir / f"cycle-{measures}-{rows}-{members}.sqlite"
+    if source.exists():
+        return source
+    for other in (workdir, *workdir.parent.glob("bench-run*")):
+        kept = other / f"many-{measures}-{rows}-{members}.sqlite"
+        if kept.exists():
+            print(f"reusing {kept}")
+            return kept
+    started = time.perf_counter()
+    building = Path(f"{source}.tmp")
+    building.unlink(missing_ok=True)
+
+    def fast_engine(settings: dict) -> sa.Engine:
+        engine = create_engine_from_settings(settings)
+
+        @sa.event.listens_for(engine, "connect")  # after the app's own (WAL) pragmas
+        def fast_writes(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=OFF")
+            cursor.execute("PRAGMA synchronous=OFF")
+            cursor.execute("PRAGMA cache_size=-262144")  # 256 MiB
+            cursor.close()
+
+        return engine
+
+    bench_benchmark_run.create_engine_from_settings = fast_engine
+    try:
+        build(f"sqlite:///{building}", rows=rows, members=members, measures=measures)
+    finally:
+        bench_benchmark_run.create_engine_from_settings = create_engine_from_settings
+    building.rename(source)
+    print(f"built the collaborative in {time.perf_counter() - started:.0f} s (not timed)")
+    return source
 
 
 def main() -> None:
@@ -63,18 +106,16 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--measures", type=int, default=20)
     parser.add_argument("--rows", type=int, default=2_000_000, help="records per measure")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="`qicollab worker` processes")
+    parser.add_argument(
+        "--reports", type=int, default=None, help="member reports to render (default: all)"
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-cycle")
     args = parser.parse_args()
+    if args.reports is not None and not 0 < args.reports <= args.members:
+        parser.error("--reports must be between 1 and --members")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    source = args.workdir / f"cycle-{args.measures}-{args.rows}-{args.members}.sqlite"
-    if not source.exists():
-        started = time.perf_counter()
-        build(
-            f"sqlite:///{source}.tmp", rows=args.rows, members=args.members, measures=args.measures
-        )
-        Path(f"{source}.tmp").rename(source)
-        print(f"built the collaborative in {time.perf_counter() - started:.0f} s (not timed)")
+    source = kept_world(args.workdir, members=args.members, measures=args.measures, rows=args.rows)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         database = Path(scratch) / "cycle.sqlite"
@@ -84,13 +125,21 @@ def main() -> None:
             "qicollab.storage": str(Path(scratch) / "storage"),
             "qicollab.secret": "bench",
         }
-        print(
-            f"{args.members} hospitals, {args.measures} measures x {args.rows:,} records, "
-            f"{args.workers} worker processes, SQLite; {os.cpu_count()} cores, load average "
-            f"{os.getloadavg()[0]:.1f} at the start (a shared machine: wall times are noisy)",
-            flush=True,
-        )
-        stages = run_stages(settings, args.workers, args.members)
+        engine = create_engine_from_settings(settings)
+        upgrade(engine)  # a world kept from before a migration gets its new columns
+        engine.dispose()
+        pool = WorkerPool(settings, args.workers, Path(scratch) / "workers", "cycle").start()
+        try:
+            print(
+                f"{args.members} hospitals, {args.measures} measures x {args.rows:,} records, "
+                f"{args.workers} `qicollab worker` processes, SQLite; {os.cpu_count()} cores, "
+                f"load average {os.getloadavg()[0]:.1f} at the start (a shared machine: wall "
+                "times are noisy)",
+                flush=True,
+            )
+            stages = run_stages(settings, pool, args.reports)
+        finally:
+            pool.stop()
 
     total = sum(seconds for seconds, _ in stages.values())
     print(f"\n{'stage':<40}{'wall s':>9}")
@@ -102,46 +151,56 @@ def main() -> None:
     )
 
 
-def run_stages(settings: dict, workers: int, members: int) -> dict[str, tuple[float, str]]:
-    """Run and time each stage on the database in ``settings``."""
+def run_stages(
+    settings: dict, pool: WorkerPool, reports: int | None
+) -> dict[str, tuple[float, str]]:
+    """Run and time each stage as jobs on the pool's queue."""
+    from qicollab.benchmarking.models import MemberResult  # noqa: PLC0415
     from qicollab.benchmarking.services import BenchmarkRunService  # noqa: PLC0415
 
     engine = create_engine_from_settings(settings)
     factory = get_session_factory(engine)
+    jobs = JobService(factory)
     stages: dict[str, tuple[float, str]] = {}
 
-    started = time.perf_counter()
-    service = BenchmarkRunService(factory, workers=workers)
-    run = service.create(cycle_code=CYCLE, settings={"charts": True})
-    service.execute(run.id)
-    stages["benchmark run"] = (time.perf_counter() - started, "")
-    print(f"  benchmark run {run.id}: {stages['benchmark run'][0]:.0f} s", flush=True)
+    run = BenchmarkRunService(factory).create(cycle_code=CYCLE, settings={"charts": True})
+    assert run.job_id is not None
+    timed = run_job(pool, jobs, run.job_id, progress=_progress("benchmark run", 1))
+    if timed.state.error:
+        raise SystemExit(f"benchmark run {run.id} failed: {timed.state.error}")
+    stages["benchmark run"] = (timed.wall, f"{timed.cpu:.0f} s worker CPU")
+    print(f"  benchmark run {run.id}: {timed.wall:.0f} s", flush=True)
 
-    renderer = ReportRenderer(factory, settings, workers=workers)
-    cpu_before = _children_cpu()
-    started = time.perf_counter()
-    summary = renderer.render_run(
-        run.id,
-        kinds=[ReportKind.MEMBER],
-        progress=_progress("member reports", max(10, members // 20)),
-    )
-    wall = time.perf_counter() - started
-    cpu = _children_cpu() - cpu_before
-    count = len(summary.rendered)
-    if summary.failed or not count:
-        raise SystemExit(f"member reports failed: {summary.to_json()}")
-    stages[f"{count} member reports"] = (
-        wall,
-        f"{wall / count:.2f} s/report wall, {cpu / count:.2f} s/report worker CPU",
-    )
+    with factory() as session:
+        reported = list(
+            session.scalars(
+                sa.select(MemberResult.member_id)
+                .where(MemberResult.run_id == run.id)
+                .distinct()
+                .order_by(MemberResult.member_id)
+            )
+        )
+    chosen = reported[:reports] if reports is not None else None
+    count = len(chosen) if chosen is not None else len(reported)
+    job_id = render_job(jobs, run.id, kinds=[ReportKind.MEMBER], member_ids=chosen)
+    timed = run_job(pool, jobs, job_id, progress=_progress("member reports", max(10, count // 20)))
+    rendered = (timed.state.result or {}).get("rendered", 0)
+    if timed.state.error or rendered != count:
+        raise SystemExit(f"member reports failed: {timed.state.error or timed.state.result}")
+    note = f"{timed.wall / count:.2f} s/report wall, {timed.cpu / count:.2f} s/report worker CPU"
+    if count < len(reported):
+        stages[f"{len(reported)} member reports (extrapolated)"] = (
+            timed.wall / count * len(reported),
+            f"{note}; {count} rendered in {timed.wall:.0f} s",
+        )
+    else:
+        stages[f"{count} member reports"] = (timed.wall, note)
 
-    started = time.perf_counter()
-    summary = renderer.render_run(
-        run.id, kinds=[ReportKind.COLLABORATIVE, ReportKind.BLINDED_SUMMARY]
-    )
-    if summary.failed:
-        raise SystemExit(f"collaborative reports failed: {summary.to_json()}")
-    stages["collaborative report + blinded summary"] = (time.perf_counter() - started, "")
+    job_id = render_job(jobs, run.id, kinds=[ReportKind.COLLABORATIVE, ReportKind.BLINDED_SUMMARY])
+    timed = run_job(pool, jobs, job_id)
+    if timed.state.error:
+        raise SystemExit(f"collaborative reports failed: {timed.state.error}")
+    stages["collaborative report + blinded summary"] = (timed.wall, "")
     engine.dispose()
     return stages
 
