@@ -32,30 +32,39 @@ def compute_cycle(
     cycle: str,
     *,
     collaborative: str | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> int:
-    """Create a run of ``cycle`` and execute it here, with a progress bar; returns the run id.
+    """Create a run of ``cycle`` and run its job (one task per measure) with a progress bar:
+    on the running workers when ``workers`` is None and one is alive, else here (``workers``
+    1 in this process, more in that many worker processes started for it); returns the run id.
 
     Raises :class:`click.ClickException` when the run cannot be created or fails.
     """
     from qicollab.benchmarking.services import BenchmarkRunService, RunError  # noqa: PLC0415
-    from qicollab.jobs.progress import JobBar  # noqa: PLC0415
-    from qicollab.jobs.services import JobService  # noqa: PLC0415
+    from qicollab.cli._dispatch import run_job  # noqa: PLC0415
 
-    collaborative_id = _collaborative_id(app, collaborative)
-    bar = JobBar(description=f"run {cycle}") if progress else None
-    jobs = JobService(app.session_factory, listener=bar)
-    service = BenchmarkRunService(app.session_factory, workers=workers, jobs=jobs)
+    service = BenchmarkRunService(app.session_factory)
     try:
-        run = service.create(collaborative_id=collaborative_id, cycle_code=cycle, settings=settings)
-        service.execute(run.id)
+        run = service.create(
+            collaborative_id=_collaborative_id(app, collaborative),
+            cycle_code=cycle,
+            settings=settings,
+        )
     except RunError as error:
         raise click.ClickException(str(error)) from None
-    finally:
-        if bar is not None:
-            bar.close()
+    assert run.job_id is not None
+    state = run_job(
+        app,
+        run.job_id,
+        processes=None if workers is None else (0 if workers <= 1 else workers),
+        default_processes=0,
+        description=f"run {cycle}",
+        bar=progress,
+    )
+    if state.error:
+        raise click.ClickException(f"run {run.id} failed: {state.error}")
     return run.id
 
 
@@ -90,10 +99,11 @@ def _collaborative_id(app: LazyApp, slug: str | None) -> int | None:
 )
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 64),
-    help="Processes computing measures in parallel (in-process runs only).",
+    help="Without --enqueue: 1 computes in this process, more start that many worker "
+    "processes for this run. Default: the running `qicollab worker` processes when any is "
+    "alive, else this process.",
 )
 @click.option("--set", "pairs", multiple=True, help="Method setting override, key=value.")
 @click.pass_obj
@@ -103,7 +113,7 @@ def compute(  # noqa: PLR0917 - click passes options positionally
     collaborative: str | None,
     enqueue: bool,
     wait: bool | None,
-    workers: int,
+    workers: int | None,
     pairs: tuple[str, ...],
 ) -> None:
     """Compute benchmarks for every measure and member of a locked cycle, and store them."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from qicollab.cli import cli
@@ -18,10 +20,10 @@ def reports() -> None:
 @click.option(
     "-w",
     "--workers",
-    default=2,
-    show_default=True,
+    default=None,
     type=click.IntRange(0, 64),
-    help="Long-lived worker processes (0 renders in this process).",
+    help="Worker processes to start for this batch (0 renders in this process). Default: "
+    "the running `qicollab worker` processes when any is alive, else 2 started for it.",
 )
 @click.option(
     "--member",
@@ -33,49 +35,71 @@ def reports() -> None:
 @click.option("--members-only", is_flag=True, help="Skip the collaborative report and summary.")
 @click.pass_obj
 def render_command(
-    app: LazyApp, run_id: int, workers: int, member_ids: tuple[int, ...], members_only: bool
+    app: LazyApp, run_id: int, workers: int | None, member_ids: tuple[int, ...], members_only: bool
 ) -> None:
-    """Render every report of run R as a job, with a progress bar.
+    """Render every report of run R as a job (one task per report), with a progress bar.
 
     Files go to the file store (qicollab.file_store: the storage folder or the database) as
     reports/run-R/..., each written atomically with its SHA-256 recorded; a report that fails
     keeps its previous file. Exits 1 if any report failed.
     """
+    from qicollab.cli._dispatch import run_job  # noqa: PLC0415
+    from qicollab.reporting.rendering import RenderError, cpu_workers  # noqa: PLC0415
+
+    try:
+        job_id = _render_job(
+            app, run_id, member_ids=list(member_ids) or None, members_only=members_only
+        )
+    except RenderError as error:
+        raise click.ClickException(str(error)) from None
+    state = run_job(
+        app,
+        job_id,
+        processes=workers,
+        default_processes=cpu_workers(),
+        description=f"reports of run {run_id}",
+    )
+    result = state.result or {}
+    seconds = 0.0
+    if state.started_at and state.finished_at:
+        seconds = (state.finished_at - state.started_at).total_seconds()
+    click.echo(
+        f"job {job_id}: {result.get('rendered', 0)} report(s) written to "
+        f"reports/run-{run_id}/ in {seconds:.1f} s"
+    )
+    for failed in result.get("failed", []):
+        click.echo(f"FAILED {failed['report']}: {failed['error']}", err=True)
+    if state.status.value != "succeeded":
+        if not result.get("failed"):
+            click.echo(f"FAILED: {state.error}", err=True)
+        raise SystemExit(1)
+
+
+def _render_job(
+    app: LazyApp, run_id: int, *, member_ids: list[int] | None, members_only: bool
+) -> int:
+    """A queued report batch job of the run (checked to have results first)."""
     from qicollab.benchmarking.models import BenchmarkRun  # noqa: PLC0415
-    from qicollab.jobs.progress import JobBar  # noqa: PLC0415
     from qicollab.jobs.services import JobService  # noqa: PLC0415
     from qicollab.reporting.models import ReportKind  # noqa: PLC0415
-    from qicollab.reporting.rendering import (  # noqa: PLC0415
-        RenderError,
-        ReportRenderer,
-        render_run_as_job,
-    )
+    from qicollab.reporting.rendering import JOB_KIND, ReportRenderer  # noqa: PLC0415
 
+    # Refuses (RenderError) a run without results before any job exists.
+    ReportRenderer(app.session_factory, app.settings).plan(
+        run_id, kinds=[ReportKind.MEMBER] if members_only else None, member_ids=member_ids
+    )
     with app.session_factory() as session:
         run = session.get(BenchmarkRun, run_id)
         collaborative_id = run.collaborative_id if run is not None else None
-    with JobBar(description=f"reports of run {run_id}") as bar:
-        jobs = JobService(app.session_factory, listener=bar)
-        renderer = ReportRenderer(app.session_factory, app.settings, workers=workers, jobs=jobs)
-        try:
-            job_id, summary = render_run_as_job(
-                renderer,
-                jobs,
-                run_id,
-                collaborative_id=collaborative_id,
-                member_ids=list(member_ids) or None,
-                kinds=[ReportKind.MEMBER] if members_only else None,
-            )
-        except RenderError as error:
-            raise click.ClickException(str(error)) from None
-    click.echo(
-        f"job {job_id}: {len(summary.rendered)} report(s) written to "
-        f"reports/run-{run_id}/ in {summary.seconds:.1f} s"
+    params: dict[str, object] = {"run_id": run_id}
+    if member_ids is not None:
+        params["member_ids"] = member_ids
+    if members_only:
+        params["kinds"] = [ReportKind.MEMBER.value]
+    job = JobService(app.session_factory).create(
+        JOB_KIND, params=params, collaborative_id=collaborative_id
     )
-    for outcome in summary.failed:
-        click.echo(f"FAILED {outcome.task.spec.filename}: {outcome.error}", err=True)
-    if summary.failed:
-        raise SystemExit(1)
+    return job.id
 
 
 @reports.command("list")
@@ -100,25 +124,16 @@ def list_command(app: LazyApp, run_id: int) -> None:
         click.echo(f"{row.kind.value:<16} {row.size_bytes:>9,} B  {row.sha256[:16]}  {row.path}")
 
 
-def _every_tenth(done: int, total: int, _message: str) -> None:
-    if done and (done == total or done % max(1, total // 10) == 0):
-        click.echo(f"      {done}/{total} reports")
-
-
 def demo_step(app: LazyApp, _seed: int) -> None:
     """The demo's "Rendering reports" step: every report of the demo's newest run."""
     import sqlalchemy as sa  # noqa: PLC0415
 
     from qicollab.benchmarking.models import BenchmarkRun, RunStatus  # noqa: PLC0415
+    from qicollab.cli._dispatch import run_job  # noqa: PLC0415
     from qicollab.demo.loader import DEMO_SLUG  # noqa: PLC0415
-    from qicollab.jobs.services import JobService  # noqa: PLC0415
     from qicollab.members.models import Collaborative  # noqa: PLC0415
     from qicollab.reporting.models import Report  # noqa: PLC0415
-    from qicollab.reporting.rendering import (  # noqa: PLC0415
-        ReportRenderer,
-        cpu_workers,
-        render_run_as_job,
-    )
+    from qicollab.reporting.rendering import cpu_workers  # noqa: PLC0415
 
     with app.session_factory() as session:
         run = session.execute(
@@ -137,16 +152,19 @@ def demo_step(app: LazyApp, _seed: int) -> None:
     if rendered:
         click.echo(f"      already rendered ({rendered} reports of run {run.id}); keeping them")
         return
-    jobs = JobService(app.session_factory)
-    renderer = ReportRenderer(app.session_factory, app.settings, workers=cpu_workers(), jobs=jobs)
-    job_id, summary = render_run_as_job(
-        renderer,
-        jobs,
-        run.id,
-        collaborative_id=run.collaborative_id,
-        progress=_every_tenth,
+    started = time.perf_counter()
+    job_id = _render_job(app, run.id, member_ids=None, members_only=False)
+    state = run_job(
+        app,
+        job_id,
+        processes=None,
+        default_processes=cpu_workers(),
+        description="reports",
+        bar=False,
     )
+    result = state.result or {}
     click.echo(
-        f"      {len(summary.rendered)} reports of run {run.id} in {summary.seconds:.0f} s "
-        f"(job {job_id}); failed: {len(summary.failed)}"
+        f"      {result.get('rendered', 0)} reports of run {run.id} in "
+        f"{time.perf_counter() - started:.0f} s (job {job_id}); "
+        f"failed: {len(result.get('failed', []))}"
     )

@@ -31,27 +31,18 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
     task's timing is logged with this worker's host:pid, and tasks of a worker that died are
     taken over once their lease runs out.
     """
-    from qicollab.jobs.queue import JobQueue  # noqa: PLC0415
-    from qicollab.jobs.workers import Heartbeat  # noqa: PLC0415
+    from qicollab.jobs.local import consume  # noqa: PLC0415
+    from qicollab.jobs.queue import BACKEND, JobQueue  # noqa: PLC0415
 
-    queue = JobQueue(app.settings)
-    try:
-        if drain:
-            count = queue.drain()
-            click.echo(f"ran {count} queued task{'s' if count != 1 else ''}")
-            return
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        consumer = queue.huey.create_consumer(workers=workers, worker_type=worker_type)
-        click.echo(f"worker: {workers} {worker_type} worker(s) on {type(queue.huey).__name__}")
-        heartbeat = Heartbeat(
-            queue.session_factory,
-            mode="worker",
-            interval=queue.beat_seconds,
-            on_beat=queue.reap_stale,
-        ).start()
+    if drain:
+        queue = JobQueue(app.settings)
         try:
-            consumer.run()
+            count = queue.drain()
         finally:
-            heartbeat.stop()
-    finally:
-        queue.close()
+            queue.close()
+        click.echo(f"ran {count} queued task{'s' if count != 1 else ''}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    backend = app.settings.get(BACKEND) or "sqlite"
+    click.echo(f"worker: {workers} {worker_type} worker(s) on the {backend} queue")
+    consume(app.settings, workers=workers, worker_type=worker_type)

@@ -371,3 +371,59 @@ def test_a_queued_job_runs_under_a_lease_released_once_its_tasks_are_queued(
     row = _job_row(factory, job_id)
     assert (row.status, row.result) == (JobStatus.SUCCEEDED, {"sum": 13})
     assert (row.worker, row.lease_until) == (consumer_name(), None)
+
+
+def test_a_job_run_here_goes_through_the_same_handler_and_tasks(settings, engine, factory, jobs):
+    """``run_here`` with no processes (``qicollab reports render --workers 0``): the handler
+    plans, every task is claimed and recorded, the final step ends the job, in this process."""
+    from qicollab.jobs.local import run_here
+
+    job_id = jobs.create(KIND, params={"numbers": [4, 5, 6]}).id
+    with run_here(settings, job_id, processes=0, engine=engine):
+        pass
+    state = jobs.get(job_id)
+    assert (state.status, state.result) == (JobStatus.SUCCEEDED, {"sum": 16 + 25 + 36})
+    assert _outcomes(factory) == [("n4", 16), ("n5", 25), ("n6", 36)]
+    assert state.tasks is not None
+    assert [(s.worker, s.done) for s in state.tasks.workers] == [(consumer_name(), 3)]
+
+
+def test_the_cli_hands_a_job_to_the_running_workers_when_one_is_alive(
+    settings, engine, factory, jobs
+):
+    """A worker's recent heartbeat: the command enqueues on the shared queue and follows the
+    job (here a thread drains that queue, as a `qicollab worker` would) instead of running it."""
+    import threading
+
+    from qicollab.cli._dispatch import run_job
+    from qicollab.cli.context import LazyApp
+    from qicollab.jobs.local import workers_running
+    from qicollab.jobs.workers import Heartbeat
+
+    shared = {**settings, "qicollab.queue.backend": "sqlite"}
+    app = LazyApp(None)
+    app.__dict__.update(settings=shared, engine=engine, session_factory=factory)
+    assert not workers_running(shared, factory)
+    Heartbeat(factory, mode="worker").beat(started=True)
+    assert workers_running(shared, factory)
+    assert not workers_running({**shared, "qicollab.queue.immediate": "true"}, factory)
+
+    job_id = jobs.create(KIND, params={"numbers": [7]}).id
+    consumer = JobQueue(shared, engine=engine)
+
+    def drain_when_queued() -> None:
+        deadline = time.monotonic() + 60
+        while not consumer.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        consumer.drain()
+
+    thread = threading.Thread(target=drain_when_queued)
+    thread.start()
+    try:
+        state = run_job(
+            app, job_id, processes=None, default_processes=0, description="t", bar=False
+        )
+    finally:
+        thread.join()
+        consumer.close()
+    assert (state.status, state.result) == (JobStatus.SUCCEEDED, {"sum": 49})

@@ -187,7 +187,8 @@ def test_reports_render_in_a_pool_of_warm_workers(world, settings, session_facto
     assert (len(summary.rendered), len(rows)) == (3, 3)
 
 
-def test_the_command_renders_a_run(world, settings, monkeypatch):
+@pytest.mark.parametrize("workers", ["0", "1"])  # in this process; one worker process for it
+def test_the_command_renders_a_run(world, settings, monkeypatch, workers):
     monkeypatch.setenv("DATABASE_URL", settings["sqlalchemy.url"])
     monkeypatch.setenv("QICOLLAB_STORAGE", settings["qicollab.storage"])
     monkeypatch.chdir(Path(settings["qicollab.storage"]).parent)
@@ -199,7 +200,7 @@ def test_the_command_renders_a_run(world, settings, monkeypatch):
             "--run",
             str(world.run_id),
             "--workers",
-            "0",
+            workers,
             "--member",
             str(world.member),
             "--members-only",
