@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from qicollab.config import as_bool, storage_path
 from qicollab.jobs.queue import BACKEND, IMMEDIATE, URL, JobQueue
+from qicollab.jobs.services import JobService, JobStateError
 from qicollab.jobs.workers import Heartbeat, worker_health
 
 if TYPE_CHECKING:
@@ -95,10 +96,19 @@ def run_here(
         consumers = [context.Process(target=consume, args=(private,)) for _ in range(processes)]
         for process in consumers:
             process.start()
+        stopped = threading.Event()
+        watchdog = threading.Thread(
+            target=_fail_if_consumers_exit,
+            args=(consumers, queue, job_id, stopped),
+            name="qicollab-watchdog",
+            daemon=True,
+        )
         try:
             queue.enqueue(job_id)
+            watchdog.start()
             yield
         finally:
+            stopped.set()
             queue.close()
             for process in consumers:
                 if process.pid is not None and process.is_alive():
@@ -108,3 +118,22 @@ def run_here(
                 if process.is_alive():
                     process.kill()
                     process.join()
+
+
+def _fail_if_consumers_exit(
+    consumers: list[Any], queue: JobQueue, job_id: int, stopped: threading.Event
+) -> None:
+    """Fail the job when every consumer started for it has exited before it ended (e.g. a
+    consumer could not open the database), so the caller following it does not wait forever."""
+    while not stopped.wait(1.0):
+        if any(process.is_alive() for process in consumers):
+            continue
+        codes = ", ".join(str(process.exitcode) for process in consumers)
+        try:
+            JobService(queue.session_factory).fail(
+                job_id, f"the worker processes started for it exited (exit codes {codes})"
+            )
+        except JobStateError:
+            return  # it ended meanwhile
+        queue.abandon(job_id)
+        return

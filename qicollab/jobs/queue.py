@@ -348,17 +348,21 @@ class JobQueue:
         for job_id in reaped.failed_jobs:
             fanout.finish_if_complete(self.session_factory, job_id, jobs)
         for job_id in reaped.stranded:
-            state = jobs.get(job_id)
-            try:
-                handler_for(state.kind)  # imports the modules that register task kinds
-                kind = fanout.kind_for(state.kind)
-            except LookupError:
-                continue  # a kind without tasks has nothing to clean up
-            try:
-                kind.abandon(state, state.error or "failed", self.session_factory)
-            except Exception:  # logged; the job itself is failed already
-                log.exception("job %s: cleaning up after its dead consumer failed", job_id)
+            self.abandon(job_id)
         return reaped
+
+    def abandon(self, job_id: int) -> None:
+        """Let a failed job's kind clean up after it (e.g. mark its benchmark run failed)."""
+        state = JobService(self.session_factory).get(job_id)
+        try:
+            handler_for(state.kind)  # imports the modules that register task kinds
+            kind = fanout.kind_for(state.kind)
+        except LookupError:
+            return  # a kind without tasks has nothing to clean up
+        try:
+            kind.abandon(state, state.error or "failed", self.session_factory)
+        except Exception:  # logged; the job itself is failed already
+            log.exception("job %s: cleaning up after it failed", job_id)
 
     def close(self) -> None:
         """Release the queue's storage connection and an engine it created."""

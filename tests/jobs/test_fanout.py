@@ -427,3 +427,22 @@ def test_the_cli_hands_a_job_to_the_running_workers_when_one_is_alive(
         thread.join()
         consumer.close()
     assert (state.status, state.result) == (JobStatus.SUCCEEDED, {"sum": 49})
+
+
+def test_a_job_run_by_consumers_that_cannot_start_fails_instead_of_waiting_forever(
+    settings, engine, jobs
+):
+    """``run_here`` with processes: consumers that exit at once (here they cannot open their
+    database) fail the job with their exit codes, so the command following it ends."""
+    from qicollab.jobs.local import run_here
+
+    broken = {**settings, "sqlalchemy.url": f"sqlite:///{settings['qicollab.storage']}/no/db"}
+    job_id = jobs.create(KIND, params={"numbers": [1]}).id
+    deadline = time.monotonic() + 120
+    with run_here(broken, job_id, processes=1, engine=engine):
+        while not jobs.get(job_id).finished:
+            assert time.monotonic() < deadline, "the job was left waiting"
+            time.sleep(0.2)
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert "worker processes started for it exited" in state.error
