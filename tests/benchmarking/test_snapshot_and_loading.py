@@ -213,6 +213,44 @@ def test_tolerant_json_path():
     assert list(frame["asa"]) == ["2", "1"]
 
 
+def test_arrow_batches_keep_categoricals_compact_and_drop_unknown_levels():
+    """The fast path hands pandas dictionary-encoded strings: the spec's levels, in its order,
+    with values outside them missing, as the tolerant path gives."""
+    from qicollab.measures.spec import Covariate, CovariateType, OutcomeFamily, RiskModelSpec
+
+    spec = RiskModelSpec(
+        outcome="y",
+        family=OutcomeFamily.BINOMIAL,
+        covariates=(
+            Covariate("bmi", CovariateType.NUMERIC),
+            Covariate("asa", CovariateType.CATEGORICAL, levels=("1", "2", "3"), reference="1"),
+        ),
+    )
+    lines = b"".join(
+        b'{"_id":%d,"_sub":1,"_year":2025,"_month":null,"_seq":%d,"_y":0,"bmi":%s,"asa":%s}\n'
+        % (i, i, bmi, asa)
+        for i, (bmi, asa) in enumerate(
+            [(b"22.5", b'"3"'), (b"30", b'"9"'), (b"null", b'"1"'), (b"18", b"null")], start=1
+        )
+    )
+    table = loading._parse_lines(lines, spec)
+    frame = loading._to_frame(table).rename(
+        columns={
+            "_year": "event_year",
+            "_month": "event_month",
+            "_seq": "sequence",
+            "_y": "outcome",
+        }
+    )
+    frame["member_id"], frame["period_id"] = 1, 1
+    frame = loading._finish_patients(frame, spec)
+    assert list(frame["asa"].cat.categories) == ["1", "2", "3"]
+    assert frame["asa"].iloc[[0, 2]].tolist() == ["3", "1"]
+    assert frame["asa"].isna().tolist() == [False, True, False, True]
+    assert np.isnan(frame["bmi"].iloc[2])
+    assert frame["bmi"].dtype == np.float64
+
+
 def test_snapshot_needs_something(session):
     collaborative = session.scalar(sa.select(Collaborative))
     with pytest.raises(SnapshotError):
