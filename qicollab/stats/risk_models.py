@@ -23,6 +23,7 @@ No statsmodels object leaves this module.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -876,11 +877,43 @@ def _capture(record: list[warnings.WarningMessage]) -> None:
         warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
+#: Rows per block of the Hessian X'WX: each block's weighted copy stays in the CPU cache.
+_HESSIAN_BLOCK_ROWS = 32_768
+
+
+def _weighted_gram(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """X' diag(w) X accumulated over blocks of rows (no n x p temporary)."""
+    out = np.zeros((x.shape[1], x.shape[1]))
+    for first in range(0, x.shape[0], _HESSIAN_BLOCK_ROWS):
+        block = x[first : first + _HESSIAN_BLOCK_ROWS]
+        out += block.T @ (block * weight[first : first + _HESSIAN_BLOCK_ROWS, None])
+    return out
+
+
+@functools.cache
+def _logit_model() -> type:
+    """statsmodels' ``Logit`` with its Hessian computed in row blocks.
+
+    Why: ``Logit.hessian`` builds the weighted transpose of the whole design (n x p, 190 MB at
+    1M x 24) at every Newton step and for the covariance. Blocked, the whole fit of the
+    benchmark's 1M records took 2.8 s of CPU instead of 4.3 s, with the same 4 steps,
+    coefficients within 3e-15 and covariances within 1e-10 (relative). The Newton path, its
+    stopping rule and the covariance are statsmodels'.
+    """
+    from statsmodels.discrete.discrete_model import Logit  # noqa: PLC0415
+
+    class BlockedLogit(Logit):
+        def hessian(self, params: np.ndarray) -> np.ndarray:
+            fitted = self.predict(params)
+            return -_weighted_gram(self.exog, fitted * (1.0 - fitted))
+
+    return BlockedLogit
+
+
 def _fit_logit(
     y: np.ndarray, x: np.ndarray, *, warm_start: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray, float, int, str]:
-    from statsmodels.discrete.discrete_model import Logit  # noqa: PLC0415
-
+    logit = _logit_model()
     n = len(y)
     start = None
     method = "statsmodels Logit (Newton)"
@@ -889,7 +922,7 @@ def _fit_logit(
         rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
-            sub = Logit(y[rows], x[rows], check_rank=False, hasconst=True).fit(
+            sub = logit(y[rows], x[rows], check_rank=False, hasconst=True).fit(
                 method="newton", disp=0, maxiter=50
             )
         if not record and np.all(np.isfinite(sub.params)):
@@ -899,7 +932,7 @@ def _fit_logit(
         warnings.simplefilter("always")
         # check_rank=False: statsmodels would QR-decompose the whole design (1 s per 1M rows);
         # fit_risk_model has already checked the rank on X'X; column 0 is the intercept.
-        result = Logit(y, x, check_rank=False, hasconst=True).fit(
+        result = logit(y, x, check_rank=False, hasconst=True).fit(
             method="newton", start_params=start, disp=0, maxiter=100
         )
     _capture(record)
