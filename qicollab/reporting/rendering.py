@@ -31,7 +31,6 @@ import sqlalchemy as sa
 import qicollab.models  # noqa: F401 - every mapper configured, also in spawned workers
 from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
 from qicollab.db import READ_ONLY_OPTION, session_scope
-from qicollab.jobs.models import JobStatus
 from qicollab.jobs.workers import consumer_name
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
@@ -364,43 +363,6 @@ def record_report(session: Session, outcome: RenderOutcome, job_id: int | None) 
     row.job_id = job_id
     row.worker = outcome.worker
     session.flush()
-
-
-def render_run_as_job(
-    renderer: ReportRenderer,
-    jobs: JobService,
-    run_id: int,
-    *,
-    collaborative_id: int | None,
-    created_by_id: int | None = None,
-    job_id: int | None = None,
-    **options: Any,
-) -> tuple[int, RenderSummary]:
-    """Create (or take) a job, render the run under it, and finish the job.
-
-    The job fails when any report failed (naming them), but every report that rendered is
-    recorded, and every failed one keeps its previous file and row.
-    """
-    if job_id is None:
-        job_id = jobs.create(
-            JOB_KIND,
-            params={"run_id": run_id},
-            collaborative_id=collaborative_id,
-            created_by_id=created_by_id,
-        ).id
-    if jobs.get(job_id).status is not JobStatus.RUNNING:
-        jobs.start(job_id, message=f"rendering reports of run {run_id}")
-    try:
-        summary = renderer.render_run(run_id, job_id=job_id, **options)
-    except Exception as error:
-        jobs.fail(job_id, error)
-        raise
-    if summary.failed:
-        names = ", ".join(o.task.spec.filename for o in summary.failed[:10])
-        jobs.fail(job_id, f"{len(summary.failed)} report(s) failed, previous files kept: {names}")
-    else:
-        jobs.succeed(job_id, result=summary.to_json(), message=f"{len(summary.rendered)} reports")
-    return job_id, summary
 
 
 def cpu_workers() -> int:

@@ -11,12 +11,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from qicollab.cli import cli
+from qicollab.jobs.local import run_here
 from qicollab.jobs.models import JobStatus
 from qicollab.jobs.services import JobService
 from qicollab.reporting import pdf as pdf_module
 from qicollab.reporting import rendering
 from qicollab.reporting.models import Report, ReportKind
-from qicollab.reporting.rendering import ReportRenderer, render_run_as_job
+from qicollab.reporting.rendering import JOB_KIND, ReportRenderer
 
 
 def _reports(db_session) -> list[Report]:
@@ -127,8 +128,17 @@ def test_a_failure_while_writing_keeps_the_previous_file(
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def _render_job(settings, engine, jobs: JobService, world, member_ids, kinds) -> int:
+    """A report batch job run in this process through the per-task dispatch."""
+    params = {"run_id": world.run_id, "member_ids": member_ids, "kinds": [k.value for k in kinds]}
+    job_id = jobs.create(JOB_KIND, params=params, collaborative_id=world.collaborative_id).id
+    with run_here(settings, job_id, processes=0, engine=engine):
+        pass
+    return job_id
+
+
 def test_a_failed_report_fails_the_job_but_records_the_others(
-    world, settings, session_factory, db_session, monkeypatch
+    world, settings, engine, session_factory, db_session, monkeypatch
 ):
     def fail_for_other(task):
         if task.spec.member_id == world.other:
@@ -136,14 +146,8 @@ def test_a_failed_report_fails_the_job_but_records_the_others(
 
     monkeypatch.setattr(rendering, "RENDER_HOOK", fail_for_other)
     jobs = JobService(session_factory)
-    renderer = ReportRenderer(session_factory, settings, workers=0, jobs=jobs)
-    job_id, _summary = render_run_as_job(
-        renderer,
-        jobs,
-        world.run_id,
-        collaborative_id=world.collaborative_id,
-        member_ids=[world.member, world.other],
-        kinds=[ReportKind.MEMBER],
+    job_id = _render_job(
+        settings, engine, jobs, world, [world.member, world.other], [ReportKind.MEMBER]
     )
     state = jobs.get(job_id)
     assert state.status is JobStatus.FAILED
@@ -151,22 +155,21 @@ def test_a_failed_report_fails_the_job_but_records_the_others(
     assert [r.member_id for r in _reports(db_session)] == [world.member]
 
 
-def test_the_job_reports_progress_to_the_end(world, settings, session_factory):
-    seen = []
-    jobs = JobService(
-        session_factory, listener=lambda state: seen.append((state.done, state.total))
-    )
-    renderer = ReportRenderer(session_factory, settings, workers=0, jobs=jobs)
-    job_id, _ = render_run_as_job(
-        renderer,
+def test_the_job_reports_progress_to_the_end(world, settings, engine, session_factory):
+    jobs = JobService(session_factory)
+    job_id = _render_job(
+        settings,
+        engine,
         jobs,
-        world.run_id,
-        collaborative_id=world.collaborative_id,
-        member_ids=[world.member],
-        kinds=[ReportKind.MEMBER, ReportKind.BLINDED_SUMMARY],
+        world,
+        [world.member],
+        [ReportKind.MEMBER, ReportKind.BLINDED_SUMMARY],
     )
-    assert jobs.get(job_id).status is JobStatus.SUCCEEDED
-    assert seen[-1] == (2, 2)
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.SUCCEEDED
+    assert (state.done, state.total) == (2, 2)
+    assert state.tasks is not None
+    assert (state.tasks.done, state.tasks.total) == (2, 2)
 
 
 def test_a_run_that_did_not_succeed_cannot_be_rendered(world, settings, session_factory):
