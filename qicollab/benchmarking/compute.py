@@ -37,6 +37,7 @@ from qicollab.benchmarking import loading, methods
 from qicollab.benchmarking.inputs import MeasureInfo, MeasureOutput, RunInputs
 from qicollab.benchmarking.payloads import (
     AbcPayload,
+    BenchmarkStanding,
     ChangePayload,
     Distribution,
     FunnelPayload,
@@ -52,8 +53,8 @@ from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
 from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
+from qicollab.stats import achievable, peer
 from qicollab.stats import change as stats_change
-from qicollab.stats import peer
 
 if TYPE_CHECKING:
     from qicollab.benchmarking.methods import Funnel
@@ -109,6 +110,8 @@ class Units:
     value: np.ndarray
     ci: dict[str, tuple[np.ndarray, np.ndarray]]  # "95"/"99.8" -> value-scale limits
     shrunk: np.ndarray
+    #: The shrunk values' 95% intervals on the value scale (None without shrinkage).
+    shrunk_ci: tuple[np.ndarray, np.ndarray] | None
     shrinkage: ShrinkagePayload
     funnel_for: Callable[[np.ndarray], Funnel]
     #: ABC inputs: numerator/denominator pooled over the benchmark members, and the ranking.
@@ -239,6 +242,29 @@ def _measure_fields(measure: MeasureInfo) -> dict[str, Any]:
     }
 
 
+def _exp(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.exp(values)
+
+
+def _scaled_interval(
+    shrink: methods.Shrinkage, scale: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shrunk estimates' interval on the value scale (O/E x ``scale``), or None."""
+    if shrink.lower is None or shrink.upper is None:
+        return None
+    return shrink.lower * scale, shrink.upper * scale
+
+
+def _pair(
+    low: np.ndarray | None, high: np.ndarray | None, i: int
+) -> tuple[float | None, float | None] | None:
+    """One member's stored interval (None when there is none or it is not finite)."""
+    if low is None or high is None:
+        return None
+    pair = (_number(low[i]), _number(high[i]))
+    return pair if None not in pair else None
+
+
 def _unshrunk(values: np.ndarray) -> methods.Shrinkage:
     """The run's ``shrinkage = "none"``: members' own values, ranked as they are."""
     return methods.Shrinkage("none (members' own values)", np.asarray(values, dtype=float), {})
@@ -321,7 +347,11 @@ def _patient_units(
             se = np.sqrt(v) / o
         shrink = methods.eb_normal(log_ratio, se, 0.0)
         shrink = methods.Shrinkage(
-            "normal-normal (log O/E)", np.exp(shrink.estimate), shrink.params
+            "normal-normal (log O/E)",
+            np.exp(shrink.estimate),
+            shrink.params,
+            _exp(shrink.lower),
+            _exp(shrink.upper),
         )
     value = ratio * overall
     units = Units(
@@ -333,6 +363,7 @@ def _patient_units(
         value=value,
         ci={key: (low * overall, high * overall) for key, (low, high) in ratio_ci.items()},
         shrunk=shrink.estimate * overall,
+        shrunk_ci=_scaled_interval(shrink, overall),
         shrinkage=ShrinkagePayload.of(shrink.method, shrink.params, applied_to="O/E"),
         funnel_for=funnel_for,
         abc_numerator=value * n,
@@ -351,6 +382,7 @@ def _patient_units(
             "oe": _number(ratio[i]),
             "oe_ci": {key: (low[i], high[i]) for key, (low, high) in ratio_ci.items()},
             "shrunk_oe": _number(shrink.estimate[i]),
+            "shrunk_oe_ci95": _pair(shrink.lower, shrink.upper, i),
             "variance": float(v[i]),
             "interval_method": "exact (<10 events) / Byar" if counts else "normal, model variance",
         }
@@ -482,7 +514,10 @@ def _aggregate_units(
             shrink = _unshrunk(rate)
         else:
             gamma = methods.eb_gamma_poisson(x, expected)
-            shrink = methods.Shrinkage(gamma.method, gamma.estimate * overall, gamma.params)
+            low, high = _scaled_interval(gamma, overall) or (None, None)
+            shrink = methods.Shrinkage(
+                gamma.method, gamma.estimate * overall, gamma.params, low, high
+            )
         rank_by = shrink.estimate
         interval = "exact Poisson"
         funnel_scale = overall
@@ -495,6 +530,7 @@ def _aggregate_units(
         value=rate,
         ci=ci,
         shrunk=shrink.estimate,
+        shrunk_ci=_scaled_interval(shrink, 1.0),
         shrinkage=ShrinkagePayload.of(shrink.method, shrink.params),
         funnel_for=funnel_for,
         abc_numerator=x,
@@ -595,6 +631,7 @@ def _mean_units(
         value=mean,
         ci=ci,
         shrunk=shrink.estimate,
+        shrunk_ci=_scaled_interval(shrink, 1.0),
         shrinkage=ShrinkagePayload.of(shrink.method, shrink.params),
         funnel_for=funnel_for,
         abc_numerator=mean * weight,
@@ -743,6 +780,24 @@ def _ranks(values: np.ndarray, *, higher_is_better: bool) -> tuple[np.ndarray, n
     return rank, decile
 
 
+def benchmark_standings(
+    values: np.ndarray, benchmark: float | None, *, higher_is_better: bool
+) -> list[BenchmarkStanding]:
+    """Each member's value against a benchmark, as stored (all None without a benchmark)."""
+    judged = achievable.benchmark_gaps(values, benchmark, lower_is_better=not higher_is_better)
+    return [
+        BenchmarkStanding(
+            reaches=bool(judged.reaches[i]),
+            distance=judged.distance[i],
+            gap=judged.gap[i],
+            relative_gap=judged.relative_gap[i],
+        )
+        if judged.known[i]
+        else BenchmarkStanding()
+        for i in range(len(judged.known))
+    ]
+
+
 def withheld_reason(contributors: int, minimum: int) -> str | None:
     """Why peer figures are not given, or None when enough members contributed."""
     if contributors >= minimum:
@@ -798,16 +853,16 @@ def _finish(
             continue
         group_payload = SummaryPayload.from_json(summary["payload"])
         group_ranks, group_deciles = _ranks(units.shrunk[mask], higher_is_better=better_high)
-        group_abc = summary["abc"]
+        shown = group_payload.withheld is None
+        group_standings = benchmark_standings(
+            units.value[mask], summary["abc"] if shown else None, higher_is_better=better_high
+        )
         for rank, i in enumerate(np.flatnonzero(mask)):
-            shown = group_payload.withheld is None
             peers[i][group.code] = PeerStanding(
                 decile=(int(group_deciles[rank]) or None) if shown else None,
                 rank=(int(group_ranks[rank]) or None) if shown else None,
                 ranked=int(np.count_nonzero(group_ranks)) if shown else 0,
-                distance_to_abc=units.value[i] - group_abc
-                if shown and group_abc is not None
-                else None,
+                benchmark=group_standings[rank],
                 status=StatusPair(warning=group_statuses[0][rank], alarm=group_statuses[1][rank])
                 if group_statuses is not None and not below[i]
                 else None,
@@ -830,6 +885,7 @@ def _finish(
 
     limit_scale = units.funnel_to_value
     abc_value = benchmark.value if withheld is None and math.isfinite(benchmark.value) else None
+    standings = benchmark_standings(units.value, abc_value, higher_is_better=better_high)
     for i, member_id in enumerate(units.member_ids):
         extra = units.extra[i] if units.extra else {}
         note = None
@@ -844,10 +900,6 @@ def _finish(
             )
             status = None
             warning_status = None
-        distance = _number(units.value[i] - abc_value) if abc_value is not None else None
-        gap = None
-        if distance is not None:
-            gap = -distance if better_high else distance
         limits: dict[str, tuple[float, float]] = {}
         if funnel is not None:
             limits = {
@@ -866,8 +918,9 @@ def _finish(
             funnel_limits=limits,
             below_minimum_volume=bool(below[i]),
             outlier_note=note,
+            shrunk_ci95=_pair(*units.shrunk_ci, i) if units.shrunk_ci is not None else None,
             abc_member=bool(benchmark.selected[i]) and withheld is None,
-            abc_gap=gap,
+            benchmark=standings[i],
             rank=(int(ranks[i]) or None) if withheld is None else None,
             ranked=int(np.count_nonzero(ranks)) if withheld is None else 0,
             peers=peers[i],
@@ -888,7 +941,7 @@ def _finish(
                 "shrunk_value": _number(units.shrunk[i]),
                 "outlier_status": status,
                 "decile": (int(deciles[i]) or None) if withheld is None else None,
-                "distance_to_abc": distance,
+                "distance_to_abc": standings[i].distance,
                 "payload": payload.to_json(),
             }
         )
@@ -959,7 +1012,11 @@ def _summary(
     if funnel is None:
         funnel = units.funnel_for(mask)
     _, warning, alarm = _statuses(funnel, members, higher_is_better=better_high)
+    reaching = achievable.benchmark_gaps(
+        units.value[mask], benchmark.value, lower_is_better=not better_high
+    ).reaches
     fields |= {
+        "at_benchmark": int(reaching.sum()),
         "funnel": _funnel_payload(funnel, units),
         "distribution": Distribution(**methods.distribution(units.value[mask])),
         "distribution_shrunk": Distribution(**methods.distribution(units.shrunk[mask])),

@@ -253,6 +253,9 @@ class Shrinkage:
     method: str
     estimate: np.ndarray
     params: dict[str, float]
+    #: The estimates' 95% intervals (the model's posterior intervals); None without shrinkage.
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
 
 def eb_gamma_poisson(observed: np.ndarray, expected: np.ndarray) -> Shrinkage:
@@ -266,6 +269,9 @@ def eb_gamma_poisson(observed: np.ndarray, expected: np.ndarray) -> Shrinkage:
         return Shrinkage("gamma-poisson", shrunk, {})
     result = stats_shrinkage.gamma_poisson_shrinkage(o[ok], e[ok])
     shrunk[ok] = [estimate.shrunk for estimate in result.estimates]
+    lower, upper = np.full(len(o), np.nan), np.full(len(o), np.nan)
+    lower[ok] = [estimate.lower for estimate in result.estimates]
+    upper[ok] = [estimate.upper for estimate in result.estimates]
     return Shrinkage(
         result.method,
         shrunk,
@@ -276,6 +282,8 @@ def eb_gamma_poisson(observed: np.ndarray, expected: np.ndarray) -> Shrinkage:
             "overdispersed": result.overdispersed,
             "note": result.note,
         },
+        lower,
+        upper,
     )
 
 
@@ -290,6 +298,9 @@ def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
         return Shrinkage("beta-binomial", shrunk, {})
     result = stats_shrinkage.beta_binomial_shrinkage(np.minimum(x[ok], n[ok]), n[ok])
     shrunk[ok] = [estimate.shrunk for estimate in result.estimates]
+    lower, upper = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    lower[ok] = [estimate.lower for estimate in result.estimates]
+    upper[ok] = [estimate.upper for estimate in result.estimates]
     return Shrinkage(
         result.method,
         shrunk,
@@ -301,6 +312,8 @@ def eb_beta_binomial(x: np.ndarray, n: np.ndarray) -> Shrinkage:
             "overdispersed": result.overdispersed,
             "note": result.note,
         },
+        lower,
+        upper,
     )
 
 
@@ -318,15 +331,22 @@ def eb_random_intercept(fit: RiskFit, y: np.ndarray, member: np.ndarray) -> Shri
         start=fit.model.params,
         terms=fit.model.terms,
     )
-    ratio = {u.unit: u.ratio for u in result.units}
-    estimate = np.array([ratio[m] for m in np.unique(member).tolist()])
+    by_member = {u.unit: u for u in result.units}
+    order = [by_member[m] for m in np.unique(member).tolist()]
+    estimate = np.array([u.ratio for u in order])
     params = {
         "between_member_sd": result.sigma,
         "log_likelihood": result.log_likelihood,
         "quadrature_points": result.quadrature_points,
         "note": "P/E at each member's conditional mode; between-member SD on the logit scale",
     }
-    return Shrinkage(result.method, estimate, params)
+    return Shrinkage(
+        result.method,
+        estimate,
+        params,
+        np.array([u.lower for u in order]),
+        np.array([u.upper for u in order]),
+    )
 
 
 def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:
@@ -334,7 +354,13 @@ def eb_normal(y: np.ndarray, se: np.ndarray, target: float) -> Shrinkage:
     normal_normal_shrinkage`."""
     result = stats_shrinkage.normal_normal_shrinkage(y, se, target)
     shrunk = np.array([estimate.shrunk for estimate in result.estimates])
-    return Shrinkage(result.method, shrunk, {"tau2": result.tau2, "target": result.target})
+    return Shrinkage(
+        result.method,
+        shrunk,
+        {"tau2": result.tau2, "target": result.target},
+        np.array([estimate.lower for estimate in result.estimates]),
+        np.array([estimate.upper for estimate in result.estimates]),
+    )
 
 
 # --- funnels ----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from qicollab.stats.spc_results import ControlChart
 
 #: Bump whenever a payload class changes shape or meaning; runs stored under another version
 #: are refused until recomputed.
-PAYLOAD_VERSION = 2
+PAYLOAD_VERSION = 3
 
 #: Funnel and interval levels as stored keys.
 LEVEL_KEYS = ("95", "99.8")
@@ -120,7 +120,7 @@ class Payload(BaseModel):
 class Versioned(Payload):
     """A top-level stored payload."""
 
-    version: Literal[2] = PAYLOAD_VERSION
+    version: Literal[3] = PAYLOAD_VERSION
 
 
 # --- summaries ----------------------------------------------------------------------------------
@@ -270,6 +270,8 @@ class SummaryPayload(Versioned):
     distribution: Distribution | None = None
     distribution_shrunk: Distribution | None = None
     abc: AbcPayload | None = None
+    #: Members whose value reaches ``abc`` (None when withheld).
+    at_benchmark: Integer | None = None
     shrinkage: ShrinkagePayload | None = None
     overall: Number = None
     model: ModelInfo | None = None
@@ -292,6 +294,21 @@ class StatusPair(Payload):
     alarm: str | None = None
 
 
+class BenchmarkStanding(Payload):
+    """A member's value against a benchmark (ABC), judged by the run
+    (:func:`qicollab.stats.achievable.benchmark_gaps`); readers show it, never re-judge it.
+    All None when figures about peers are withheld or the member has no value."""
+
+    #: At or better than the benchmark, in the measure's direction.
+    reaches: bool | None = None
+    #: value - benchmark, on the stored value scale.
+    distance: Number = None
+    #: Improvement still needed (>= 0; 0 when reached), on the stored value scale.
+    gap: Number = None
+    #: gap / |benchmark|: how the executive summary ranks the largest gaps.
+    relative_gap: Number = None
+
+
 class PeerStanding(Payload):
     """A member's place within one peer group."""
 
@@ -299,7 +316,8 @@ class PeerStanding(Payload):
     #: 1 = best, among ``ranked`` members of the group (on the shrunk value, like the decile).
     rank: Integer | None = None
     ranked: Integer = 0
-    distance_to_abc: Number = None
+    #: Against the group's own benchmark.
+    benchmark: BenchmarkStanding = BenchmarkStanding()
     status: StatusPair | None = None
 
 
@@ -329,6 +347,10 @@ class MemberPayload(Versioned):
     #: Level key ("95", "99.8") -> O/E interval.
     oe_ci: dict[str, Interval] = {}
     shrunk_oe: Number = None
+    #: 95% interval of ``shrunk_oe`` (the shrinkage model's posterior interval).
+    shrunk_oe_ci95: Interval | None = None
+    #: 95% interval of the shrunk value (the row's ``shrunk_value``), on the stored value scale.
+    shrunk_ci95: Interval | None = None
     variance: Number = None
     periods: Integer | None = None
     se: Number = None
@@ -343,7 +365,8 @@ class MemberPayload(Versioned):
     below_minimum_volume: bool = False
     outlier_note: str | None = None
     abc_member: bool = False
-    abc_gap: Number = None
+    #: Against the collaborative's benchmark.
+    benchmark: BenchmarkStanding = BenchmarkStanding()
     decile_basis: str = "shrunk value; 1 = best tenth"
     #: 1 = best among ``ranked`` members (on the shrunk value, like the decile); None when
     #: figures about peers are withheld.

@@ -492,6 +492,8 @@ def abc_command(
                     "rank": u.rank,
                     "in_benchmark": u.in_benchmark,
                     "distance": u.distance,
+                    "gap": u.gap,
+                    "reaches": u.reaches,
                 }
                 for u in result.units
             ],

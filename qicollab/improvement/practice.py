@@ -2,9 +2,10 @@
 changed, against the rest (:func:`qicollab.stats.practice.compare_practice` computes it).
 
 Run results are read through the stored payload classes (:mod:`qicollab.benchmarking.payloads`).
-Per measure, a member is a best performer when its whole-cycle value is at or better than the
-achievable benchmark, and an improver when the run's test of change over the cycle
-(:mod:`qicollab.stats.change`, ``MemberPayload.change``) says it improved beyond chance.
+Per measure, a member is a best performer when the run judged its whole-cycle value at or better
+than the achievable benchmark (``MemberPayload.benchmark``), and an improver when the run's test
+of change over the cycle (:mod:`qicollab.stats.change`, ``MemberPayload.change``) says it
+improved beyond chance.
 Its change ideas are those of its PDSA cycles linked to the measure (adopted: Act = adopt).
 Members whose figures are suppressed for the measure are left out, so the comparison never
 stands on a small cell; groups below the minimum number of contributors are withheld.
@@ -23,7 +24,6 @@ from cachetools import LRUCache
 from qicollab.benchmarking.payloads import MemberPayload
 from qicollab.improvement.models import ActDecision, PdsaCycle, pdsa_measures
 from qicollab.improvement.package import ChangePackageService, IdeaView
-from qicollab.reporting.sections import reaches
 from qicollab.stats.practice import MIN_CONTRIBUTORS, GroupUse, PracticeComparison, compare_practice
 
 if TYPE_CHECKING:
@@ -87,7 +87,6 @@ def best_practice(
     out = []
     for measure in run.measures:
         summary = run.summary(measure.id)
-        abc = summary.abc if summary else None
         # The run's own minimum when it stored one (never below the caller's).
         stored = summary.payload.min_contributors if summary else 0
         k = max(min_contributors, stored or 0)
@@ -97,9 +96,12 @@ def best_practice(
             if measure_id != measure.id or result.value is None or member_id in hidden:
                 continue
             contributors.add(member_id)
-            if reaches(measure, result.value, abc):
+            payload = result.payload
+            if not isinstance(payload, MemberPayload):
+                continue
+            if payload.benchmark.reaches:
                 best.add(member_id)
-            change = result.payload.change if isinstance(result.payload, MemberPayload) else None
+            change = payload.change
             if change is not None and change.verdict == "improved":
                 improved.add(member_id)
         tested, adopted = _change_ideas_by_member(session, collaborative_id, measure.id)

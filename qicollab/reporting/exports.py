@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from qicollab.exports import csv_bytes, escape_formula, escape_row
 from qicollab.reporting import formatting
 from qicollab.reporting.privacy import Audience
+from qicollab.reporting.sections import benchmark_standing
 
 if TYPE_CHECKING:
     from qicollab.reporting.results import MeasureView, PeerGroupView, Result, RunData
@@ -45,6 +46,7 @@ HEADER = (
     "decile",
     "benchmark",
     "distance_to_benchmark",
+    "reaches_benchmark",
     "suppressed",
     "peer_figures_withheld",
 )
@@ -55,8 +57,13 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _row(
-    run: RunData, measure: MeasureView, result: Result, audience: Audience, abc: float | None
+def _row(  # noqa: PLR0917 - private: one table row
+    run: RunData,
+    measure: MeasureView,
+    result: Result,
+    audience: Audience,
+    abc: float | None,
+    group: PeerGroupView | None,
 ) -> list[object]:
     member = run.members[result.member_id]
     hidden = audience.hides(result.member_id, run.suppressed(measure))
@@ -69,7 +76,9 @@ def _row(
             return SUPPRESSED
         return _round(None if value is None else value * scale)
 
-    distance = None if result.value is None or abc is None else result.value - abc
+    # The run's judgement against the benchmark shown beside it (none when withheld).
+    standing = benchmark_standing(run, measure.id, result, group)
+    reaches = None if standing.reaches is None else ("yes" if standing.reaches else "no")
     return [
         run.run.id,
         measure.code,
@@ -88,7 +97,8 @@ def _row(
         words.nsqip,
         result.decile,
         _round(abc * measure.multiplier) if abc is not None else None,
-        shown(distance),
+        shown(standing.distance),
+        SUPPRESSED if hidden and reaches is not None else reaches,
         "yes" if hidden else "no",
         summary.withheld if summary is not None else None,
     ]
@@ -109,7 +119,7 @@ def results_table(
                 audience.label(run.members[r.member_id]),
             )
         )
-        rows += [_row(run, measure, result, audience, abc) for result in results]
+        rows += [_row(run, measure, result, audience, abc, group) for result in results]
     return HEADER, rows
 
 

@@ -26,7 +26,6 @@ from qicollab.reporting.sections import (
     distribution_for,
     funnel_for,
     p_text,
-    reaches,
 )
 from qicollab.submissions.models import Submission
 
@@ -97,7 +96,8 @@ class MeasureOverview:
     target: str
     worse: int
     better: int
-    at_benchmark: int
+    #: Members the run judged at or better than the benchmark (the dash when withheld).
+    at_benchmark: str
     #: Members whose change from their first to their last year is beyond chance, and how many
     #: had two years to compare (None when figures about peers are withheld).
     improved: int | None
@@ -251,7 +251,7 @@ def build_overview(
             target=measure.show(measure.target),
             worse=statuses.count("worse"),
             better=statuses.count("better"),
-            at_benchmark=sum(1 for r in results if reaches(measure, r.value, abc)),
+            at_benchmark=formatting.count(summary.payload.at_benchmark if summary else None),
             improved=improved,
             worsened=worsened,
             assessed=assessed,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qicollab.benchmarking.payloads import ChangePayload, MemberPayload
+from qicollab.benchmarking.payloads import BenchmarkStanding, ChangePayload, MemberPayload
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.bars import DistributionPoint, distribution_chart
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
@@ -107,6 +107,10 @@ class MeasureSection:
     benchmark: str
     gap: str
     gap_relative: float | None
+    #: The run's judgement: at or better than the benchmark (None: not judged or withheld).
+    reaches: bool | None
+    #: The shrunk estimate with its interval, as stored (None without shrinkage).
+    shrunk: str | None
     target: str
     comparison: Comparison
     variation: Icon
@@ -173,30 +177,47 @@ def visible(
     return shown, hidden
 
 
-def reaches(measure: MeasureView, value: float | None, benchmark: float | None) -> bool:
-    """At or better than the benchmark, in the measure's direction."""
-    if value is None or benchmark is None:
-        return False
-    return value >= benchmark if measure.higher_is_better else value <= benchmark
+def benchmark_standing(
+    run: RunData, measure_id: int, result: Result | None, group: PeerGroupView | None = None
+) -> BenchmarkStanding:
+    """The member's standing against the benchmark shown beside it, as the run judged it:
+    the peer group's own benchmark when the group has a summary, else the collaborative's."""
+    if result is None or not isinstance(result.payload, MemberPayload):
+        return BenchmarkStanding()
+    if group is not None and run.summary(measure_id, group.id) is not None:
+        entry = result.payload.peers.get(group.code)
+        return entry.benchmark if entry is not None else BenchmarkStanding()
+    return result.payload.benchmark
 
 
-def gap_to(measure: MeasureView, value: float | None, benchmark: float | None) -> float | None:
-    """How far from the benchmark, positive when short of it (in the measure's direction)."""
-    if value is None or benchmark is None:
-        return None
-    return benchmark - value if measure.higher_is_better else value - benchmark
-
-
-def gap_words(measure: MeasureView, value: float | None, benchmark: float | None) -> str:
-    """ "reaches the benchmark" or "x short of the benchmark"."""
-    gap = gap_to(measure, value, benchmark)
-    if gap is None:
+def gap_words(measure: MeasureView, standing: BenchmarkStanding) -> str:
+    """ "reaches the benchmark" or "x short", from the stored standing."""
+    if standing.reaches is None:
         return formatting.MISSING
-    if gap <= 0:
+    if standing.reaches:
         return "reaches the benchmark"
-    shown = formatting.scaled(gap, measure.multiplier) or 0.0
+    shown = formatting.scaled(standing.gap, measure.multiplier) or 0.0
     unit = " pts" if measure.unit == "%" else (f" {measure.unit}" if measure.unit else "")
     return f"{shown:,.{measure.digits}f}{unit} short"
+
+
+def shrunk_text(measure: MeasureView, result: Result | None) -> str | None:
+    """The stored shrunk (empirical-Bayes) estimate with its 95% interval: O/E for
+    risk-adjusted measures, else the value; None without shrinkage."""
+    if result is None or not isinstance(result.payload, MemberPayload):
+        return None
+    payload = result.payload
+    if measure.risk_adjusted and payload.shrunk_oe is not None:
+        text = f"O/E {formatting.ratio(payload.shrunk_oe)}"
+        if payload.shrunk_oe_ci95 is not None:
+            low, high = payload.shrunk_oe_ci95
+            text += f" (95% {formatting.ratio(low)}–{formatting.ratio(high)})"
+        return text
+    if result.shrunk_value is None or payload.shrunk_ci95 is None:
+        return None
+    return (
+        f"{measure.show(result.shrunk_value)} (95% {measure.show_interval(*payload.shrunk_ci95)})"
+    )
 
 
 def comparison(
@@ -465,7 +486,7 @@ def member_sections(
         words = formatting.status(result.outlier_status if result else None)
         abc = summary.abc if summary else None
         value = result.value if result else None
-        gap = gap_to(measure, value, abc)
+        standing = benchmark_standing(run, measure.id, result, group)
         rate = run.summary(measure.id).rate if run.summary(measure.id) else None
         section = MeasureSection(
             measure=measure,
@@ -481,8 +502,10 @@ def member_sections(
             status_badge=status_badge(words.key, words.plain, words.mark),
             decile=result.decile if result and group is None else None,
             benchmark=measure.show(abc),
-            gap=gap_words(measure, value, abc),
-            gap_relative=(gap / abs(abc)) if gap is not None and abc else None,
+            gap=gap_words(measure, standing),
+            gap_relative=standing.relative_gap,
+            reaches=standing.reaches,
+            shrunk=shrunk_text(measure, result),
             target=measure.show(measure.target),
             comparison=comparison(run, measure, audience, member_id, group),
             variation=variation_icon(chart_info.variation, measure.direction),
@@ -530,12 +553,12 @@ def best_practice(
     member_id: int | None,
     group: PeerGroupView | None = None,
 ) -> tuple[list[PeerStanding], int]:
-    """Peers at or better than the benchmark (best first), and how many there are in all."""
-    summary = run.summary(measure.id, group.id if group else None) or run.summary(measure.id)
-    abc = summary.abc if summary else None
+    """Peers the run judged at or better than the benchmark (best first), and how many there
+    are in all."""
     member_ids = group.member_ids if group is not None else None
     shown, _hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
-    at_benchmark = [r for r in shown if r.member_id != member_id and reaches(measure, r.value, abc)]
+    standings = {r.member_id: benchmark_standing(run, measure.id, r, group) for r in shown}
+    at_benchmark = [r for r in shown if r.member_id != member_id and standings[r.member_id].reaches]
     at_benchmark.sort(
         key=lambda r: -(r.value or 0.0) if measure.higher_is_better else (r.value or 0.0)
     )
@@ -548,7 +571,7 @@ def best_practice(
             interval=measure.show_interval(*r.ci95),
             status=formatting.status(r.outlier_status),
             decile=r.decile,
-            gap=gap_words(measure, r.value, abc),
+            gap=gap_words(measure, standings[r.member_id]),
             reaches_benchmark=True,
         )
         for r in at_benchmark[:BEST_PRACTICE_ROWS]
@@ -606,7 +629,7 @@ def executive_summary(sections: Sequence[MeasureSection], *, largest: int = 3) -
         )
         for s in ranked[:largest]
     ]
-    at_benchmark = sum(1 for s in sections if s.gap == "reaches the benchmark")
+    at_benchmark = sum(1 for s in sections if s.reaches)
     return ExecutiveSummary(concerns, improvements, gaps, at_benchmark, len(sections))
 
 

@@ -21,6 +21,7 @@ value are left out (``excluded``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ class AbcUnit:
     gap : float
         Improvement still needed to reach the benchmark in the measure's good direction (0 when
         at or beyond it).
+    reaches : bool
+        At or better than the benchmark (:func:`benchmark_gaps`).
 
     References
     ----------
@@ -67,6 +70,59 @@ class AbcUnit:
     in_benchmark: bool
     distance: float
     gap: float
+    reaches: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkGaps:
+    """Where each member's value stands against a benchmark, in the measure's good direction.
+
+    Why here: "reaches the benchmark" and "how far short" are judged once, by the run, and
+    every page, report and export shows what it stored (never its own comparison).
+
+    Parameters
+    ----------
+    known : numpy.ndarray
+        True where both the value and the benchmark are finite; elsewhere nothing is judged.
+    reaches : numpy.ndarray
+        At or better than the benchmark (False where not ``known``).
+    distance : numpy.ndarray
+        value - benchmark (nan where not ``known``).
+    gap : numpy.ndarray
+        Improvement still needed, >= 0 (0 when reached; nan where not ``known``).
+    relative_gap : numpy.ndarray
+        gap / |benchmark| (nan where not ``known`` or the benchmark is 0).
+    """
+
+    known: np.ndarray
+    reaches: np.ndarray
+    distance: np.ndarray
+    gap: np.ndarray
+    relative_gap: np.ndarray
+
+
+#: Relative difference below which a value equals the benchmark (floating-point rounding).
+ROUNDING = 1e-12
+
+
+def benchmark_gaps(
+    values: npt.ArrayLike, benchmark: float | None, *, lower_is_better: bool
+) -> BenchmarkGaps:
+    """Judge each value against the benchmark: lower-is-better measures reach it at or below
+    it, higher-is-better ones at or above it; a missing value or benchmark is judged not at all.
+    """
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    b = math.nan if benchmark is None else float(benchmark)
+    known = np.isfinite(v) & math.isfinite(b)
+    with np.errstate(invalid="ignore"):
+        distance = np.where(known, v - b, np.nan)
+        short = distance if lower_is_better else -distance
+        # A benchmark member's own value equals the pooled value up to rounding: that is 0.
+        short = np.where(np.abs(short) <= ROUNDING * abs(b), 0.0, short)
+        gap = np.where(known, np.maximum(short, 0.0), np.nan)
+    reaches = known & (gap <= 0.0)
+    relative = gap / abs(b) if math.isfinite(b) and b != 0.0 else np.full(v.shape, np.nan)
+    return BenchmarkGaps(known, reaches, distance, gap, relative)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +259,7 @@ def achievable_benchmark(
     in_benchmark = np.zeros(x.size, dtype=bool)
     in_benchmark[selected] = True
     rate = x / n
-    distance = rate - abc
-    gap = np.maximum(distance, 0.0) if lower_is_better else np.maximum(-distance, 0.0)
+    judged = benchmark_gaps(rate, abc, lower_is_better=lower_is_better)
     rows = tuple(
         AbcUnit(
             unit=_plain(labels[j]),
@@ -214,8 +269,9 @@ def achievable_benchmark(
             afp=float(afp[j]),
             rank=rank,
             in_benchmark=bool(in_benchmark[j]),
-            distance=float(distance[j]),
-            gap=float(gap[j]),
+            distance=float(judged.distance[j]),
+            gap=float(judged.gap[j]),
+            reaches=bool(judged.reaches[j]),
         )
         for rank, j in enumerate(order, start=1)
     )

@@ -15,6 +15,7 @@ from qicollab.benchmarking.models import MeasureSummary, MemberResult, StoredCha
 from qicollab.benchmarking.payloads import (
     CHART_PAYLOADS,
     PAYLOAD_VERSION,
+    BenchmarkStanding,
     MemberPayload,
     StalePayloadError,
     SummaryPayload,
@@ -27,7 +28,7 @@ from qicollab.reporting import formatting
 from qicollab.reporting.charts.peer_funnel import funnel
 from qicollab.reporting.privacy import Audience
 from qicollab.reporting.results import load_member, load_run
-from qicollab.reporting.sections import comparison
+from qicollab.reporting.sections import best_practice, comparison, member_sections
 from qicollab.reporting.views import stale_run
 from qicollab.submissions.models import Submission
 
@@ -151,12 +152,15 @@ def test_one_contributor_shows_no_peer_figures(service, factory):
     assert rows
     assert all(row.decile is None and row.distance_to_abc is None for row in rows)
     assert all(row.outlier_status is None for row in rows)
+    # who reaches the benchmark is a figure about peers: withheld with it
+    assert all(MemberPayload.from_json(row.payload).benchmark.reaches is None for row in rows)
     for measure in data.measures:
         summary = data.summary(measure.id)
         assert summary is not None
         if not summary.payload.computed:
             continue
         assert summary.abc is None
+        assert summary.payload.at_benchmark is None
         assert summary.payload.distribution is None
         assert summary.payload.funnel is None
         assert "only 1 member contributed" in (summary.withheld or "")
@@ -205,3 +209,80 @@ def test_the_shrinkage_setting_is_used(service, factory):
     assert summary.shrinkage.method.startswith("none")
     assert all(row.shrunk_value == pytest.approx(row.value) for row in rows[raw.id])
     assert any(row.shrunk_value != pytest.approx(row.value) for row in rows[shrunk.id])
+
+
+def test_readers_show_the_benchmark_judgement_the_run_stored(service, factory):
+    """Who reaches the benchmark, and how far short the others are, is judged once by the run
+    (:func:`qicollab.stats.achievable.benchmark_gaps`). A planted judgement that contradicts
+    the member's value is what the page shows and what the peers' best-practice table uses:
+    no reader judges again, so a writer/reader drift fails here."""
+    run = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    with factory() as session, session.begin():
+        rows = session.scalars(
+            sa.select(MemberResult).where(
+                MemberResult.run_id == run.id, MemberResult.period_id.is_(None)
+            )
+        ).all()
+        for summary in session.scalars(
+            sa.select(MeasureSummary).where(
+                MeasureSummary.run_id == run.id, MeasureSummary.scope == "collaborative"
+            )
+        ):
+            stored = SummaryPayload.from_json(summary.payload)
+            if stored.abc is None:
+                continue
+            mine = [
+                MemberPayload.from_json(r.payload)
+                for r in rows
+                if r.measure_id == summary.measure_id
+            ]
+            # the summary's count is its members' judgements, and those follow the direction
+            assert stored.at_benchmark == sum(bool(p.benchmark.reaches) for p in mine)
+            assert 0 < stored.at_benchmark < len(mine)
+            for row, payload in zip(
+                (r for r in rows if r.measure_id == summary.measure_id), mine, strict=True
+            ):
+                if row.value is None:
+                    continue
+                better = row.value >= stored.abc.value
+                if stored.direction == "decrease":
+                    better = row.value <= stored.abc.value
+                assert payload.benchmark.reaches == better
+                assert row.distance_to_abc == payload.benchmark.distance
+        target = next(
+            r
+            for r in rows
+            if MemberPayload.from_json(r.payload).benchmark.reaches and r.value is not None
+        )
+        planted = MemberPayload.from_json(target.payload).model_copy(
+            update={
+                "benchmark": BenchmarkStanding(
+                    reaches=False, distance=-0.25, gap=0.25, relative_gap=0.5
+                )
+            }
+        )
+        target.payload = planted.to_json()
+        target_member, target_measure = target.member_id, target.measure_id
+    with factory() as session:
+        data = load_run(session, run.id)
+        member = load_member(session, data, target_member)
+        audience = Audience.coordinator(data.run.min_cell_size)
+        sections = member_sections(data, member, audience, measure_ids={target_measure})
+    (section,) = sections
+    measure = section.measure
+    assert section.reaches is False
+    assert section.gap_relative == 0.5
+    assert section.gap == f"{0.25 * measure.multiplier:,.{measure.digits}f}" + (
+        " pts short" if measure.unit == "%" else f" {measure.unit} short".replace("  ", " ")
+    )
+    other = next(m for m in data.members if m != target_member)
+    listed, count = best_practice(data, measure, audience, other)
+    names = {p.label for p in listed}
+    assert data.members[target_member].name not in names
+    assert count == sum(
+        1
+        for r in data.results_for(measure.id)
+        if r.member_id not in {other, target_member}
+        and isinstance(r.payload, MemberPayload)
+        and r.payload.benchmark.reaches
+    )

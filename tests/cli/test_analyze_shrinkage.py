@@ -146,18 +146,20 @@ def test_benchmark_run_and_analyze_give_the_same_shrunk_oe(tmp_path: Path) -> No
         ),
         _finish_patients(frame, spec),
     )
-    run = {
-        row["member_id"]: row["payload"]["shrunk_oe"]
-        for row in output.members
-        if row["period_id"] is None  # the whole cycle, not its periods
-    }
+    whole = [row for row in output.members if row["period_id"] is None]  # not its periods
+    run = {row["member_id"]: row["payload"]["shrunk_oe"] for row in whole}
+    intervals = {row["member_id"]: row["payload"]["shrunk_oe_ci95"] for row in whole}
     path = tmp_path / "patients.csv"
     frame.rename(columns={"member_id": "provnum", "outcome": "died"}).to_csv(path, index=False)
     out = _risk(path, "--outcome", "died", "--covariates", "age", "--categorical", "asa")
     cli_values = {int(u["unit"]): u["shrunk_oe"] for u in out["units"]}
+    cli_intervals = {int(u["unit"]): u["shrunk_oe_ci95"] for u in out["units"]}
     assert run.keys() == cli_values.keys()
     for key, value in run.items():
         assert value == pytest.approx(cli_values[key], rel=1e-7)
+        # the run stores the shrunk O/E's interval too, the one ``analyze risk`` gives
+        assert intervals[key] == pytest.approx(cli_intervals[key], rel=1e-7)
+        assert intervals[key][0] < value < intervals[key][1]
     summary = output.summaries[0]["payload"]["shrinkage"]
     assert summary["method"] == out["shrinkage"]["method"]
     assert summary["params"]["between_member_sd"] == pytest.approx(

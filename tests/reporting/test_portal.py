@@ -56,6 +56,22 @@ def test_member_page_values_match_the_stored_results(portal, world, run_data):
     assert [v.split(" 95%")[0] for v in values] == expected
 
 
+def test_member_page_shows_the_stored_shrunk_estimate_and_its_interval(portal, world, run_data):
+    page = portal.as_user("viewer").get(results_url(world))
+    shown = [s.get_text(" ", strip=True) for s in page.html.select('small[data-field="shrunk"]')]
+    expected = []
+    for measure in run_data.measures:
+        result = run_data.results[(world.member, measure.id)]
+        payload = result.payload
+        if measure.risk_adjusted:
+            low, high = payload.shrunk_oe_ci95
+            expected.append(f"shrunk O/E {payload.shrunk_oe:.2f} (95% {low:.2f}–{high:.2f})")
+        else:
+            interval = measure.show_interval(*payload.shrunk_ci95)
+            expected.append(f"shrunk {measure.show(result.shrunk_value)} (95% {interval})")
+    assert shown == expected
+
+
 def test_member_page_deciles_match_the_stored_results(portal, world, run_data):
     page = portal.as_user("officer").get(results_url(world))
     deciles = [dd.contents[0].strip() for dd in page.html.select('dd[data-field="decile"]')]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from qicollab.accounts.models import Role, User
 from qicollab.benchmarking import methods
 from qicollab.benchmarking.charts import case_order_charts, cusum_limits
+from qicollab.benchmarking.compute import benchmark_standings
 from qicollab.benchmarking.models import (
     BenchmarkRun,
     MeasureSummary,
@@ -635,6 +636,15 @@ def build_world(
                         }
                         if patient
                         else {},
+                        # The shrunk estimate (here the value itself) with a narrower interval.
+                        "shrunk_oe": value / template.base if patient else None,
+                        "shrunk_oe_ci95": (
+                            (value - 1.5 * se) / template.base,
+                            (value + 1.5 * se) / template.base,
+                        )
+                        if patient
+                        else None,
+                        "shrunk_ci95": (value - 1.5 * se, value + 1.5 * se),
                         "interval_method": "normal (test world)",
                         "funnel_scale": "oe" if patient else "value",
                     },
@@ -654,6 +664,18 @@ def build_world(
             [v for v, inside in zip(all_values, in_group, strict=True) if inside],
             improvement=way,
         )
+        # Who reaches the benchmark and how far short the others are: the run's own writer.
+        standings = benchmark_standings(np.array(all_values), abc, higher_is_better=higher_better)
+        group_abc = float(
+            max(v for v, inside in zip(all_values, in_group, strict=True) if inside)
+            if higher_better
+            else min(v for v, inside in zip(all_values, in_group, strict=True) if inside)
+        )
+        group_standings = benchmark_standings(
+            np.array([v for v, inside in zip(all_values, in_group, strict=True) if inside]),
+            group_abc,
+            higher_is_better=higher_better,
+        )
         group_position = 0
         for i, row in enumerate(overall_rows):
             value = row["value"]
@@ -666,13 +688,14 @@ def build_world(
                 status = "as-expected"
             row["outlier_status"] = status
             row["decile"] = int(deciles[i])
-            row["distance_to_abc"] = value - abc
+            row["distance_to_abc"] = standings[i].distance
             peers_of = {}
             if in_group[i]:
                 peers_of["TEACH"] = PeerStanding(
                     decile=int(group_deciles[group_position]),
                     rank=int(group_ranks[group_position]),
                     ranked=len(group_ranks),
+                    benchmark=group_standings[group_position],
                 )
                 group_position += 1
             row["payload"] = MemberPayload(
@@ -681,6 +704,7 @@ def build_world(
                 rank=int(ranks[i]),
                 ranked=len(ranks),
                 peers=peers_of,
+                benchmark=standings[i],
             ).to_json()
         results.extend(overall_rows)
         common = {
@@ -739,6 +763,7 @@ def build_world(
                     **common,
                     contributors=n_members,
                     distribution=Distribution(**methods.distribution(np.array(all_values))),
+                    at_benchmark=sum(bool(standing.reaches) for standing in standings),
                     funnel=funnel,
                     overall=template.base if patient else rate,
                 ).to_json(),
@@ -756,11 +781,12 @@ def build_world(
                 "expected": None,
                 "denominator": None,
                 "rate": float(np.mean(group_values)),
-                "abc": float(max(group_values) if higher_better else min(group_values)),
+                "abc": group_abc,
                 "payload": SummaryPayload(
                     **common,
                     scope_code=group.code,
                     contributors=len(group_values),
+                    at_benchmark=sum(bool(standing.reaches) for standing in group_standings),
                     distribution=Distribution(**methods.distribution(np.array(group_values))),
                 ).to_json(),
             }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qicollab.stats.achievable import achievable_benchmark
+from qicollab.stats.achievable import achievable_benchmark, benchmark_gaps
 
 UNITS = list("ABCDEFGH")
 X = [3, 18, 46, 80, 27, 60, 9, 280]
@@ -105,3 +105,50 @@ class TestOptions:
         frame = achievable_benchmark(UNITS, np.array(X), np.array(N)).to_frame()
         assert frame.shape[0] == 8
         assert frame["in_benchmark"].sum() == 2
+
+
+class TestBenchmarkGaps:
+    """ "Reaches the benchmark" and "how far short", judged once in the measure's direction."""
+
+    def test_higher_is_better(self) -> None:
+        gaps = benchmark_gaps([0.95, 0.9125, 0.7, np.nan], 0.9125, lower_is_better=False)
+        assert gaps.known.tolist() == [True, True, True, False]
+        assert gaps.reaches.tolist() == [True, True, False, False]
+        assert gaps.gap[:3] == pytest.approx([0.0, 0.0, 0.2125])
+        assert np.isnan(gaps.gap[3])
+        assert gaps.distance[:3] == pytest.approx([0.0375, 0.0, -0.2125])
+        assert gaps.relative_gap[2] == pytest.approx(0.2125 / 0.9125)
+
+    def test_lower_is_better_mirrors_it(self) -> None:
+        gaps = benchmark_gaps([0.05, 0.0875, 0.3], 0.0875, lower_is_better=True)
+        assert gaps.reaches.tolist() == [True, True, False]
+        assert gaps.gap == pytest.approx([0.0, 0.0, 0.2125])
+        # the same value is short of a higher-is-better benchmark and beyond a lower one
+        assert not benchmark_gaps([0.05], 0.0875, lower_is_better=False).reaches[0]
+
+    def test_rounding_of_a_pooled_value_is_no_gap(self) -> None:
+        # one member setting a pared mean of value x weight / weight
+        value = 0.1 + 0.2
+        pooled = (value * 7.0) / 7.0 * (1 + 1e-15)
+        assert benchmark_gaps([value], pooled, lower_is_better=False).reaches[0]
+
+    def test_no_benchmark_judges_nothing(self) -> None:
+        gaps = benchmark_gaps([1.0, 2.0], None, lower_is_better=True)
+        assert not gaps.known.any()
+        assert not gaps.reaches.any()
+        assert np.isnan(gaps.gap).all()
+
+    def test_a_zero_benchmark_has_no_relative_gap(self) -> None:
+        gaps = benchmark_gaps([0.0, 0.5], 0.0, lower_is_better=True)
+        assert gaps.reaches.tolist() == [True, False]
+        assert gaps.gap[1] == 0.5
+        assert np.isnan(gaps.relative_gap).all()
+
+    def test_abc_units_carry_the_same_judgement(self) -> None:
+        result = achievable_benchmark(UNITS, X, N)
+        judged = {u.unit: u.reaches for u in result.units}
+        # C (46/50) is above the pared mean 0.9125, E (27/30) below it although it helps set it
+        assert judged["C"]
+        assert judged["A"]
+        assert not judged["E"]
+        assert judged == {u.unit: u.rate >= result.abc for u in result.units}
