@@ -48,12 +48,13 @@ from qicollab.benchmarking.payloads import (
     ShrinkagePayload,
     StatusPair,
     SummaryPayload,
+    YearValue,
 )
 from qicollab.benchmarking.settings import RunSettings
 from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
 from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
-from qicollab.stats import achievable, peer
+from qicollab.stats import achievable, peer, pooling
 from qicollab.stats import change as stats_change
 
 if TYPE_CHECKING:
@@ -206,7 +207,8 @@ def compute_measure(
         return output
     started = time.perf_counter()
     changes = member_changes(measure, inputs, periods, units)
-    _finish(measure, inputs, units, output, changes)
+    years = collaborative_years(measure, inputs, periods, units)
+    _finish(measure, inputs, units, output, changes, years)
     output.members.extend(periods)
     seconds["results"] = seconds.get("results", 0.0) + time.perf_counter() - started
     return output
@@ -808,12 +810,56 @@ def withheld_reason(contributors: int, minimum: int) -> str | None:
     )
 
 
-def _finish(
+def collaborative_years(
+    measure: MeasureInfo, inputs: RunInputs, periods: Sequence[dict[str, Any]], units: Units
+) -> list[YearValue]:
+    """The collaborative's value in each calendar year, pooled from the members' period rows
+    by :func:`qicollab.stats.pooling.pool` (patient-level: sum O / sum E x the collaborative
+    rate; proportions and rates: sum x / sum n; means: weighted by cases)."""
+    rows = [r for r in periods if r["value"] is not None and int(r["period_id"]) in inputs.periods]
+    if not rows:
+        return []
+    years = [inputs.periods[int(r["period_id"])].start.year for r in rows]
+    members = [int(r["member_id"]) for r in rows]
+    scale, interval = 1.0, True
+    if measure.level == "patient":
+        kind, top, bottom = "ratio", "observed", "expected"
+        scale = units.overall
+        # Outcomes that are not event counts (length of stay) have no Poisson interval.
+        interval = units.change_kind == "rate"
+    elif measure.measure_type == "proportion":
+        kind, top, bottom = "proportion", "observed", "denominator"
+    elif measure.measure_type in {"mean", "time-between-events"}:
+        kind, top, bottom = "mean", "value", "denominator"
+    else:
+        kind, top, bottom = "rate", "observed", "denominator"
+    pooled = pooling.pool(
+        members,
+        years,
+        [np.nan if r[top] is None else r[top] for r in rows],
+        [np.nan if r[bottom] is None else r[bottom] for r in rows],
+        kind=kind,  # type: ignore[arg-type]
+    )
+    return [
+        YearValue(
+            year=p.group,
+            value=p.value * scale,
+            ci95=(p.lower * scale, p.upper * scale)
+            if interval and p.lower is not None and p.upper is not None
+            else None,
+            members=p.members,
+        )
+        for p in pooled
+    ]
+
+
+def _finish(  # noqa: PLR0917 - private: one measure's results
     measure: MeasureInfo,
     inputs: RunInputs,
     units: Units,
     output: MeasureOutput,
     changes: dict[int, ChangePayload],
+    years: list[YearValue],
 ) -> None:
     settings = inputs.settings
     better_high = measure.higher_is_better
@@ -876,6 +922,7 @@ def _finish(
         minimum=minimum,
         fraction=fraction,
         funnel=funnel,
+        years=years,
         abc_members=[
             int(m) for m, chosen in zip(units.member_ids, benchmark.selected, strict=True) if chosen
         ],
@@ -959,6 +1006,7 @@ def _summary(
     group_code: str | None = None,
     funnel: Funnel | None = None,
     abc_members: list[int] | None = None,
+    years: list[YearValue] | None = None,
 ) -> tuple[dict[str, Any], tuple[list[str], list[str]] | None]:
     """The stored summary row of the members in ``mask``, and their (warning, alarm) statuses
     on this scope's own funnel (None without one)."""
@@ -1017,6 +1065,7 @@ def _summary(
     ).reaches
     fields |= {
         "at_benchmark": int(reaching.sum()),
+        "years": years or [],
         "funnel": _funnel_payload(funnel, units),
         "distribution": Distribution(**methods.distribution(units.value[mask])),
         "distribution_shrunk": Distribution(**methods.distribution(units.shrunk[mask])),

@@ -242,6 +242,17 @@ class ModelInfo(Payload):
     c_statistic: Number = None
 
 
+class YearValue(Payload):
+    """The scope's pooled value in one calendar year (:func:`qicollab.stats.pooling.pool`:
+    sum O / sum E, sum x / sum n, or the weighted mean), on the stored value scale."""
+
+    year: Integer
+    value: Number
+    #: 95% interval (None for means and for outcomes that are not event counts).
+    ci95: Interval | None = None
+    members: Integer
+
+
 class SummaryPayload(Versioned):
     """A collaborative or peer-group summary of a measure.
 
@@ -272,6 +283,8 @@ class SummaryPayload(Versioned):
     abc: AbcPayload | None = None
     #: Members whose value reaches ``abc`` (None when withheld).
     at_benchmark: Integer | None = None
+    #: The collaborative's pooled value per calendar year, oldest first (none when withheld).
+    years: list[YearValue] = []
     shrinkage: ShrinkagePayload | None = None
     overall: Number = None
     model: ModelInfo | None = None

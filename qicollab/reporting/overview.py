@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from qicollab.benchmarking.models import MemberResult, StoredChart, run_submissions
+from qicollab.benchmarking.models import StoredChart, run_submissions
 from qicollab.benchmarking.payloads import MemberPayload
-from qicollab.cycles.models import ReportingPeriod
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.bars import bar_chart, change_chart
 from qicollab.reporting.charts.common import Chart
@@ -155,32 +154,6 @@ def completeness(session: Session, run_id: int) -> dict[tuple[int, int], tuple[i
     return {(member, measure): (int(n), most[measure]) for member, measure, n in counts}
 
 
-def collaborative_years(session: Session, run_id: int) -> dict[int, list[tuple[int, float | None]]]:
-    """Per measure, the pooled collaborative value of each year (denominator-weighted)."""
-    year = sa.extract("year", ReportingPeriod.start_date).label("year")
-    has_weight = sa.and_(MemberResult.value.is_not(None), MemberResult.denominator > 0)
-    rows = session.execute(
-        sa.select(
-            MemberResult.measure_id,
-            year,
-            sa.func.sum(
-                sa.case((has_weight, MemberResult.value * MemberResult.denominator), else_=None)
-            ),
-            sa.func.sum(sa.case((has_weight, MemberResult.denominator), else_=None)),
-            sa.func.avg(MemberResult.value),
-        )
-        .join(ReportingPeriod, ReportingPeriod.id == MemberResult.period_id)
-        .where(MemberResult.run_id == run_id, MemberResult.period_id.is_not(None))
-        .group_by(MemberResult.measure_id, year)
-        .order_by(MemberResult.measure_id, year)
-    )
-    out: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
-    for measure_id, y, weighted, weight, mean in rows:
-        value = float(weighted) / float(weight) if weighted is not None and weight else mean
-        out[measure_id].append((int(y), None if value is None else float(value)))
-    return dict(out)
-
-
 def changes(
     run: RunData, measure: MeasureView, audience: Audience
 ) -> tuple[int, int, int, list[Improver]]:
@@ -231,7 +204,6 @@ def build_overview(
     For a blinded audience the matrix rows are left empty: the summary names no member.
     """
     run_id = run.run.id
-    pooled = collaborative_years(session, run_id)
     measures = []
     for measure in run.measures:
         summary = run.summary(measure.id)
@@ -256,7 +228,7 @@ def build_overview(
             worsened=worsened,
             assessed=assessed,
             improvers=ranked[:TOP_IMPROVERS],
-            years=pooled.get(measure.id, []),
+            years=[(y.year, y.value) for y in summary.payload.years] if summary else [],
             withheld=withheld,
         )
         if audience.identified:

@@ -3,7 +3,7 @@
 Both call the statistics core (:mod:`qicollab.stats`); this proves the run adds nothing of its
 own. A real run over the small demo stores each member's O and E (or x and n); the same numbers
 go through ``qicollab analyze funnel`` (default method) and ``qicollab analyze abc`` as CSV,
-and every member's limits and statuses, phi, tau2 and the benchmark must agree.
+and every member's limits and statuses, phi, tau2, the benchmark and who reaches it must agree.
 """
 
 from __future__ import annotations
@@ -147,3 +147,15 @@ def test_the_benchmark_is_identical(stored, tmp_path):
     out = _analyze(*args)
     assert out["abc"] == summary.abc.value
     assert sorted(out["benchmark_units"]) == sorted(codes[m] for m in summary.abc.member_ids)
+    # who reaches the benchmark, and how far short the others are, agree member by member
+    units = {u["unit"]: u for u in out["units"]}
+    reaching = 0
+    for result in mine:
+        standing = MemberPayload.from_json(result.payload).benchmark
+        unit = units[codes[result.member_id]]
+        assert standing.reaches is unit["reaches"]
+        assert standing.gap == pytest.approx(unit["gap"], rel=1e-12, abs=1e-15)
+        assert standing.distance == pytest.approx(unit["distance"], rel=1e-12, abs=1e-15)
+        reaching += unit["reaches"]
+    assert summary.at_benchmark == reaching
+    assert 0 < reaching < len(mine)

@@ -43,6 +43,7 @@ from qicollab.benchmarking.payloads import (
     PeriodPayload,
     StatusPair,
     SummaryPayload,
+    YearValue,
 )
 from qicollab.benchmarking.services import measure_info
 from qicollab.benchmarking.settings import RunSettings
@@ -65,7 +66,7 @@ from qicollab.members.models import (
     Rurality,
     peer_group_members,
 )
-from qicollab.stats import peer
+from qicollab.stats import peer, pooling
 from qicollab.stats.cusum import CusumLimit
 from qicollab.stats.spc_results import ControlChart
 from qicollab.submissions.models import Submission, SubmissionStatus
@@ -444,6 +445,7 @@ def build_world(
         higher_better = template.direction is Direction.INCREASE
         overall_rows = []
         all_values = []
+        period_rows: list[tuple[int, int, float, float]] = []
         total_o = total_n = total_e = 0.0
         limits = _pooled_cusum_limits(measure, template.base) if patient else None
         for j, member in enumerate(members):
@@ -498,6 +500,7 @@ def build_world(
             signals_at = {len(points) - 1} if j == 0 else set()
             chart_points = []
             for t, (period, o, n, expected, value, se) in enumerate(points):
+                period_rows.append((member.id, period.start_date.year, value, n))
                 results.append(
                     {
                         "run_id": run.id,
@@ -764,6 +767,11 @@ def build_world(
                     contributors=n_members,
                     distribution=Distribution(**methods.distribution(np.array(all_values))),
                     at_benchmark=sum(bool(standing.reaches) for standing in standings),
+                    # The collaborative by year: case-weighted, pooled by the stats core.
+                    years=[
+                        YearValue(year=p.group, value=p.value, members=p.members)
+                        for p in pooling.pool(*zip(*period_rows, strict=True), kind="mean")
+                    ],
                     funnel=funnel,
                     overall=template.base if patient else rate,
                 ).to_json(),
