@@ -1,17 +1,12 @@
 """The statistical methods a benchmark run calls, behind one small array-in/array-out surface.
 
-Every number a run stores comes from a function here, so the run code does not depend on how
-the statistics core spells its API. Most functions are thin adapters over ``qicollab.stats``:
-intervals (Wilson, exact/Byar O/E, exact Poisson rates), funnels for event counts and
-proportions, the risk models, gamma-Poisson and beta-binomial shrinkage, distributions and
-deciles, and the ABC of counts. What the core does not cover is implemented here from the
-formulas in design/METHODS.md part A, vectorised over members:
-
-* outcomes that are not event counts (length of stay, scores): O/E intervals and a ratio funnel
-  with the model's Var(O) instead of the Poisson Var(O) = E;
-* mean measures: t intervals from a member's periods, a normal funnel, normal-normal shrinkage;
-* the ABC of indicators that are not counts, ranked on their shrunk values;
-* zero counts on the SHMI log scale, judged by their continuity-corrected z-score.
+Every number a run stores comes from :mod:`qicollab.stats`; the functions here adapt its API
+to the run's arrays: intervals (Wilson, exact/Byar O/E, exact Poisson rates), funnels for
+event counts and proportions (:mod:`qicollab.stats.funnel`) and for outcomes judged with their
+own standard errors, with the curves drawn from them (:mod:`qicollab.stats.se_funnel`), the
+risk models, the shrinkage models, distributions and deciles, and the ABC
+(:mod:`qicollab.stats.achievable`). Two intervals are still written out here: O/E +- z
+sqrt(Var O) / E for outcomes that are not event counts, and the t interval of a mean.
 """
 
 from __future__ import annotations
@@ -457,7 +452,7 @@ def _from_core(result: Any, levels: Sequence[float]) -> Funnel:
         flags[key] = [r.outlier(level) for r in rows]
         adjusted_flags[key] = [r.outlier(level, adjusted=True) for r in rows]
     precision = np.array([r.precision for r in rows])
-    grid = _grid(precision)
+    grid = stats_se_funnel.curve_axis(precision)
     curve: dict[str, Any] = {}
     if len(grid):
         curves = result.curves(grid)
@@ -509,7 +504,7 @@ def _funnel_ratio_variance(
         method="shmi" if method == "shmi" else "cqc",
         trim=trim,
     )
-    curve = _ratio_curve(e, var, result, levels)
+    curve = _curve_dict(stats_se_funnel.ratio_curve(result, e, var), levels, "expected")
     return _from_se_funnel(result, levels, curve)
 
 
@@ -538,37 +533,21 @@ def _from_se_funnel(
     )
 
 
-def _grid(precision: np.ndarray) -> np.ndarray:
-    finite = precision[np.isfinite(precision) & (precision > 0)]
-    if not len(finite):
-        return np.zeros(0)
-    low, high = float(finite.min()), float(finite.max())
-    if high <= low:
-        high = low * 1.01 + 1e-9
-    return np.geomspace(low, high, 60)
-
-
-def _ratio_curve(
-    e: np.ndarray,
-    var: np.ndarray,
-    result: stats_se_funnel.SeFunnelResult,
-    levels: Sequence[float],
+def _curve_dict(
+    curve: stats_se_funnel.FunnelCurve | None, levels: Sequence[float], x_label: str
 ) -> dict[str, Any]:
-    grid = _grid(e)
-    if not len(grid):
+    """A core curve in the run's ``{"x": ..., key: [low, high], "adjusted_" + key: ...}``."""
+    if curve is None:
         return {}
-    # Spread per unit of E, interpolated from the members' own sqrt(Var O) / E.
-    order = np.argsort(e)
-    per = np.interp(grid, e[order], (np.sqrt(var) / e)[order])
-    if result.scale == "sqrt":
-        per = per / 2
-    curve: dict[str, Any] = {"x": grid.tolist(), "x_label": "expected"}
+    out: dict[str, Any] = {"x": curve.x.tolist(), "x_label": x_label}
     for level in levels:
         key = level_key(level)
-        for name, adjusted in (("", False), ("adjusted_", True)):
-            low, high = result.limits_for_se(per, level=level, adjusted=adjusted)
-            curve[f"{name}{key}"] = [low.tolist(), high.tolist()]
-    return curve
+        out[key] = [curve.lower[key].tolist(), curve.upper[key].tolist()]
+        out[f"adjusted_{key}"] = [
+            curve.adjusted_lower[key].tolist(),
+            curve.adjusted_upper[key].tolist(),
+        ]
+    return out
 
 
 def funnel_proportion(
@@ -604,21 +583,11 @@ def funnel_normal(
 ) -> Funnel:
     """Funnel for means: :func:`qicollab.stats.se_funnel.normal_funnel`."""
     result = stats_se_funnel.normal_funnel(value, se, target, trim=trim)
-    s = result.se
-    curve: dict[str, Any] = {}
-    if precision is not None:
-        grid = _grid(np.asarray(precision, dtype=float))
-        ok = np.isfinite(s) & (s > 0) & np.isfinite(precision)
-        if len(grid) and ok.sum() >= 2:
-            # se ~ c / sqrt(n): fit c on the members, draw the limits against n.
-            c = float(np.median(s[ok] * np.sqrt(np.asarray(precision)[ok])))
-            spread = c / np.sqrt(grid)
-            curve = {"x": grid.tolist(), "x_label": "denominator"}
-            for level in levels:
-                key = level_key(level)
-                for name, adjusted in (("", False), ("adjusted_", True)):
-                    low, high = result.limits_for_se(spread, level=level, adjusted=adjusted)
-                    curve[f"{name}{key}"] = [low.tolist(), high.tolist()]
+    curve = (
+        _curve_dict(stats_se_funnel.normal_curve(result, precision), levels, "denominator")
+        if precision is not None
+        else {}
+    )
     return _from_se_funnel(result, levels, curve)
 
 

@@ -229,4 +229,89 @@ def ratio_se_funnel(
         return _analyse("cqc", "sqrt", 1.0, np.sqrt(ratio), np.sqrt(v) / (2 * e), ratio, trim)
 
 
-__all__ = ["SeFunnelResult", "normal_funnel", "ratio_se_funnel"]
+@dataclass(frozen=True, slots=True)
+class FunnelCurve:
+    """Limits of an :class:`SeFunnelResult` along a precision axis, for drawing.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The axis (expected events for O/E, cases for means), geometric from the smallest
+        member to the largest.
+    lower, upper, adjusted_lower, adjusted_upper : dict
+        Limits on the indicator's scale, keyed ``"95"`` and ``"99.8"``.
+    """
+
+    x: np.ndarray
+    lower: dict[str, np.ndarray]
+    upper: dict[str, np.ndarray]
+    adjusted_lower: dict[str, np.ndarray]
+    adjusted_upper: dict[str, np.ndarray]
+
+
+#: Points of a drawn curve.
+CURVE_POINTS = 60
+
+
+def curve_axis(precision: npt.ArrayLike) -> np.ndarray:
+    """The drawn axis: CURVE_POINTS geometric steps over the members' positive precisions
+    (empty without one)."""
+    values = np.asarray(precision, dtype=float)
+    finite = values[np.isfinite(values) & (values > 0)]
+    if not finite.size:
+        return np.zeros(0)
+    low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        high = low * 1.01 + 1e-9
+    return np.geomspace(low, high, CURVE_POINTS)
+
+
+def _curve(result: SeFunnelResult, x: np.ndarray, se: np.ndarray) -> FunnelCurve:
+    lower, upper, adj_lower, adj_upper = {}, {}, {}, {}
+    for level in LEVELS:
+        key = level_key(level)
+        lower[key], upper[key] = result.limits_for_se(se, level=level, adjusted=False)
+        adj_lower[key], adj_upper[key] = result.limits_for_se(se, level=level, adjusted=True)
+    return FunnelCurve(x, lower, upper, adj_lower, adj_upper)
+
+
+def ratio_curve(
+    result: SeFunnelResult, expected: npt.ArrayLike, variance: npt.ArrayLike
+) -> FunnelCurve | None:
+    """Limits of a :func:`ratio_se_funnel` against E. The spread per unit of E is
+    interpolated from the members' own sqrt(Var O) / E (halved on the square-root scale), so
+    at a member's E the curve passes through that member's own limits."""
+    e = np.asarray(expected, dtype=float)
+    v = np.asarray(variance, dtype=float)
+    x = curve_axis(e)
+    ok = np.isfinite(e) & (e > 0) & np.isfinite(v) & (v >= 0)
+    if not x.size or not ok.any():
+        return None
+    order = np.argsort(e[ok])
+    per = np.interp(x, e[ok][order], (np.sqrt(v[ok]) / e[ok])[order])
+    return _curve(result, x, per / 2 if result.scale == "sqrt" else per)
+
+
+def normal_curve(result: SeFunnelResult, precision: npt.ArrayLike) -> FunnelCurve | None:
+    """Limits of a :func:`normal_funnel` against the members' cases n: a mean's standard error
+    falls as c / sqrt(n), c being the median of the members' s sqrt(n). None with fewer than
+    two members that have both."""
+    n = np.asarray(precision, dtype=float)
+    s = result.se
+    x = curve_axis(n)
+    ok = np.isfinite(s) & (s > 0) & np.isfinite(n) & (n > 0)
+    if not x.size or ok.sum() < 2:
+        return None
+    c = float(np.median(s[ok] * np.sqrt(n[ok])))
+    return _curve(result, x, c / np.sqrt(x))
+
+
+__all__ = [
+    "FunnelCurve",
+    "SeFunnelResult",
+    "curve_axis",
+    "normal_curve",
+    "normal_funnel",
+    "ratio_curve",
+    "ratio_se_funnel",
+]

@@ -9,7 +9,14 @@ from numpy.testing import assert_allclose
 from scipy import stats
 
 from qicollab.stats.achievable import achievable_benchmark
-from qicollab.stats.se_funnel import normal_funnel, ratio_se_funnel
+from qicollab.stats.se_funnel import (
+    CURVE_POINTS,
+    curve_axis,
+    normal_curve,
+    normal_funnel,
+    ratio_curve,
+    ratio_se_funnel,
+)
 from qicollab.stats.shrinkage import normal_normal_shrinkage
 
 # FunnelPlotR tests/testthat/test-classes_methods.R (inline data)
@@ -172,3 +179,57 @@ class TestAbcRankedByShrunkValues:
         )
         assert result.excluded == ("a",)
         assert result.benchmark_units == ("c",)
+
+
+class TestCurves:
+    """The drawn curves pass through the limits that judged each member."""
+
+    def test_normal_curve_by_hand(self) -> None:
+        # se = 2 / sqrt(n) exactly: at n = 4 the 95% limits are 10 -/+ 1.959964
+        n = np.array([4.0, 16.0, 100.0])
+        result = normal_funnel(np.array([10.0, 10.5, 9.8]), 2.0 / np.sqrt(n), 10.0, trim=0.0)
+        curve = normal_curve(result, n)
+        assert curve is not None
+        assert curve.x[0] == pytest.approx(4.0)
+        assert curve.x[-1] == pytest.approx(100.0)
+        assert curve.x.size == CURVE_POINTS
+        assert curve.lower["95"][0] == pytest.approx(10.0 - 1.959963984540054)
+        assert curve.upper["99.8"][-1] == pytest.approx(10.0 + 3.090232306167813 * 0.2)
+
+    def test_normal_curve_meets_each_members_limits(self) -> None:
+        rng = np.random.default_rng(3)
+        n = rng.uniform(20, 400, 30)
+        se = 3.0 / np.sqrt(n)
+        result = normal_funnel(5.0 + rng.normal(0, 0.4, 30) + se * rng.normal(size=30), se, 5.0)
+        curve = normal_curve(result, n)
+        assert curve is not None
+        for key in ("95", "99.8"):
+            for drawn, own in (
+                (curve.adjusted_lower[key], result.adjusted_lower[key]),
+                (curve.upper[key], result.upper[key]),
+            ):
+                assert np.interp(n, curve.x, drawn) == pytest.approx(own, rel=2e-3)
+
+    @pytest.mark.parametrize("method", ["shmi", "cqc"])
+    def test_ratio_curve_meets_each_members_limits(self, method: str) -> None:
+        rng = np.random.default_rng(5)
+        e = rng.uniform(5, 300, 40)
+        v = 2.5 * e  # Var O proportional to E, as for lengths of stay
+        o = e * np.exp(rng.normal(0, 0.15, 40))
+        result = ratio_se_funnel(o, e, v, method=method)
+        curve = ratio_curve(result, e, v)
+        assert curve is not None
+        for key in ("95", "99.8"):
+            for drawn, own in (
+                (curve.lower[key], result.lower[key]),
+                (curve.adjusted_upper[key], result.adjusted_upper[key]),
+            ):
+                # exactly at the smallest and largest member, within the grid's step between
+                ends = [int(np.argmin(e)), int(np.argmax(e))]
+                assert drawn[[0, -1]] == pytest.approx(own[ends], rel=1e-9)
+                assert np.interp(e, curve.x, drawn) == pytest.approx(own, rel=1e-2, abs=3e-3)
+
+    def test_no_curve_without_members(self) -> None:
+        result = normal_funnel(np.array([1.0]), np.array([0.5]), 1.0)
+        assert normal_curve(result, np.array([10.0])) is None
+        assert curve_axis(np.array([np.nan, 0.0])).size == 0
