@@ -267,6 +267,22 @@ def _pair(
     return pair if None not in pair else None
 
 
+def _ratio_to_collaborative(
+    value: np.ndarray,
+    ci: dict[str, tuple[np.ndarray, np.ndarray]],
+    overall: float,
+    i: int,
+) -> dict[str, Any]:
+    """An aggregate member's value over the collaborative's, with its intervals: the
+    caterpillar's and the export's O/E of measures without a risk model."""
+    if not overall or not math.isfinite(overall):
+        return {}
+    return {
+        "oe": _number(value[i] / overall),
+        "oe_ci": {key: (low[i] / overall, high[i] / overall) for key, (low, high) in ci.items()},
+    }
+
+
 def _unshrunk(values: np.ndarray) -> methods.Shrinkage:
     """The run's ``shrinkage = "none"``: members' own values, ranked as they are."""
     return methods.Shrinkage("none (members' own values)", np.asarray(values, dtype=float), {})
@@ -545,6 +561,7 @@ def _aggregate_units(
     )
     units.extra = [
         {"n": float(n[i]), "interval_method": interval, "periods": 0}
+        | _ratio_to_collaborative(rate, ci, overall, i)
         for i in range(len(member_ids))
     ]
     counts = usable.groupby("member_id", sort=True).size()
@@ -649,6 +666,7 @@ def _mean_units(
             "se": _number(se[i]),
             "interval_method": "t interval over the member's periods",
         }
+        | _ratio_to_collaborative(mean, ci, overall, i)
         for i in range(len(member_ids))
     ]
     units.summary = {}

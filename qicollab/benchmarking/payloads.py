@@ -356,8 +356,9 @@ class MemberPayload(Versioned):
 
     n: Number = None
     crude_rate: Number = None
+    #: Observed / expected; for aggregate measures the value over the collaborative's.
     oe: Number = None
-    #: Level key ("95", "99.8") -> O/E interval.
+    #: Level key ("95", "99.8") -> its interval.
     oe_ci: dict[str, Interval] = {}
     shrunk_oe: Number = None
     #: 95% interval of ``shrunk_oe`` (the shrinkage model's posterior interval).

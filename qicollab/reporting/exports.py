@@ -68,7 +68,6 @@ def _row(  # noqa: PLR0917 - private: one table row
     member = run.members[result.member_id]
     hidden = audience.hides(result.member_id, run.suppressed(measure))
     summary = run.summary(measure.id)
-    rate = summary.rate if summary else None
     words = formatting.status(result.outlier_status)
 
     def shown(value: float | None, scale: float = measure.multiplier) -> object:
@@ -92,7 +91,7 @@ def _row(  # noqa: PLR0917 - private: one table row
         shown(result.observed, 1.0),
         shown(result.denominator, 1.0),
         shown(result.expected, 1.0),
-        shown(result.oe(rate), 1.0),
+        shown(result.oe(), 1.0),
         words.plain,
         words.nsqip,
         result.decile,

@@ -171,26 +171,14 @@ class Result:
     payload: MemberPayload | PeriodPayload
     period_id: int | None = None
 
-    def oe(self, collaborative_rate: float | None) -> float | None:
-        """Observed / expected: stored, from O and E, or the value over the collaborative rate
-        (risk-adjusted rates are O/E x the collaborative rate)."""
-        if self.payload.oe is not None:
-            return self.payload.oe
-        if self.observed is not None and self.expected:
-            return self.observed / self.expected
-        if self.value is not None and collaborative_rate:
-            return self.value / collaborative_rate
-        return None
+    def oe(self) -> float | None:
+        """Observed / expected as the run stored it (for aggregate measures: the value over
+        the collaborative's)."""
+        return self.payload.oe
 
-    def oe_interval(self, collaborative_rate: float | None) -> tuple[float | None, float | None]:
-        """The 95% interval of O/E, on the same footing as :meth:`oe`."""
-        low, high = self.payload.oe_ci.get("95", (None, None))
-        if low is not None and high is not None:
-            return low, high
-        low, high = self.ci95
-        if low is None or high is None or not collaborative_rate:
-            return None, None
-        return low / collaborative_rate, high / collaborative_rate
+    def oe_interval(self) -> tuple[float | None, float | None]:
+        """The stored 95% interval of :meth:`oe`."""
+        return self.payload.oe_ci.get("95", (None, None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,20 +284,19 @@ def caterpillar_for(
     member_id: int | None,
     group: PeerGroupView | None = None,
 ) -> Chart | None:
-    """O/E (or ratio to the collaborative rate) of every visible member, with 95% intervals;
-    none when figures about peers are withheld."""
+    """O/E (or ratio to the collaborative value) of every visible member with its 95% interval,
+    as the run stored them; none when figures about peers are withheld."""
     summary = run.summary(measure.id)
     if summary is None or summary.withheld:
         return None
-    rate = summary.rate
     member_ids = group.member_ids if group is not None else None
     shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     points = []
     for result in shown:
-        oe = result.oe(rate)
+        oe = result.oe()
         if oe is None:
             continue
-        low, high = result.oe_interval(rate)
+        low, high = result.oe_interval()
         points.append(
             CaterpillarPoint(
                 _chart_label(run, audience, result.member_id),
@@ -487,7 +486,6 @@ def member_sections(
         abc = summary.abc if summary else None
         value = result.value if result else None
         standing = benchmark_standing(run, measure.id, result, group)
-        rate = run.summary(measure.id).rate if run.summary(measure.id) else None
         section = MeasureSection(
             measure=measure,
             result=result,
@@ -497,7 +495,7 @@ def member_sections(
             observed=formatting.count(result.observed) if result else formatting.MISSING,
             denominator=formatting.number(result.denominator) if result else formatting.MISSING,
             expected=formatting.number(result.expected, 1) if result else formatting.MISSING,
-            oe=formatting.ratio(result.oe(rate)) if result else formatting.MISSING,
+            oe=formatting.ratio(result.oe()) if result else formatting.MISSING,
             status=words,
             status_badge=status_badge(words.key, words.plain, words.mark),
             decile=result.decile if result and group is None else None,

@@ -692,6 +692,10 @@ def build_world(
             row["outlier_status"] = status
             row["decile"] = int(deciles[i])
             row["distance_to_abc"] = standings[i].distance
+            if not patient:
+                # As the run stores it: the value over the collaborative's, with its interval.
+                row["payload"]["oe"] = value / rate
+                row["payload"]["oe_ci"] = {"95": (row["ci95_low"] / rate, row["ci95_high"] / rate)}
             peers_of = {}
             if in_group[i]:
                 peers_of["TEACH"] = PeerStanding(
