@@ -1,12 +1,11 @@
 """The statistical methods a benchmark run calls, behind one small array-in/array-out surface.
 
 Every number a run stores comes from :mod:`qicollab.stats`; the functions here adapt its API
-to the run's arrays: intervals (Wilson, exact/Byar O/E, exact Poisson rates), funnels for
-event counts and proportions (:mod:`qicollab.stats.funnel`) and for outcomes judged with their
-own standard errors, with the curves drawn from them (:mod:`qicollab.stats.se_funnel`), the
-risk models, the shrinkage models, distributions and deciles, and the ABC
-(:mod:`qicollab.stats.achievable`). Two intervals are still written out here: O/E +- z
-sqrt(Var O) / E for outcomes that are not event counts, and the t interval of a mean.
+to the run's arrays: intervals (Wilson, exact/Byar and normal O/E, exact Poisson rates, t
+intervals of means: :mod:`qicollab.stats.intervals`), funnels for event counts and proportions
+(:mod:`qicollab.stats.funnel`) and for outcomes judged with their own standard errors, with the
+curves drawn from them (:mod:`qicollab.stats.se_funnel`), the risk models, the shrinkage
+models, distributions and deciles, and the ABC (:mod:`qicollab.stats.achievable`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from qicollab.measures.spec import CovariateType, OutcomeFamily, RiskModelSpec
 from qicollab.stats import achievable as stats_achievable
@@ -35,9 +33,6 @@ LEVELS = stats_intervals.LEVELS
 
 class MeasureNotComputableError(ValueError):
     """The data of a measure cannot support the method (too few events, one level, ...)."""
-
-
-z_of = stats_intervals.z_value
 
 
 def level_key(level: float) -> str:
@@ -207,12 +202,9 @@ def oe_interval(observed: np.ndarray, expected: np.ndarray, level: float) -> tup
 def normal_ratio_interval(
     observed: np.ndarray, expected: np.ndarray, variance: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """O/E +- z sqrt(Var O)/E: for outcomes that are not counts of events (LOS, scores)."""
-    z = z_of(level)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = observed / expected
-        half = z * np.sqrt(variance) / expected
-        return np.maximum(ratio - half, 0.0), ratio + half
+    """Normal interval of O/E for outcomes that are not event counts (LOS, scores)."""
+    interval = stats_intervals.normal_ratio_interval(observed, expected, variance, level=level)
+    return interval.lower, interval.upper
 
 
 def wilson(x: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -232,10 +224,9 @@ def poisson_rate_interval(
 def mean_interval(
     mean: np.ndarray, se: np.ndarray, df: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval of a mean (normal where df is missing)."""
-    with np.errstate(invalid="ignore"):
-        q = np.where(df > 0, stats.t.ppf(1 - (1 - level) / 2, np.maximum(df, 1)), z_of(level))
-    return mean - q * se, mean + q * se
+    """Student t interval of a mean from its standard error and degrees of freedom."""
+    interval = stats_intervals.t_interval(mean, se, df, level=level)
+    return interval.lower, interval.upper
 
 
 # --- empirical-Bayes shrinkage ----------------------------------------------------------------

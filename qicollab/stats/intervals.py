@@ -9,8 +9,11 @@ Three intervals cover every benchmark the collaborative publishes:
   nine events.
 
 :func:`ratio_interval` applies the PHE rule ("exact below 10 events, Byar otherwise", from
-``calculate_ISRatio``). Every function is vectorised over NumPy arrays and returns a
-:class:`ConfidenceInterval`, which unpacks as ``lower, upper = interval``.
+``calculate_ISRatio``). Outcomes that are not counts get a **normal** interval of O/E from the
+risk model's variance (:func:`normal_ratio_interval`, length of stay, scores), and means a
+**Student t** interval (:func:`t_interval` from a mean and its standard error,
+:func:`sample_mean_interval` from the values). Every function is vectorised over NumPy arrays
+and returns a :class:`ConfidenceInterval`, which unpacks as ``lower, upper = interval``.
 
 The two levels the collaborative reports are 95% (z = 1.959964, a "warning") and 99.8%
 (z = 3.090232, an "alarm"): :data:`LEVELS`.
@@ -18,6 +21,7 @@ The two levels the collaborative reports are 95% (z = 1.959964, a "warning") and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -60,8 +64,8 @@ class ConfidenceInterval:
     level : float
         Confidence level, e.g. 0.95.
     method : str
-        ``"wilson"``, ``"clopper-pearson"``, ``"exact"``, ``"byar"`` or ``"phe"`` (exact below
-        10 events, Byar otherwise).
+        ``"wilson"``, ``"clopper-pearson"``, ``"exact"``, ``"byar"``, ``"phe"`` (exact below
+        10 events, Byar otherwise), ``"normal"`` or ``"t"``.
 
     Notes
     -----
@@ -237,3 +241,54 @@ def ratio_interval(
 def ratio_interval_method(observed: ArrayLike, *, exact_below: float = 10) -> np.ndarray:
     """Which interval PHE's rule picks for each count: ``"exact"`` or ``"byar"``."""
     return np.where(np.asarray(observed, float) < exact_below, "exact", "byar")
+
+
+def normal_ratio_interval(
+    observed: ArrayLike, expected: ArrayLike, variance: ArrayLike, *, level: float = 0.95
+) -> ConfidenceInterval:
+    """Normal interval of O/E for outcomes that are not event counts (length of stay, scores).
+
+    O/E +- z sqrt(Var O) / E with E fixed, the lower limit floored at 0; Var O is the sum of the
+    risk model's per-patient variances. The limits are ``nan`` where E <= 0.
+    """
+    _check_level(level)
+    obs, exp, var = np.broadcast_arrays(
+        np.asarray(observed, float), np.asarray(expected, float), _as_float(variance, "variance")
+    )
+    z = z_value(level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = obs / exp
+        half = z * np.sqrt(var) / exp
+        lower = np.where(exp > 0, np.maximum(ratio - half, 0.0), np.nan)
+        upper = np.where(exp > 0, ratio + half, np.nan)
+    return ConfidenceInterval(lower, upper, level, "normal")
+
+
+def t_interval(
+    mean: ArrayLike, se: ArrayLike, df: ArrayLike, *, level: float = 0.95
+) -> ConfidenceInterval:
+    """Student t interval of a mean from summary statistics: mean +- t_{df} se.
+
+    ``df`` is usually n - 1; ``numpy.inf`` gives the normal interval. The limits are ``nan``
+    where df <= 0 or is missing (one value has no spread to judge it by).
+    """
+    _check_level(level)
+    m, s, d = np.broadcast_arrays(
+        np.asarray(mean, float), _as_float(se, "se"), np.asarray(df, float)
+    )
+    ok = d > 0
+    q = np.full(d.shape, np.nan)
+    q[ok] = stats.t.ppf(1.0 - (1.0 - level) / 2.0, d[ok])
+    return ConfidenceInterval(m - q * s, m + q * s, level, "t")
+
+
+def sample_mean_interval(values: ArrayLike, *, level: float = 0.95) -> ConfidenceInterval:
+    """Student t interval of the mean of ``values`` (R's ``t.test(x)$conf.int``): the sample
+    mean +- t_{n-1} sd / sqrt(n); ``nan`` with fewer than two values or any missing one."""
+    _check_level(level)
+    x = np.asarray(values, dtype=float).ravel()
+    n = x.size
+    if n < 2:
+        return ConfidenceInterval(np.array(np.nan), np.array(np.nan), level, "t")
+    se = np.std(x, ddof=1) / math.sqrt(n)
+    return t_interval(np.mean(x), se, n - 1, level=level)

@@ -15,8 +15,11 @@ from qicollab.stats.intervals import (
     clopper_pearson_interval,
     exact_poisson_interval,
     level_key,
+    normal_ratio_interval,
     ratio_interval,
     ratio_interval_method,
+    sample_mean_interval,
+    t_interval,
     wilson_interval,
     z_value,
 )
@@ -150,3 +153,88 @@ class TestPheRule:
         assert float(lower) < 1.2 < float(upper)
         with pytest.raises(ValueError, match="scalar"):
             ratio_interval([1, 2], 1.0).as_floats()
+
+
+# R 4.2.2: o <- c(412.5, 38.2, 9.1); e <- c(380.25, 45.0, 12.4); v <- c(1510.3, 260.9, 88.7)
+#   z <- qnorm(1 - (1 - lvl) / 2); pmax(o/e - z*sqrt(v)/e, 0); o/e + z*sqrt(v)/e
+RATIO_INPUT = ((412.5, 38.2, 9.1), (380.25, 45.0, 12.4), (1510.3, 260.9, 88.7))
+RATIO_R = {
+    0.95: (
+        (0.884499003253167, 0.145375095533329, 0.0),
+        (1.28512624329516, 1.55240268224445, 2.22250593379170),
+    ),
+    0.998: (
+        (0.76898252392692, 0.0, 0.0),
+        (1.40064272262140, 1.95810368528842, 3.08096912896532),
+    ),
+}
+
+# R 4.2.2: m <- c(4.2, 7.85, 12.0); se <- c(0.31, 1.2, 2.5); df <- c(11, 3, 1)
+#   q <- qt(1 - (1 - lvl) / 2, df); m - q*se; m + q*se
+T_INPUT = ((4.2, 7.85, 12.0), (0.31, 1.2, 2.5), (11, 3, 1))
+T_R = {
+    0.95: (
+        (3.51769460037159, 4.03106443365955, -19.76551184043674),
+        (4.88230539962841, 11.66893556634045, 43.76551184043674),
+    ),
+    0.998: (
+        (2.95234267833447, -4.40743822288886, -783.77209746387541),
+        (5.44765732166553, 20.10743822288886, 807.77209746387541),
+    ),
+}
+
+# R 4.2.2: x <- c(5.1, 4.7, 6.3, 5.9, 4.4, 5.5, 6.8, 5.0, 4.9, 6.1, 5.6, 5.2)
+#   t.test(x)$conf.int; t.test(x, conf.level = 0.998)$conf.int
+SAMPLE = (5.1, 4.7, 6.3, 5.9, 4.4, 5.5, 6.8, 5.0, 4.9, 6.1, 5.6, 5.2)
+SAMPLE_R = {
+    0.95: (5.00705546716159, 5.90961119950508),
+    0.998: (4.63313081530927, 6.28353585135739),
+}
+
+
+class TestNormalRatio:
+    @pytest.mark.parametrize("level", [0.95, 0.998])
+    def test_matches_r(self, level: float) -> None:
+        interval = normal_ratio_interval(*RATIO_INPUT, level=level)
+        assert interval.method == "normal"
+        assert_allclose(interval.lower, RATIO_R[level][0], rtol=1e-12, atol=1e-15)
+        assert_allclose(interval.upper, RATIO_R[level][1], rtol=1e-12)
+
+    def test_undefined_without_expected(self) -> None:
+        lower, upper = normal_ratio_interval([3.0, 0.0], [0.0, 0.0], [2.0, 1.0])
+        assert np.isnan(lower).all()
+        assert np.isnan(upper).all()
+
+    def test_negative_variance_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="variance"):
+            normal_ratio_interval(5.0, 4.0, -1.0)
+
+
+class TestStudentT:
+    @pytest.mark.parametrize("level", [0.95, 0.998])
+    def test_summary_statistics_match_r(self, level: float) -> None:
+        interval = t_interval(*T_INPUT, level=level)
+        assert interval.method == "t"
+        assert_allclose(interval.lower, T_R[level][0], rtol=1e-12)
+        assert_allclose(interval.upper, T_R[level][1], rtol=1e-12)
+
+    @pytest.mark.parametrize("level", [0.95, 0.998])
+    def test_sample_matches_r_t_test(self, level: float) -> None:
+        lower, upper = sample_mean_interval(SAMPLE, level=level).as_floats()
+        assert_allclose([lower, upper], SAMPLE_R[level], rtol=1e-12)
+
+    def test_two_values(self) -> None:
+        # R 4.2.2: t.test(c(3.5, 4.25))$conf.int -> -0.88982677606551, 8.63982677606551
+        lower, upper = sample_mean_interval([3.5, 4.25]).as_floats()
+        assert_allclose([lower, upper], [-0.88982677606551, 8.63982677606551], rtol=1e-12)
+
+    def test_infinite_df_is_the_normal_interval(self) -> None:
+        lower, upper = t_interval(10.0, 2.0, np.inf).as_floats()
+        assert_allclose([lower, upper], [10 - 2 * z_value(0.95), 10 + 2 * z_value(0.95)])
+
+    def test_undefined_without_degrees_of_freedom_or_values(self) -> None:
+        lower, upper = t_interval([1.0, 1.0], [0.5, 0.5], [0, np.nan])
+        assert np.isnan(lower).all()
+        assert np.isnan(upper).all()
+        assert np.isnan(sample_mean_interval([2.0]).as_floats()).all()
+        assert np.isnan(sample_mean_interval([2.0, np.nan]).as_floats()).all()
