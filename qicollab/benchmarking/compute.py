@@ -56,6 +56,7 @@ from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
 from qicollab.stats import achievable, peer, pooling
 from qicollab.stats import change as stats_change
+from qicollab.stats import intervals as stats_intervals
 
 if TYPE_CHECKING:
     from qicollab.benchmarking.methods import Funnel
@@ -1173,21 +1174,20 @@ def member_changes(
             result = stats_change.compare_means(values[0], values[1], higher_is_better=better_high)
             scale = 1.0
             for v in values:
-                k = len(v)
-                if k < 2:
+                if len(v) < 2:
                     intervals.append(None)
                     continue
-                mean = np.array([np.mean(v)])
-                se = np.array([np.std(v, ddof=1) / math.sqrt(k)])
-                low, high = methods.mean_interval(mean, se, np.array([k - 1.0]), 0.95)
-                intervals.append((float(low[0]), float(high[0])))
+                interval = stats_intervals.sample_mean_interval(v, level=0.95)
+                intervals.append(interval.as_floats())
+        result = result.scaled(scale)
         out[member_id] = ChangePayload(
             verdict=result.verdict,
             test=result.test,
             first_label=labels[0],
             last_label=labels[-1],
-            first=result.first * scale if result.first is not None else None,
-            last=result.last * scale if result.last is not None else None,
+            first=result.first,
+            last=result.last,
+            difference=result.difference,
             first_interval=intervals[0],
             last_interval=intervals[1],
             p_value=result.p_value,

@@ -25,7 +25,7 @@ from qicollab.stats.spc_results import ControlChart
 
 #: Bump whenever a payload class changes shape or meaning; runs stored under another version
 #: are refused until recomputed.
-PAYLOAD_VERSION = 3
+PAYLOAD_VERSION = 4
 
 #: Funnel and interval levels as stored keys.
 LEVEL_KEYS = ("95", "99.8")
@@ -120,7 +120,7 @@ class Payload(BaseModel):
 class Versioned(Payload):
     """A top-level stored payload."""
 
-    version: Literal[3] = PAYLOAD_VERSION
+    version: Literal[4] = PAYLOAD_VERSION
 
 
 # --- summaries ----------------------------------------------------------------------------------
@@ -344,6 +344,9 @@ class ChangePayload(Payload):
     last_label: str | None = None
     first: Number = None
     last: Number = None
+    #: last - first, stored scale (:attr:`qicollab.stats.change.Change.difference`): readers
+    #: show and rank the move by it.
+    difference: Number = None
     first_interval: Interval | None = None
     last_interval: Interval | None = None
     statistic: Number = None

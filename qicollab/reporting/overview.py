@@ -177,7 +177,7 @@ def changes(
         member = run.members.get(result.member_id)
         if member is None or audience.hides(result.member_id, hidden):
             continue
-        moved = (change.last or 0.0) - (change.first or 0.0)
+        moved = change.difference or 0.0
         shown.append(
             Improver(
                 member.id,

@@ -450,8 +450,8 @@ def change_text(measure: MeasureView, change: ChangePayload | None) -> tuple[str
         return "Not assessed", change.reason or "the data cannot support the test"
     span = f"{change.first_label} to {change.last_label}"
     moved = (
-        measure.show_difference(change.last - change.first)
-        if change.first is not None and change.last is not None
+        measure.show_difference(change.difference)
+        if change.difference is not None
         else formatting.MISSING
     )
     beyond = " (beyond chance)" if change.verdict in {"improved", "worsened"} else ""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -43,6 +43,23 @@ class Change:
     last: float | None = None
     p_value: float | None = None
     reason: str | None = None
+
+    @property
+    def difference(self) -> float | None:
+        """last - first on the measure's scale: how far the member moved (None when a year has
+        no value)."""
+        if self.first is None or self.last is None:
+            return None
+        return self.last - self.first
+
+    def scaled(self, factor: float) -> Change:
+        """The same change with its values multiplied by ``factor`` (e.g. O/E shown as a
+        risk-adjusted rate: O/E x the collaborative's rate); the difference follows."""
+        return replace(
+            self,
+            first=self.first * factor if self.first is not None else None,
+            last=self.last * factor if self.last is not None else None,
+        )
 
 
 def _verdict(

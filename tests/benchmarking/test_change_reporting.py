@@ -52,6 +52,9 @@ def test_every_member_gets_a_tested_verdict(run_data):
             assert change is not None
             assert change.test in TESTS
             seen.add(change.verdict)
+            if change.verdict != "not assessed":
+                # What pages show and rank improvers by: stored, not recomputed by readers.
+                assert change.difference == change.last - change.first
             if change.verdict in {"improved", "worsened"}:
                 assert change.p_value is not None
                 assert change.p_value < 0.05

@@ -93,3 +93,22 @@ def test_a_real_change_is_found():
         for _ in range(200)
     )
     assert found >= 195
+
+
+def test_the_difference_is_last_minus_first_on_the_shown_scale():
+    # 12/40.5 to 3/38.2 events per expected event, shown as rates at 0.08 per patient.
+    fell = compare_rates((12, 40.5), (3, 38.2), higher_is_better=False)
+    assert fell.difference == pytest.approx(3 / 38.2 - 12 / 40.5, rel=1e-12)
+    shown = fell.scaled(0.08)
+    assert (shown.first, shown.last) == (fell.first * 0.08, fell.last * 0.08)
+    assert shown.difference == shown.last - shown.first
+    assert shown.difference == pytest.approx(0.08 * (3 / 38.2 - 12 / 40.5), rel=1e-12)
+    assert (shown.verdict, shown.p_value, shown.test) == (fell.verdict, fell.p_value, fell.test)
+    rose = compare_proportions((30, 100), (42, 100), higher_is_better=True)
+    assert rose.difference == pytest.approx(0.12, rel=1e-12)
+
+
+def test_no_difference_without_both_years():
+    untested = compare_means([3.0], [4.0, 5.0], higher_is_better=True)
+    assert untested.difference is None
+    assert untested.scaled(2.0).difference is None
