@@ -21,9 +21,5 @@ def includeme(config: Configurator) -> None:
         "/catalogue/peer-groups/{code}/edit",
         factory="qicollab.members.resources.peer_group_factory",
     )
-    config.add_route(
-        "collaborative.settings",
-        "/catalogue/settings",
-        factory="qicollab.members.resources.collaborative_factory",
-    )
+    config.add_route("collaborative.settings", "/catalogue/settings")
     config.scan(".views")

@@ -1,6 +1,5 @@
-"""Contexts of the coordinators' catalogue routes that name a peer group or edit the
-collaborative itself: loaded once, within the signed-in user's collaborative (the
-collaborative ACL decides who may manage them)."""
+"""Context of the coordinators' catalogue routes that name a peer group: loaded once, within
+the signed-in user's collaborative (the collaborative ACL decides who may manage it)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPNotFound
 from sqlalchemy.orm import selectinload
 
-from qicollab.members.models import Collaborative, PeerGroup
+from qicollab.members.models import PeerGroup
 from qicollab.resources import Root, signed_in
 
 if TYPE_CHECKING:
@@ -23,13 +22,6 @@ class PeerGroupResource(Root):
     """One peer group of the user's collaborative."""
 
     group: PeerGroup
-
-
-@dataclass
-class CollaborativeResource(Root):
-    """The user's collaborative, for its settings."""
-
-    collaborative: Collaborative
 
 
 def peer_group_factory(request: Request) -> PeerGroupResource:
@@ -47,11 +39,3 @@ def peer_group_factory(request: Request) -> PeerGroupResource:
     if group is None:
         raise HTTPNotFound
     return PeerGroupResource(request, group)
-
-
-def collaborative_factory(request: Request) -> CollaborativeResource:
-    """``/catalogue/settings``: the signed-in user's own collaborative."""
-    collaborative = request.db.get(Collaborative, signed_in(request).collaborative_id)
-    if collaborative is None:
-        raise HTTPNotFound
-    return CollaborativeResource(request, collaborative)

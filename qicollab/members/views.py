@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyramid.httpexceptions import HTTPFound
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
 from pyramid.view import view_config
 
 from qicollab.audit.services import record
-from qicollab.members.resources import CollaborativeResource, PeerGroupResource
+from qicollab.members.models import Collaborative
+from qicollab.members.resources import PeerGroupResource
 from qicollab.members.services import (
     CRITERIA_ATTRIBUTES,
     MemberService,
@@ -120,10 +121,12 @@ def parse_min_contributors(raw: str | None) -> int:
     renderer="catalogue/settings_form.jinja2",
     permission=Permission.COLLABORATIVE_MANAGE,
 )
-def collaborative_settings(context: CollaborativeResource, request: Request) -> Any:
+def collaborative_settings(request: Request) -> Any:
     """The collaborative's disclosure setting: how many members must contribute to a measure
     before figures about peers are shown (carried into every later benchmark run)."""
-    collaborative = context.collaborative
+    collaborative = request.db.get(Collaborative, request.identity.collaborative_id)
+    if collaborative is None:
+        raise HTTPNotFound
     context: dict[str, Any] = {"collaborative": collaborative, "error": None, "saved": False}
     if request.method != "POST":
         context["saved"] = request.GET.get("saved") == "1"
