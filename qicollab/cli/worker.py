@@ -43,6 +43,8 @@ def worker(app: LazyApp, workers: int, worker_type: str, drain: bool) -> None:
         click.echo(f"ran {count} queued task{'s' if count != 1 else ''}")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # WeasyPrint logs every page of every layout pass at INFO: noise, and CPU, per report.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
     backend = app.settings.get(BACKEND) or "sqlite"
     click.echo(f"worker: {workers} {worker_type} worker(s) on the {backend} queue")
     consume(app.settings, workers=workers, worker_type=worker_type)

@@ -61,7 +61,7 @@ def start_embedded(
     from qicollab.jobs.workers import Heartbeat  # noqa: PLC0415
 
     queue = JobQueue(settings, engine=engine)
-    consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
+    consumer = queue.create_consumer(workers=workers, worker_type="thread")
     # The web server owns this process's signals (Ctrl-C stops it, then us): huey's handlers
     # would swallow them.
     consumer._set_signal_handlers = lambda: None

@@ -47,7 +47,7 @@ def consume(settings: dict[str, Any], *, workers: int = 1, worker_type: str = "t
     short-lived consumers started here)."""
     queue = JobQueue(settings)
     try:
-        consumer = queue.huey.create_consumer(workers=workers, worker_type=worker_type)
+        consumer = queue.create_consumer(workers=workers, worker_type=worker_type)
         heartbeat = Heartbeat(
             queue.session_factory,
             mode="worker",

@@ -23,6 +23,10 @@ Settings (ini ``[app:main]`` or environment):
     killed mid-task has its task taken over this long after it stopped renewing.
 ``qicollab.queue.beat_seconds``
     How often each consumer stamps its heartbeat and reaps expired claims (default 10).
+``qicollab.queue.poll_seconds``
+    The longest an idle consumer waits between looks at the queue (default 1). huey's own
+    default backs off to 10 s, so a job enqueued after a quiet spell, or the tasks another
+    worker just fanned out, waited up to 10 s per idle worker; a look is one indexed query.
 
 Jobs carry ids, never objects: the queue holds only the job id, and the handler registered for
 the job's ``kind`` reads everything else (its ``params``) from the database. A handler may split
@@ -53,6 +57,7 @@ from qicollab.jobs.services import JobService, JobState, JobStateError
 from qicollab.jobs.workers import BEAT_SECONDS, consumer_name
 
 if TYPE_CHECKING:
+    import huey.consumer
     from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,9 @@ URL = "qicollab.queue.url"
 IMMEDIATE = "qicollab.queue.immediate"
 LEASE = "qicollab.queue.lease_seconds"
 BEAT = "qicollab.queue.beat_seconds"
+POLL = "qicollab.queue.poll_seconds"
+#: Default :data:`POLL`: the longest an idle consumer sleeps before looking at the queue again.
+POLL_SECONDS = 1.0
 #: The schema holding huey's tables on PostgreSQL.
 PG_SCHEMA = "qicollab_queue"
 #: The advisory lock key held while a process creates the queue's schema and tables.
@@ -184,6 +192,7 @@ class JobQueue:
         self._pid = os.getpid()
         self.lease_seconds = float(settings.get(LEASE) or fanout.LEASE_SECONDS)
         self.beat_seconds = float(settings.get(BEAT) or BEAT_SECONDS)
+        self.poll_seconds = float(settings.get(POLL) or POLL_SECONDS)
         self._task = self.huey.task(name=TASK_NAME)(self.run_job)
         self._piece = self.huey.task(name=PIECE_TASK_NAME)(self.run_task)
         for name, when, target in PERIODIC_TASKS:
@@ -209,6 +218,17 @@ class JobQueue:
         from qicollab.db import get_session_factory  # noqa: PLC0415
 
         return get_session_factory(self.engine)
+
+    def create_consumer(self, *, workers: int, worker_type: str) -> huey.consumer.Consumer:
+        """A huey consumer of this queue whose idle polling backs off to :attr:`poll_seconds`
+        at most (the first look after a task is at once)."""
+        return self.huey.create_consumer(
+            workers=workers,
+            worker_type=worker_type,
+            periodic=True,
+            initial_delay=min(0.1, self.poll_seconds),
+            max_delay=self.poll_seconds,
+        )
 
     def enqueue(self, job_id: int) -> None:
         """Put a committed job on the queue (runs it at once in immediate mode)."""

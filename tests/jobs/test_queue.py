@@ -130,3 +130,15 @@ def test_unknown_backend_is_refused(settings):
 
 def test_memory_backend(settings):
     assert isinstance(make_huey({**settings, "qicollab.queue.backend": "memory"}), huey.MemoryHuey)
+
+
+def test_idle_consumers_look_at_the_queue_at_least_every_poll_seconds(settings, engine):
+    """huey backs an idle consumer off to 10 s; ours stop at poll_seconds, so tasks another
+    worker fans out (or a job enqueued after a quiet spell) wait at most that long."""
+    default = _queue(settings, engine).create_consumer(workers=1, worker_type="thread")
+    assert default.max_delay == 1.0
+    assert default.default_delay <= default.max_delay
+    quick = _queue(settings, engine, **{"qicollab.queue.poll_seconds": "0.05"})
+    consumer = quick.create_consumer(workers=2, worker_type="thread")
+    assert (consumer.default_delay, consumer.max_delay) == (0.05, 0.05)
+    assert consumer.periodic
