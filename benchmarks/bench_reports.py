@@ -5,9 +5,9 @@ One command, printing medians and ratios against the targets:
 * one member benchmark report (about 13 pages, 18 charts: each measure's funnel, caterpillar
   and control chart where they apply, and the patient-level measure's RA-CUSUM/VLAD, with
   1,000 members on the peer charts) rendered warm: target < 3 s;
-* reports for 1,000 members with 2 long-lived workers, extrapolated from a timed sample:
-  target < 25 minutes; the same sample rendered one process per report shows what the warm
-  pool saves;
+* reports for 1,000 members with 2 warm ``qicollab worker`` processes (a report batch job
+  fanned out into one task per report), extrapolated from a timed sample: target < 25
+  minutes (benchmarks/bench_reports_workers.py sets 1 worker against 2 on the full batch);
 * a member's results page, server time through the WSGI app (WebTest, no network), built on a
   member's first visit: target < 300 ms (and served again from the page cache).
 
@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
-import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -33,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the reporting tests' world builder lives in tests/
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
 import webtest  # noqa: E402
@@ -41,10 +40,10 @@ from pypdf import PdfReader  # noqa: E402
 from qicollab import make_config  # noqa: E402
 from qicollab.accounts.models import Role, User  # noqa: E402
 from qicollab.db import create_engine_from_settings, get_session_factory  # noqa: E402
+from qicollab.jobs.services import JobService  # noqa: E402
 from qicollab.migrations import upgrade  # noqa: E402
 from qicollab.reporting.models import ReportKind  # noqa: E402
 from qicollab.reporting.pdf import PdfRenderer, warm_up  # noqa: E402
-from qicollab.reporting.rendering import ReportRenderer  # noqa: E402
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context  # noqa: E402
 from qicollab.reporting.results import load_run  # noqa: E402
 from qicollab.security import IDENTITY_LOADER_KEY  # noqa: E402
@@ -143,42 +142,23 @@ def single_report(settings: dict, run_id: int, member_id: int, repeats: int) -> 
     }
 
 
-def pool_throughput(
-    settings: dict, run_id: int, member_ids: list[int], workers: int
-) -> tuple[float, float]:
-    """Wall seconds per report with ``workers`` long-lived workers (pool start-up included),
-    and the workers' CPU seconds per report (what a machine with free cores would need)."""
+def workers_throughput(
+    settings: dict, folder: Path, run_id: int, member_ids: list[int], warm: list[int]
+) -> dict:
+    """Wall seconds per report with 2 ``qicollab worker`` processes, warmed on ``warm``'s
+    reports first, and their CPU seconds per report (what a machine with free cores needs)."""
+    from bench_reports_workers import WorkerPool, render_block  # noqa: PLC0415 - imports us
 
     engine = create_engine_from_settings(settings)
-    renderer = ReportRenderer(get_session_factory(engine), settings, workers=workers)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    summary = renderer.render_run(run_id, member_ids=member_ids, kinds=[ReportKind.MEMBER])
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    engine.dispose()
-    assert not summary.failed, summary.failed
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return elapsed / len(member_ids), cpu / len(member_ids)
-
-
-def _one_process_report(args: tuple[dict, int, int]) -> None:
-    settings, run_id, member_id = args
-
-    engine = create_engine_from_settings(settings)
-    ReportRenderer(get_session_factory(engine), settings, workers=0).render_run(
-        run_id, member_ids=[member_id], kinds=[ReportKind.MEMBER]
-    )
-    engine.dispose()
-
-
-def process_per_report(settings: dict, run_id: int, member_ids: list[int]) -> float:
-    """Seconds per report when each report gets a fresh process (2 at a time)."""
-    context = multiprocessing.get_context("spawn")
-    started = time.perf_counter()
-    with context.Pool(2, maxtasksperchild=1) as pool:
-        pool.map(_one_process_report, [(settings, run_id, m) for m in member_ids], chunksize=1)
-    return (time.perf_counter() - started) / len(member_ids)
+    jobs = JobService(get_session_factory(engine))
+    pool = WorkerPool(settings, 2, folder / "workers", "2-workers")
+    try:
+        pool.start()
+        render_block(pool, jobs, run_id, warm)
+        return render_block(pool, jobs, run_id, member_ids)
+    finally:
+        pool.stop()
+        engine.dispose()
 
 
 def results_page(settings: dict, member_id: int, officer_id: int, repeats: int) -> dict:
@@ -229,7 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--measures", type=int, default=6)
-    parser.add_argument("--sample", type=int, default=16, help="reports timed in the pool")
+    parser.add_argument("--sample", type=int, default=16, help="reports timed on the workers")
     parser.add_argument("--repeats", type=int, default=5, help="warm single-report repeats")
     parser.add_argument("--folder", type=Path, default=ROOT / "var" / "bench-reports")
     parser.add_argument("--fresh", action="store_true", help="rebuild the collaborative")
@@ -260,21 +240,17 @@ def main() -> None:
         return
 
     sample = list(range(first_member + 10, first_member + 10 + args.sample))
-    pooled, pooled_cpu = pool_throughput(settings, run_id, sample, workers=2)
-    serial, _ = pool_throughput(settings, run_id, sample[: max(4, args.sample // 4)], workers=1)
-    minutes = pooled * 1000 / 60
-    cpu_minutes = pooled_cpu * 1000 / 2 / 60
+    warm = [first_member + 10 + args.sample + i for i in range(2)]
+    timed = workers_throughput(settings, args.folder, run_id, sample, warm)
+    minutes = timed["wall"] * 1000 / 60
+    cpu_minutes = timed["cpu"] * 1000 / 2 / 60
     print(
-        f"pool of 2 warm workers: {pooled:.2f} s wall per report over {len(sample)} reports "
-        f"(start-up included) -> 1,000 member reports in {minutes:.1f} min (target < 25 min: "
-        f"ratio {minutes / 25:.2f}); workers' CPU {pooled_cpu:.2f} s per report -> "
-        f"{cpu_minutes:.1f} min on 2 free cores (ratio {cpu_minutes / 25:.2f}); "
-        f"1 worker {serial:.2f} s wall per report, speed-up {serial / pooled:.2f}x"
-    )
-    fresh = process_per_report(settings, run_id, sample[:4])
-    print(
-        f"one fresh process per report (2 at a time): {fresh:.2f} s wall per report; "
-        f"the warm pool takes {pooled / fresh:.2f}x that"
+        f"2 warm `qicollab worker` processes ({timed['workers']} took part), one task per "
+        f"report: {timed['wall']:.2f} s wall per report over {len(sample)} reports -> 1,000 "
+        f"member reports in {minutes:.1f} min (target < 25 min: ratio {minutes / 25:.2f}); "
+        f"workers' CPU {timed['cpu']:.2f} s per report -> {cpu_minutes:.1f} min on 2 free "
+        f"cores (ratio {cpu_minutes / 25:.2f}); 1 worker vs 2: "
+        "benchmarks/bench_reports_workers.py"
     )
 
     page = results_page(settings, first_member, officer_id, repeats=20)

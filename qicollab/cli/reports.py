@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
 
 from qicollab.cli import cli
 from qicollab.cli.context import LazyApp
+
+
+def _default_processes() -> int:
+    """Worker processes started for a batch when no ``qicollab worker`` is running: two
+    (each keeps WeasyPrint and the run's data warm), never more than the cores."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 @cli.group()
@@ -44,7 +51,7 @@ def render_command(
     keeps its previous file. Exits 1 if any report failed.
     """
     from qicollab.cli._dispatch import run_job  # noqa: PLC0415
-    from qicollab.reporting.rendering import RenderError, cpu_workers  # noqa: PLC0415
+    from qicollab.reporting.rendering import RenderError  # noqa: PLC0415
 
     try:
         job_id = _render_job(
@@ -56,7 +63,7 @@ def render_command(
         app,
         job_id,
         processes=workers,
-        default_processes=cpu_workers(),
+        default_processes=_default_processes(),
         description=f"reports of run {run_id}",
     )
     result = state.result or {}
@@ -133,7 +140,6 @@ def demo_step(app: LazyApp, _seed: int) -> None:
     from qicollab.demo.loader import DEMO_SLUG  # noqa: PLC0415
     from qicollab.members.models import Collaborative  # noqa: PLC0415
     from qicollab.reporting.models import Report  # noqa: PLC0415
-    from qicollab.reporting.rendering import cpu_workers  # noqa: PLC0415
 
     with app.session_factory() as session:
         run = session.execute(
@@ -158,7 +164,7 @@ def demo_step(app: LazyApp, _seed: int) -> None:
         app,
         job_id,
         processes=None,
-        default_processes=cpu_workers(),
+        default_processes=_default_processes(),
         description="reports",
         bar=False,
     )

@@ -61,7 +61,7 @@ def render_reports(context: JobContext) -> fanout.FannedOut:
     ``params["member_ids"]`` and the kinds in ``params["kinds"]``); the workers render them."""
     params = context.job.params
     run_id = int(params["run_id"])
-    renderer = ReportRenderer(context.session_factory, context.settings, jobs=context.jobs)
+    renderer = ReportRenderer(context.session_factory, context.settings)
     kinds = params.get("kinds")
     planned = renderer.plan(
         run_id,

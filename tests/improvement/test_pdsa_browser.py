@@ -109,7 +109,7 @@ def test_officer_records_a_pdsa_and_sees_it_on_the_chart_and_in_the_report(tmp_p
             assert "PDSA: Line checklist on the ICU" in chart_titles
 
             # The team's benchmark report lists it.
-            ReportRenderer(factory, settings, workers=0).render_run(
+            ReportRenderer(factory, settings).render_run(
                 world.run_id, kinds=[ReportKind.MEMBER], member_ids=[member]
             )
             page.goto(f"{url}/runs/{world.run_id}/reports")

@@ -1,8 +1,8 @@
 """A report batch through the per-task dispatch: the worker keeps the run's shared data warm.
 
 Every report task of a run reads the member's own rows, but the run's shared data (every
-member's results, the funnels' peers) is read once per worker process and run, as the pool's
-workers did, and read again for another run.
+member's results, the funnels' peers) is read once per worker process and run, and read again
+for another run.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Rendering a run's reports: recorded hashes, atomic files, failures that keep the old report,
-the worker pool, the job and the command."""
+the job (one task per report) and the command."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def session_factory(engine):
 @pytest.fixture
 def rendered_once(world, settings, session_factory, db_session):
     """Two members' reports and the blinded summary, rendered in this process."""
-    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer = ReportRenderer(session_factory, settings)
     summary = renderer.render_run(
         world.run_id,
         member_ids=[world.member, world.other],
@@ -81,7 +81,7 @@ def test_reports_are_written_under_the_runs_folder_by_id(rendered_once, world):
 def test_rendering_again_updates_the_rows_instead_of_adding(
     rendered_once, world, settings, session_factory, db_session
 ):
-    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer = ReportRenderer(session_factory, settings)
     renderer.render_run(world.run_id, kinds=[ReportKind.BLINDED_SUMMARY])
     rows = _reports(db_session)
     assert len(rows) == 3
@@ -100,7 +100,7 @@ def test_a_failed_render_keeps_the_previous_file_and_row(
             raise RuntimeError("layout exploded")
 
     monkeypatch.setattr(rendering, "RENDER_HOOK", fail_for_member)
-    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer = ReportRenderer(session_factory, settings)
     summary = renderer.render_run(
         world.run_id, member_ids=[world.member, world.other], kinds=[ReportKind.MEMBER]
     )
@@ -121,7 +121,7 @@ def test_a_failure_while_writing_keeps_the_previous_file(
         raise OSError("rename failed")
 
     monkeypatch.setattr(Path, "replace", broken_replace)
-    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer = ReportRenderer(session_factory, settings)
     summary = renderer.render_run(world.run_id, kinds=[ReportKind.BLINDED_SUMMARY])
     assert len(summary.failed) == 1
     assert path.read_bytes() == old_bytes
@@ -173,21 +173,9 @@ def test_the_job_reports_progress_to_the_end(world, settings, engine, session_fa
 
 
 def test_a_run_that_did_not_succeed_cannot_be_rendered(world, settings, session_factory):
-    renderer = ReportRenderer(session_factory, settings, workers=0)
+    renderer = ReportRenderer(session_factory, settings)
     with pytest.raises(rendering.RenderError):
         renderer.render_run(world.run_id + 100)
-
-
-@pytest.mark.slow
-def test_reports_render_in_a_pool_of_warm_workers(world, settings, session_factory, db_session):
-    if "sqlite" not in settings["sqlalchemy.url"]:
-        pytest.skip("one backend is enough for the process pool")
-    renderer = ReportRenderer(session_factory, settings, workers=2)
-    summary = renderer.render_run(
-        world.run_id, member_ids=world.member_ids[:3], kinds=[ReportKind.MEMBER]
-    )
-    rows = _reports(db_session)
-    assert (len(summary.rendered), len(rows)) == (3, 3)
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])  # in this process; one worker process for it
