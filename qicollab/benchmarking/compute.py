@@ -51,7 +51,7 @@ from qicollab.benchmarking.payloads import (
     YearValue,
 )
 from qicollab.benchmarking.settings import RunSettings
-from qicollab.db import READ_ONLY_OPTION, create_engine_from_settings
+from qicollab.db import READ_ONLY_OPTION
 from qicollab.jobs.workers import consumer_name
 from qicollab.measures.spec import OutcomeFamily
 from qicollab.stats import achievable, peer, pooling
@@ -140,36 +140,24 @@ class Units:
 
 
 def measure_job(
-    url: str | None,
     submission_ids: Sequence[int],
     measure: MeasureInfo,
     inputs: RunInputs,
     *,
-    engine: sa.Engine | None = None,
+    engine: sa.Engine,
 ) -> MeasureOutput:
-    """Load one measure's snapshot data and compute its numbers and charts.
-
-    Runs in the service's process (``engine`` given) or in a worker process (``url``), which
-    is why everything it needs arrives as plain values.
-    """
-    own = engine is None
-    if engine is None:
-        assert url is not None
-        engine = create_engine_from_settings({"sqlalchemy.url": url}, poolclass=sa.pool.NullPool)
+    """Load one measure's snapshot data and compute its numbers and charts (in the service's
+    process, or in a worker's measure task: everything it needs arrives as plain values)."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    try:
-        reader = engine.execution_options(**{READ_ONLY_OPTION: True})
-        with reader.connect() as connection, connection.begin():
-            if measure.level == "patient":
-                spec = measure.spec
-                assert spec is not None
-                data = loading.load_patients(connection, submission_ids, spec)
-            else:
-                data = loading.load_aggregate(connection, submission_ids, [measure.id])
-    finally:
-        if own:
-            engine.dispose()
+    reader = engine.execution_options(**{READ_ONLY_OPTION: True})
+    with reader.connect() as connection, connection.begin():
+        if measure.level == "patient":
+            spec = measure.spec
+            assert spec is not None
+            data = loading.load_patients(connection, submission_ids, spec)
+        else:
+            data = loading.load_aggregate(connection, submission_ids, [measure.id])
     seconds["load"] = time.perf_counter() - started
     output = compute_measure(measure, inputs, data, seconds=seconds)
     if inputs.settings.charts:

@@ -6,8 +6,9 @@ Execution has three phases, chosen so that the database is never locked for long
    periods, annotations, the measures and the snapshot (which versions).
 2. **Compute** (no transaction held): per measure, load its data and compute the numbers and
    the charts, reporting progress through the job after each measure (progress commits in its
-   own short transaction, so the portal and ``qicollab jobs show`` see it). Measures can be
-   computed in a pool of processes (``workers``); results are identical either way.
+   own short transaction, so the portal and ``qicollab jobs show`` see it). On the queue,
+   each measure is its own task, taken by any worker (:mod:`qicollab.benchmarking.tasks`);
+   results are identical either way.
 3. **Store** (one write transaction): the snapshot rows (``benchmark_run_submissions``), every
    member result, summary, fitted model and chart, the run's hash and status, and the job's
    success. Either all of it is stored or none of it.
@@ -20,10 +21,8 @@ numbers, which ``snapshot_hash`` lets anyone check.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime as dt
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,8 +76,6 @@ JOB_KIND = "benchmark-run"
 #: Cycle statuses a run may use: data frozen.
 RUNNABLE = frozenset({CycleStatus.LOCKED, CycleStatus.PUBLISHED})
 
-Progress = Callable[[int, int, str], None]
-
 
 class RunError(RuntimeError):
     """A run cannot be created or executed (unlocked cycle, wrong status, unknown cycle)."""
@@ -128,16 +125,10 @@ def _read_session(session_factory: sessionmaker[Session]) -> Session:
 
 @dataclass
 class BenchmarkRunService:
-    """Create, execute and read benchmark runs.
-
-    ``workers`` > 1 computes measures in that many processes (spawned; each opens its own
-    connection to ``database_url``, which defaults to the engine's URL and must be a file or
-    server database). ``listener`` receives job state changes (the CLI's progress bar).
-    """
+    """Create, execute and read benchmark runs (:meth:`execute` computes every measure in
+    this process; the queue computes one measure per task)."""
 
     session_factory: sessionmaker[Session]
-    workers: int = 1
-    database_url: str | None = None
     jobs: JobService | None = None
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
@@ -403,34 +394,12 @@ class BenchmarkRunService:
         from qicollab.benchmarking.compute import measure_job  # noqa: PLC0415
 
         total = self._total(plan)
-        url = self.database_url or self.engine.url.render_as_string(hide_password=False)
-        todo = [
-            (measure, plan.snapshot.by_measure.get(measure.id, ())) for measure in plan.measures
-        ]
         outputs: list[MeasureOutput] = []
-        workers = min(self.workers, len(todo))
-        if workers <= 1 or ":memory:" in url or url.rstrip("/").endswith("sqlite:"):
-            for done, (measure, ids) in enumerate(todo):
-                self._report(plan.job_id, done, total, f"{measure.code}: computing")
-                outputs.append(measure_job(None, ids, measure, plan.inputs, engine=self.engine))
-            self._report(plan.job_id, len(todo), total, "all measures computed")
-            return outputs
-        context = multiprocessing.get_context("spawn")
-        self._report(
-            plan.job_id, 0, total, f"computing {len(todo)} measures in {workers} processes"
-        )
-        # Worker processes keep the default BLAS threads: a different thread count would change
-        # the last bits of the fits, and serial and parallel runs must give identical numbers.
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {
-                pool.submit(measure_job, url, ids, measure, plan.inputs): measure
-                for measure, ids in todo
-            }
-            for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-                measure = futures[future]
-                outputs.append(future.result())
-                self._report(plan.job_id, done, total, f"{measure.code}: done")
-        outputs.sort(key=lambda output: output.measure_id)
+        for done, measure in enumerate(plan.measures):
+            self._report(plan.job_id, done, total, f"{measure.code}: computing")
+            ids = plan.snapshot.by_measure.get(measure.id, ())
+            outputs.append(measure_job(ids, measure, plan.inputs, engine=self.engine))
+        self._report(plan.job_id, len(plan.measures), total, "all measures computed")
         return outputs
 
     def _store(self, plan: RunPlan, outputs: list[MeasureOutput]) -> None:

@@ -88,7 +88,7 @@ class MeasureTasks:
         measure = next(m for m in plan.measures if m.id == measure_id)
         ids = plan.snapshot.by_measure.get(measure_id, ())
         engine = context.session_factory.kw["bind"]
-        return measure_job(None, ids, measure, plan.inputs, engine=engine)
+        return measure_job(ids, measure, plan.inputs, engine=engine)
 
     def record(
         self, session: Session, context: fanout.TaskContext, outcome: MeasureOutput

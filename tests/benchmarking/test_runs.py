@@ -3,6 +3,7 @@ progress seen from another session, the queue, and the charts stored with the ru
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -33,7 +34,9 @@ from qicollab.benchmarking.settings import RunSettings
 from qicollab.benchmarking.snapshot import snapshot_hash
 from qicollab.db import READ_ONLY_OPTION, get_session_factory
 from qicollab.demo.loader import HISTORY_CYCLE, OPEN_CYCLE
+from qicollab.jobs.local import run_here
 from qicollab.jobs.models import Job, JobStatus
+from qicollab.jobs.progress import follow_job
 from qicollab.jobs.queue import JobQueue
 from qicollab.jobs.services import JobService
 from qicollab.measures.models import Measure
@@ -244,12 +247,19 @@ def test_the_same_snapshot_gives_identical_numbers(service, factory):
     assert one == two  # every stored number, exactly
 
 
-def test_parallel_measures_give_the_same_numbers(factory, small_demo):
-    serial = BenchmarkRunService(factory)
-    parallel = BenchmarkRunService(factory, workers=2)
-    first = serial.execute(serial.create(cycle_code=HISTORY_CYCLE).id)
-    second = parallel.execute(parallel.create(cycle_code=HISTORY_CYCLE).id)
-    assert _stored(factory, first.id) == _stored(factory, second.id)
+def test_measure_tasks_in_two_worker_processes_give_the_same_numbers(
+    service, factory, small_demo, small_engine
+):
+    """The run as `qicollab compute --workers 2` computes it: one task per measure, taken by
+    two consumer processes, stores exactly what computing every measure here stores."""
+    serial = service.execute(service.create(cycle_code=HISTORY_CYCLE).id)
+    fanned = service.create(cycle_code=HISTORY_CYCLE)
+    with run_here(small_demo.settings, fanned.job_id, processes=2, engine=small_engine):
+        state = follow_job(service.jobs, fanned.job_id, poll_seconds=0.2, file=io.StringIO())
+    assert state.status is JobStatus.SUCCEEDED, state.error
+    assert state.tasks is not None
+    assert (state.tasks.done, state.tasks.total) == (N_MEASURES, N_MEASURES)
+    assert _stored(factory, fanned.id) == _stored(factory, serial.id)
 
 
 def test_explicit_versions_make_their_own_snapshot(service, factory):
