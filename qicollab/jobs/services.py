@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -394,27 +393,3 @@ class JobService:
         if self.listener is not None:
             self.listener(state)
         return state
-
-    def reporter(self, job_id: int, *, min_interval: float = 0.0) -> ProgressReporter:
-        """A callable ``(done, total, message)`` for work that reports often (throttled)."""
-        return ProgressReporter(self, job_id, min_interval)
-
-
-@dataclass
-class ProgressReporter:
-    """Reports progress of one job; skips writes closer together than ``min_interval`` s,
-    except the final one (done == total)."""
-
-    service: JobService
-    job_id: int
-    min_interval: float = 0.0
-    _last: float = field(default=float("-inf"), init=False)
-
-    def __call__(self, done: int, total: int | None = None, message: str | None = None) -> None:
-        """Record progress unless the last write was too recent."""
-        now = time.monotonic()
-        final = total is not None and done >= total
-        if not final and now - self._last < self.min_interval:
-            return
-        self._last = now
-        self.service.progress(self.job_id, done, total, message)

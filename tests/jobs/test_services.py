@@ -110,16 +110,21 @@ def test_succeed_in_the_callers_transaction(engine, jobs):
     assert state.done == 2
 
 
-def test_listener_and_throttled_reporter(engine):
+def test_listener_sees_every_state_change(engine):
     seen = []
     jobs = JobService(get_session_factory(engine), listener=seen.append)
     job = jobs.create("test.kind")
     jobs.start(job.id)
-    report = jobs.reporter(job.id, min_interval=3600)
-    for done in range(1, 6):
-        report(done, 5, f"{done}")
-    # The first write and the final one; the rest fall inside the interval.
-    assert [state.done for state in seen if state.status is JobStatus.RUNNING] == [0, 1, 5]
+    for done in range(1, 4):
+        jobs.progress(job.id, done, 3, f"{done}")
+    jobs.succeed(job.id, result={})
+    assert [(state.status, state.done) for state in seen] == [
+        (JobStatus.RUNNING, 0),
+        (JobStatus.RUNNING, 1),
+        (JobStatus.RUNNING, 2),
+        (JobStatus.RUNNING, 3),
+        (JobStatus.SUCCEEDED, 3),
+    ]
 
 
 def test_error_text_is_trimmed():
