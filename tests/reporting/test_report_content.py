@@ -115,9 +115,14 @@ def test_member_report_has_bookmarks_for_every_measure(rendered, run_data):
 
 
 def test_member_report_contents_give_page_numbers(rendered, run_data):
-    contents = _flat(rendered.member.reader.pages[1].extract_text())
-    first = run_data.measures[0]
-    assert re.search(rf"{first.code}: {re.escape(first.title)}\s*\.+\s*\d+", contents)
+    """Each measure's entry is followed, in reading order, by the page its section starts on."""
+    pages = [_flat(page.extract_text()) for page in rendered.member.reader.pages]
+    for measure in run_data.measures:
+        entry = f"{measure.code}: {measure.title}"
+        found = re.search(rf"{re.escape(entry)} (\d+)\b", pages[1])
+        assert found, f"{entry} has no page number after it on the contents page"
+        starts = next(n for n, text in enumerate(pages[2:], start=3) if entry in text)
+        assert int(found.group(1)) == starts
 
 
 def test_member_report_has_at_least_ten_charts(rendered):
