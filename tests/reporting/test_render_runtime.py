@@ -1,17 +1,23 @@
 """How reports are rendered, not what they say: the garbage collector is held off while a
-report is laid out (qicollab.reporting.pdf.collector_paused) and comes back afterwards."""
+report is laid out (qicollab.reporting.pdf.collector_paused) and comes back afterwards; a
+worker says which library subsets its fonts."""
 
 from __future__ import annotations
 
 import gc
+import logging
 
 import pytest
+import weasyprint.pdf.fonts
 
 from qicollab.reporting.pdf import (
+    HARFBUZZ_SUBSET_PACKAGE,
     BundledAssetFetcher,
     ForbiddenResourceError,
     PdfRenderer,
     collector_paused,
+    font_subsetter,
+    warm_up,
 )
 
 HTML = (
@@ -74,3 +80,40 @@ def test_overlapping_renders_keep_it_off_until_the_last_one_ends(collector_on):
     assert not gc.isenabled()
     inner.__exit__(None, None, None)
     assert gc.isenabled()
+
+
+class _HarfBuzz:
+    """Stands in for WeasyPrint's handle on libharfbuzz, at a chosen version."""
+
+    def __init__(self, at_least_4_1: bool) -> None:
+        self.at_least_4_1 = at_least_4_1
+
+    def hb_version_atleast(self, major: int, minor: int, micro: int) -> bool:
+        assert (major, minor, micro) == (4, 1, 0)  # what WeasyPrint's subsetter needs
+        return self.at_least_4_1
+
+
+@pytest.mark.parametrize(
+    ("subset_library", "at_least_4_1", "expected"),
+    [(object(), True, "harfbuzz"), (None, True, "fonttools"), (object(), False, "fonttools")],
+)
+def test_the_font_subsetter_is_named_and_the_slow_one_is_warned_about(
+    monkeypatch, caplog, subset_library, at_least_4_1, expected
+):
+    monkeypatch.setattr(weasyprint.pdf.fonts, "harfbuzz_subset", subset_library)
+    monkeypatch.setattr(weasyprint.pdf.fonts, "harfbuzz", _HarfBuzz(at_least_4_1))
+    with caplog.at_level(logging.WARNING, logger="qicollab.reporting.pdf"):
+        assert font_subsetter() == expected
+    warned = [r.getMessage() for r in caplog.records if r.name == "qicollab.reporting.pdf"]
+    if expected == "harfbuzz":
+        assert warned == []
+    else:
+        assert len(warned) == 1
+        assert HARFBUZZ_SUBSET_PACKAGE in warned[0]
+
+
+def test_warming_up_a_worker_says_which_font_subsetter_it_has(monkeypatch, caplog):
+    monkeypatch.setattr(weasyprint.pdf.fonts, "harfbuzz_subset", None)
+    with caplog.at_level(logging.WARNING, logger="qicollab.reporting.pdf"):
+        warm_up()  # the fallback still renders
+    assert any(HARFBUZZ_SUBSET_PACKAGE in r.getMessage() for r in caplog.records)
