@@ -1,11 +1,26 @@
 """The member report reads in words: what needs attention, the member's own blinded code,
-diagnostics that say why they are absent, and no odds ratio printed as 0.00."""
+diagnostics that say why they are absent, and no odds ratio printed as 0.00; the risk models'
+tables, the same for every member, are printed once per run, in the summary reports."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from bs4 import BeautifulSoup
+
+from qicollab.db import create_engine_from_settings, get_session_factory
+from qicollab.reporting.results import load_run
+from qicollab.reporting.sections import model_summaries
+
+
+@pytest.fixture(scope="module")
+def run_data(rendered):
+    engine = create_engine_from_settings(rendered.settings)
+    with get_session_factory(engine)() as session:
+        data = load_run(session, rendered.world.run_id)
+    engine.dispose()
+    return data
 
 
 def _overview_rows(html: str) -> dict[str, list[str]]:
@@ -63,8 +78,15 @@ def test_odds_ratios_and_diagnostics_never_print_as_zeros_or_bare_dashes(rendere
     assert "0.00–0.00" not in text
     assert "C-statistic –" not in text
     assert "Brier score –" not in text
-    soup = BeautifulSoup(rendered.member.html, "html.parser")
-    for heading in soup.find_all("h2", string=re.compile("^Risk model")):
+    for report in (rendered.summary, rendered.collaborative):  # the tables are printed there
+        _check_coefficient_rows(report.html)
+
+
+def _check_coefficient_rows(html: str) -> None:
+    soup = BeautifulSoup(html, "html.parser")
+    headings = soup.find_all("h2", string=re.compile("^Risk model"))
+    assert headings
+    for heading in headings:
         table = heading.find_next("table")
         for row in table.tbody("tr"):
             cells = [td.get_text(" ", strip=True) for td in row("td")]
@@ -107,3 +129,48 @@ def test_every_chart_in_the_tagged_pdf_carries_its_alt_text(rendered):
         assert len([a for a in alts if a.strip()]) >= len(charts)
         for alt in charts:
             assert " ".join(alt.split())[:60] in {" ".join(a.split())[:60] for a in alts}
+
+
+def _model_tables(html: str) -> dict[str, list[list[str]]]:
+    """Measure code -> the rows of its risk model's coefficient table (term, estimate, ...)."""
+    soup = BeautifulSoup(html, "html.parser")
+    tables: dict[str, list[list[str]]] = {}
+    for heading in soup.find_all(re.compile("^h[23]$"), string=re.compile("^Risk model: ")):
+        table = heading.find_next(["table", "h1", "h2", "h3"])
+        if table is not None and table.name == "table" and table.find("th", string="Term"):
+            code = heading.get_text(strip=True).removeprefix("Risk model: ")
+            tables[code] = [
+                [td.get_text(" ", strip=True) for td in tr("td")] for tr in table.tbody("tr")
+            ]
+    return tables
+
+
+def test_member_reports_give_each_models_fit_but_leave_its_tables_to_the_summary(
+    rendered, run_data
+):
+    models = model_summaries(run_data)
+    assert models  # the world has a risk-adjusted measure
+    for report in (rendered.member, rendered.other_member):
+        soup = BeautifulSoup(report.html, "html.parser")
+        named = [
+            h.get_text(strip=True) for h in soup.find_all("h3", string=re.compile("^Risk model"))
+        ]
+        assert named == [f"Risk model: {m.measure.code}" for m in models]
+        assert _model_tables(report.html) == {}
+        assert "Tenth of risk" not in report.html
+        assert "blinded collaborative summary" in " ".join(report.text.split())
+
+
+def test_the_summaries_print_every_models_coefficients_as_the_run_stored_them(rendered, run_data):
+    models = model_summaries(run_data)
+    for report in (rendered.summary, rendered.collaborative):
+        tables = _model_tables(report.html)
+        assert set(tables) == {m.measure.code for m in models if m.coefficients}
+        for model in models:
+            if model.coefficients:
+                rows = tables[model.measure.code]
+                assert [(r[0], r[1]) for r in rows] == [
+                    (c.term, c.estimate) for c in model.coefficients
+                ]
+            if model.calibration_rows:
+                assert "Calibration by tenth of predicted risk" in report.html
