@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
+
 #: Asset types the fetcher serves from ``reports/``; anything else is refused.
 ASSET_TYPES: dict[str, str] = {
     ".css": "text/css",

@@ -172,6 +172,16 @@ def rendered(sqlite_template, tmp_path_factory) -> RenderedRun:
 
 
 @pytest.fixture(scope="module")
+def run_data(rendered):
+    """The rendered run's data, as the reports read it (qicollab.reporting.results)."""
+    engine = create_engine_from_settings(rendered.settings)
+    with get_session_factory(engine)() as session:
+        data = load_run(session, rendered.world.run_id)
+    engine.dispose()
+    return data
+
+
+@pytest.fixture(scope="module")
 def hostile(sqlite_template, tmp_path_factory) -> tuple[dict[str, Any], World]:
     """A world whose member name, measure title and annotation carry markup and URLs."""
     folder = tmp_path_factory.mktemp("hostile")

@@ -7,23 +7,12 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 
-from qicollab.db import create_engine_from_settings, get_session_factory
-from qicollab.reporting.results import load_run
 from qicollab.reporting.sections import gap_words
 
 
 def _flat(text: str) -> str:
     """PDF text with line breaks and hyphenation noise folded into single spaces."""
     return re.sub(r"\s+", " ", text)
-
-
-@pytest.fixture(scope="module")
-def run_data(rendered):
-    engine = create_engine_from_settings(rendered.settings)
-    with get_session_factory(engine)() as session:
-        data = load_run(session, rendered.world.run_id)
-    engine.dispose()
-    return data
 
 
 @pytest.mark.parametrize(

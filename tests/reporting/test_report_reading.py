@@ -6,21 +6,9 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from bs4 import BeautifulSoup
 
-from qicollab.db import create_engine_from_settings, get_session_factory
-from qicollab.reporting.results import load_run
 from qicollab.reporting.sections import model_summaries
-
-
-@pytest.fixture(scope="module")
-def run_data(rendered):
-    engine = create_engine_from_settings(rendered.settings)
-    with get_session_factory(engine)() as session:
-        data = load_run(session, rendered.world.run_id)
-    engine.dispose()
-    return data
 
 
 def _overview_rows(html: str) -> dict[str, list[str]]:
@@ -79,17 +67,9 @@ def test_odds_ratios_and_diagnostics_never_print_as_zeros_or_bare_dashes(rendere
     assert "C-statistic –" not in text
     assert "Brier score –" not in text
     for report in (rendered.summary, rendered.collaborative):  # the tables are printed there
-        _check_coefficient_rows(report.html)
-
-
-def _check_coefficient_rows(html: str) -> None:
-    soup = BeautifulSoup(html, "html.parser")
-    headings = soup.find_all("h2", string=re.compile("^Risk model"))
-    assert headings
-    for heading in headings:
-        table = heading.find_next("table")
-        for row in table.tbody("tr"):
-            cells = [td.get_text(" ", strip=True) for td in row("td")]
+        tables = _model_tables(report.html)
+        assert tables
+        for cells in (row for rows in tables.values() for row in rows):
             if cells[0].lower().strip("()") in {"intercept", "const"}:
                 assert cells[2] == "–"
                 assert "baseline" in cells[3]
