@@ -38,7 +38,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from qicollab import REPORTS_DIR
 from qicollab.reporting import formatting
 from qicollab.reporting.charts.common import data_uri
-from qicollab.reporting.render_cache import DrawingCache, measure_letters_once
+from qicollab.reporting.render_cache import DrawingCache, draw_text_in_runs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,8 +64,8 @@ STREAM_COMPRESSION = 6
 PDF_VARIANT = "pdf/ua-1"
 #: The system library WeasyPrint subsets fonts with (Debian's name; libharfbuzz-subset.so.0).
 HARFBUZZ_SUBSET_PACKAGE = "libharfbuzz-subset0"
-#: Chart text: each distinct letter of a document measured once (render_cache.LetterMetrics).
-LETTERS = measure_letters_once()
+#: Chart labels drawn as one line each, not letter by letter (render_cache.TextRuns).
+TEXT_RUNS = draw_text_in_runs()
 
 
 class _CollectorPause:

@@ -22,24 +22,29 @@ WeasyPrint has no public hook for this: the cache sits in the image cache WeasyP
 (``cache=``) and wraps ``draw_node`` of each SVG image it stores there. If WeasyPrint's
 internals move (no such stream attributes), nodes are drawn as before.
 
-:class:`LetterMetrics` does the same for the letters of chart text within one document.
+:class:`TextRuns` draws each chart label as one line of text instead of letter by letter.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydyf
+from weasyprint import svg as weasyprint_svg
+from weasyprint.css.properties import INITIAL_VALUES
+from weasyprint.draw.text import draw_emojis, draw_first_line
 from weasyprint.images import SVGImage
+from weasyprint.matrix import Matrix
+from weasyprint.svg.bounding_box import extend_bounding_box
 from weasyprint.svg.text import Style as SVGTextStyle
-from weasyprint.svg.text import text as draw_svg_text
+from weasyprint.svg.text import TextBox as SVGTextBox
+from weasyprint.svg.utils import normalize
+from weasyprint.svg.utils import size as svg_size
 from weasyprint.text import line_break
 
 #: Only paths at least this long are worth a lookup (a 1,000-member peer layer is ~15-40 KB).
@@ -205,75 +210,136 @@ def _recorded(svg: Any, stream: Any, start: int, before: dict[str, set[Any]]) ->
     return _Drawn(operators, states)
 
 
-class LetterMetrics:
-    """Each distinct letter of a document's chart text measured once, not once per occurrence.
+class TextRuns:
+    """Each chart label drawn as one line of text, not letter by letter.
 
-    WeasyPrint lays out SVG text letter by letter: for every character of every ``<text>`` it
-    builds a Pango layout only to read the letter's width, height and baseline (then builds
-    another to draw it). A member report's charts hold ~2,300 characters of ~60 distinct
-    letters, so almost all of those layouts measure a letter the document has measured before.
-    This wraps WeasyPrint's ``split_first_line`` and, for the SVG text's one-letter,
-    unbounded-width calls only, keeps the result per document and font: the same inputs, the
-    same measurement, and the layout it returns holds only its text until it is rebuilt to be
-    drawn. Every other call goes straight through.
+    WeasyPrint draws SVG ``<text>`` one character at a time, so that per-letter ``x``, ``dx``
+    or ``rotate`` lists work: for every character it lays out a Pango layout to measure it,
+    lays it out again to draw it and writes one text operator. Our charts place every label
+    with a single ``x`` and ``y``; a 20-measure member report holds ~800 labels of ~10
+    letters, and drawing them letter by letter took about a tenth of the report's CPU.
+
+    Such a label is measured once and drawn once, as one line (Pango applies the font's
+    kerning, which the per-letter path cannot). Its bounding box and the cursor that
+    ``text-anchor`` and following text rely on are set as WeasyPrint sets them. Labels with
+    per-letter positions, ``rotate``, ``letter-spacing``, ``textLength``, baseline alignment or
+    right-to-left direction, and ``tspan``/``textPath`` nodes, go to WeasyPrint's own function.
     """
+
+    #: Attributes that only WeasyPrint's letter-by-letter drawing handles.
+    PER_LETTER = frozenset(
+        {
+            "dx",
+            "dy",
+            "rotate",
+            "textLength",
+            "lengthAdjust",
+            "dominant-baseline",
+            "alignment-baseline",
+            "display-anchor",
+        }
+    )
 
     def __init__(self, original: Callable[..., Any]) -> None:
         self.original = original
         self.enabled = True
-        self.hits = 0
-        self._documents: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.drawn = 0
 
-    def __call__(
-        self,
-        text: str,
-        style: Any,
-        context: Any,
-        max_width: float | None,
-        justification_spacing: float,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        if (
-            not self.enabled
-            or args
-            or kwargs
-            or type(style) is not SVGTextStyle
-            or max_width != math.inf
-            or len(text) != 1
+    def __call__(self, svg: Any, node: Any, font_size: float) -> None:
+        position = self._position(svg, node, font_size) if self.enabled else None
+        if position is None:
+            self.original(svg, node, font_size)
+            return
+        style = _text_style(svg, node, font_size)
+        layout, _, _, width, height, baseline = line_break.split_first_line(
+            node.text, style, svg.context, math.inf, 0
+        )
+        x, y = position
+        if "x" in node.attrib:
+            svg.cursor_d_position[0] = 0
+        if "y" in node.attrib:
+            svg.cursor_d_position[1] = 0
+        left = x + svg.cursor_d_position[0]
+        base = y + svg.cursor_d_position[1]
+        top = base - baseline
+        svg.cursor_position = (x + width, y)
+        node.text_bounding_box = extend_bounding_box(
+            node.text_bounding_box, ((left, top), (left + width, top + height))
+        )
+        svg.stream.push_state()
+        fill, stroke = svg.set_graphical_state(node, font_size)
+        svg.stream.begin_text()
+        layout.reactivate(style)
+        svg.fill_stroke(fill, stroke, text=True)
+        line = SVGTextBox(layout, style)
+        line.baseline = baseline
+        emojis = draw_first_line(svg.stream, line, "none", "none", Matrix(d=-1, e=left, f=base))
+        svg.stream.end_text()
+        svg.stream.pop_state()
+        draw_emojis(svg.stream, style, x, y, emojis)
+        self.drawn += 1
+
+    def _position(self, svg: Any, node: Any, font_size: float) -> tuple[float, float] | None:
+        """The label's ``(x, y)`` when it can be drawn as one line; None otherwise."""
+        attributes = node.attrib
+        if node.tag != "text" or not node.text or self.PER_LETTER & attributes.keys():
+            return None
+        if node.get("direction", "ltr") != "ltr" or svg.length(
+            node.get("letter-spacing"), font_size
         ):
-            return self.original(
-                text, style, context, max_width, justification_spacing, *args, **kwargs
-            )
-        key = (
-            text,
-            tuple(style["font_family"]),
-            style["font_style"],
-            style["font_weight"],
-            style["font_size"],
-            style["direction"],
-            justification_spacing,
-        )
-        letters = self._documents.setdefault(context, {})
-        measured = letters.get(key)
-        if measured is None:
-            measured = letters[key] = self.original(
-                text, style, context, max_width, justification_spacing
-            )
-        else:
-            self.hits += 1
-        return measured
+            return None
+        coordinates = []
+        for name, extent, cursor in (
+            ("x", svg.inner_width, svg.cursor_position[0]),
+            ("y", svg.inner_height, svg.cursor_position[1]),
+        ):
+            if name not in attributes:
+                coordinates.append(cursor)
+                continue
+            values = normalize(attributes[name]).split()
+            if len(values) != 1:
+                return None
+            coordinates.append(svg_size(values[0], font_size, extent))
+        return coordinates[0], coordinates[1]
 
 
-def measure_letters_once() -> LetterMetrics | None:
-    """Install :class:`LetterMetrics` in WeasyPrint (once per process); None if WeasyPrint's
-    SVG text no longer measures letters through ``split_first_line``."""
-    current = getattr(line_break, "split_first_line", None)
-    if isinstance(current, LetterMetrics):
+def _text_style(svg: Any, node: Any, font_size: float) -> SVGTextStyle:
+    """The font of a ``<text>`` node, read as WeasyPrint's SVG text reads it."""
+    style = SVGTextStyle()
+    style.update(INITIAL_VALUES)
+    style.font_config = svg.font_config
+    style["font_family"] = [
+        family.strip("\"'") for family in node.get("font-family", "sans-serif").split(",")
+    ]
+    style["font_style"] = node.get("font-style", "normal")
+    weight = node.get("font-weight", 400)
+    if weight in ("normal", "bold"):
+        style["font_weight"] = 400 if weight == "normal" else 700
+    else:
+        try:
+            style["font_weight"] = int(weight)
+        except ValueError:
+            style["font_weight"] = 400
+    style["font_size"] = font_size
+    if node.get("direction") in ("ltr", "rtl"):
+        style["direction"] = node.get("direction")
+    return style
+
+
+def draw_text_in_runs() -> TextRuns | None:
+    """Install :class:`TextRuns` for SVG text in WeasyPrint (once per process); None if
+    WeasyPrint's SVG drawing no longer dispatches text through ``TAGS``."""
+    tags = getattr(weasyprint_svg, "TAGS", None)
+    current = getattr(weasyprint_svg, "text", None)
+    if isinstance(current, TextRuns):
         return current
-    if current is None or "split_first_line" not in inspect.getsource(draw_svg_text):
+    if not isinstance(tags, dict) or tags.get("text") is not current or current is None:
         return None
-    line_break.split_first_line = LetterMetrics(current)
-    return line_break.split_first_line
+    runs = TextRuns(current)
+    # draw_node recognises text nodes (for text-anchor) by comparing TAGS' entry with the
+    # module's ``text``: every tag drawn by it gets the wrapper, and the module name too.
+    for tag, function in list(tags.items()):
+        if function is current:
+            tags[tag] = runs
+    weasyprint_svg.text = runs
+    return runs

@@ -18,7 +18,7 @@ from pypdf import PdfReader
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.common import DENSE, data_uri
 from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_chart
-from qicollab.reporting.pdf import LETTERS, PdfRenderer, compress_streams
+from qicollab.reporting.pdf import TEXT_RUNS, PdfRenderer, compress_streams
 
 PDFTOPPM = shutil.which("pdftoppm")
 needs_pdftoppm = pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm not installed")
@@ -217,16 +217,21 @@ def test_streams_deflated_at_our_level_hold_what_pydyf_would_write():
     assert fonts[:half] == fonts[half:]
 
 
-def _chart_text_document() -> str:
-    labels = [
-        ("Observed / expected (O/E) by member", 'font-weight="bold"'),
-        ("0.50 0.75 1.00 1.25 1.50 2.00", ""),
-        ("Members ordered by O/E, lowest first", 'font-style="italic"'),
-        ("C↑ I↓ ~ P F", 'text-anchor="middle"'),
-    ]
+#: Chart labels as our charts write them (one x and one y each), one per 40-unit row.
+LABELS = [
+    ("Observed / expected (O/E) by member", 'x="20" font-weight="bold"'),
+    ("0.50 0.75 1.00 1.25 1.50 2.00", 'x="20"'),
+    ("Members ordered by O/E, lowest first", 'x="20" font-style="italic"'),
+    ("C↑ I↓ ~ P F", 'x="200" text-anchor="middle"'),
+    ("Upper limit 99.8% (AV Tw)", 'x="380" text-anchor="end"'),
+    ("1,000 members", 'x="200" text-anchor="middle" transform="rotate(-8 200 220)"'),
+]
+
+
+def _chart_text_document(labels: list[tuple[str, str]] = LABELS) -> str:
     texts = "".join(
-        f'<text x="{20 if "middle" not in extra else 200}" y="{40 + 45 * i}" font-size="11" '
-        f'font-family="DejaVu Sans, sans-serif" {extra}>{text}</text>'
+        f'<text y="{30 + 40 * i}" font-size="11" font-family="DejaVu Sans, sans-serif" '
+        f"{extra}>{text}</text>"
         for i, (text, extra) in enumerate(labels)
     )
     svg = (
@@ -239,32 +244,89 @@ def _chart_text_document() -> str:
     )
 
 
+def _ink_by_row(png: bytes, rows: int) -> list[tuple[int, int, int, int] | None]:
+    """The ink's bounding box in each of the chart's label rows (page pixels)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(png)) as page:
+        ink = ImageOps.invert(page.convert("L"))
+    chart = ink.getbbox()
+    assert chart is not None, "nothing was drawn"
+    # 400 units across 160 mm; the first label's ink starts ~21 units down (baseline 30 less
+    # the ascent), so bands of 40 units from there less 18 each hold one label with margin.
+    scale = (160 / 25.4 * 150) / 400
+    top = chart[1] - 18 * scale
+    boxes = []
+    for row in range(rows):
+        band = (0, int(top + 40 * row * scale), ink.width, int(top + 40 * (row + 1) * scale))
+        box = ink.crop(band).getbbox()
+        boxes.append(None if box is None else (box[0], box[1] + band[1], box[2], box[3] + band[1]))
+    return boxes
+
+
 @needs_pdftoppm
-def test_chart_letters_measured_once_draw_what_measuring_each_one_draws(tmp_path):
-    assert LETTERS is not None, "WeasyPrint's SVG text no longer measures letters this way"
+def test_chart_labels_drawn_as_lines_sit_where_drawing_letter_by_letter_puts_them(tmp_path):
+    """Same text, same anchors and transforms: at 150 dpi each label's anchored point (left
+    edge, centre or right edge) and its top and bottom land within 2 pixels of WeasyPrint's
+    letter-by-letter drawing, and its width within 3% (kerning: "AV" and "Tw" close up)."""
+    assert TEXT_RUNS is not None, "WeasyPrint's SVG drawing no longer dispatches text via TAGS"
     html = _chart_text_document()
-    LETTERS.enabled = False
+    TEXT_RUNS.enabled = False
     try:
-        each = PdfRenderer().pdf_from_html(html)
+        by_letter = PdfRenderer().pdf_from_html(html)
     finally:
-        LETTERS.enabled = True
-    before = LETTERS.hits
-    once = PdfRenderer().pdf_from_html(html)
-    assert LETTERS.hits - before > 40  # repeated letters were looked up, not laid out again
-    assert _text(once) == _text(each)
-    assert "Members ordered by O/E, lowest first" in _text(once).replace("\n", "")
-    assert _same_pixels(_pages(once, tmp_path, "once"), _pages(each, tmp_path, "each"))
+        TEXT_RUNS.enabled = True
+    before = TEXT_RUNS.drawn
+    as_lines = PdfRenderer().pdf_from_html(html)
+    assert TEXT_RUNS.drawn - before == len(LABELS)
+    flat = _text(as_lines).replace("\n", "")
+    for label, _ in LABELS:
+        assert label in flat
+    [letters_png] = _pages(by_letter, tmp_path, "letters")
+    [lines_png] = _pages(as_lines, tmp_path, "lines")
+    letters_ink = _ink_by_row(letters_png, len(LABELS))
+    lines_ink = _ink_by_row(lines_png, len(LABELS))
+    for (label, extra), expected, drawn in zip(LABELS, letters_ink, lines_ink, strict=True):
+        assert expected is not None, label
+        assert drawn is not None, label
+        anchor = {"middle": lambda box: (box[0] + box[2]) / 2, "end": lambda box: box[2]}.get(
+            extra.split('text-anchor="')[-1].split('"')[0], lambda box: box[0]
+        )
+        assert abs(anchor(drawn) - anchor(expected)) <= 2, (label, expected, drawn)
+        assert abs(drawn[1] - expected[1]) <= 2, (label, expected, drawn)
+        assert abs(drawn[3] - expected[3]) <= 2, (label, expected, drawn)
+        width, expected_width = drawn[2] - drawn[0], expected[2] - expected[0]
+        assert abs(width - expected_width) <= 0.03 * expected_width, (label, expected, drawn)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'x="20 30 40"',
+        'x="20" dx="0 2 2"',
+        'x="20" rotate="10"',
+        'x="20" letter-spacing="2"',
+        'x="20" textLength="200"',
+        'x="20" dominant-baseline="middle"',
+        'x="200" direction="rtl"',
+    ],
+)
+def test_labels_placed_letter_by_letter_are_left_to_weasyprint(extra):
+    before = TEXT_RUNS.drawn
+    pdf = PdfRenderer().pdf_from_html(_chart_text_document([("Placed by letter", extra)]))
+    assert TEXT_RUNS.drawn == before
+    assert "Placedbyletter" in _text(pdf).replace(" ", "")
 
 
 def test_text_outside_charts_is_laid_out_as_before():
-    before = LETTERS.hits
+    before = TEXT_RUNS.drawn
     html = (
         '<html lang="en"><head><title>t</title></head><body>'
         + "<p>aaaa bbbb aaaa bbbb</p>" * 20
         + "</body></html>"
     )
     PdfRenderer().pdf_from_html(html)
-    assert LETTERS.hits == before
+    assert TEXT_RUNS.drawn == before
 
 
 def _text(pdf: bytes) -> str:
