@@ -9,6 +9,7 @@ read a file or call out: the URL is recorded and rendering stops.
 from __future__ import annotations
 
 import io
+import re
 import socket
 
 import pytest
@@ -16,6 +17,7 @@ from pypdf import PdfReader
 
 from qicollab import REPORTS_DIR
 from qicollab.db import create_engine_from_settings, get_session_factory
+from qicollab.reporting.charts.common import data_uri
 from qicollab.reporting.models import ReportKind
 from qicollab.reporting.pdf import (
     BundledAssetFetcher,
@@ -84,6 +86,40 @@ def test_the_fetcher_serves_embedded_svg_images():
     assert response.read() == b"<svg/>"
 
 
+def test_embedded_images_are_held_by_digest_and_served_from_memory():
+    chart = data_uri("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    icon = data_uri("<svg xmlns='http://www.w3.org/2000/svg'><rect/></svg>")
+    html = f'<img src="{chart}"><img src="{icon}"><img src="{chart}">'
+    fetcher = BundledAssetFetcher()
+    held = fetcher.hold_images(html)
+    names = re.findall(r'src="([^"]+)"', held)
+    assert len(names) == 3
+    assert names[0] == names[2] != names[1]  # equal images, equal names (the image cache)
+    assert all(name.startswith("embedded:image-svg+xml-") for name in names)
+    assert "base64" not in held
+    assert (
+        fetcher.fetch(names[1]).read() == b"<svg xmlns='http://www.w3.org/2000/svg'><rect/></svg>"
+    )
+    assert fetcher.served == [names[1][:40]]
+
+
+def test_only_images_held_for_this_document_are_served():
+    html = f'<img src="{data_uri("<svg/>")}">'
+    [name] = re.findall(r'src="([^"]+)"', BundledAssetFetcher().hold_images(html))
+    with pytest.raises(ForbiddenResourceError):
+        BundledAssetFetcher().fetch(name)  # another document's fetcher does not hold it
+    with pytest.raises(ForbiddenResourceError):
+        BundledAssetFetcher().fetch("embedded:image-svg+xml-00000000000000000000000000000000")
+
+
+def test_a_malformed_embedded_image_is_left_in_place_and_refused():
+    html = '<img src="data:image/svg+xml;base64,PHN2Zy8=+">'
+    fetcher = BundledAssetFetcher()
+    assert fetcher.hold_images(html) == html
+    with pytest.raises(ForbiddenResourceError):
+        fetcher.fetch("data:image/svg+xml;base64,PHN2Zy8=+")
+
+
 def test_raw_hostile_markup_stops_the_render_and_fetches_nothing(no_network):
     fetcher = BundledAssetFetcher()
     with pytest.raises(ForbiddenResourceError):
@@ -129,7 +165,7 @@ def test_hostile_names_fetch_nothing(hostile_reports, kind, no_network):
 def test_hostile_names_only_the_stylesheet_and_chart_images_are_served(hostile_reports, kind):
     _world, out = hostile_reports
     _html, _pdf, fetcher = out[kind]
-    assert {url.split(":")[0] for url in fetcher.served} == {"file", "data"}
+    assert {url.split(":")[0] for url in fetcher.served} == {"file", "embedded"}
     files = {url for url in fetcher.served if url.startswith("file:")}
     assert files == {(REPORTS_DIR / "report.css").as_uri()}
 
