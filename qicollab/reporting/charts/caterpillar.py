@@ -8,6 +8,7 @@ excludes the reference, an open circle one whose interval includes it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from qicollab.reporting.charts.common import (
     GREY,
     HIGHLIGHT,
     LIGHT,
+    PEER_LAYERS,
     Chart,
     Labels,
     LinearScale,
@@ -48,12 +50,63 @@ class CaterpillarPoint:
     own: bool = False
 
 
-def _flag(point: CaterpillarPoint, reference: float) -> str:
-    if point.low is not None and point.low > reference:
+def _flag(low: float | None, high: float | None, reference: float) -> str:
+    if low is not None and low > reference:
         return "above"
-    if point.high is not None and point.high < reference:
+    if high is not None and high < reference:
         return "below"
     return "within"
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerLayer:
+    """Every member's interval and dot, how many intervals lie wholly above and below the
+    reference, and each dot's box (so the member's name can avoid them)."""
+
+    parts: tuple[str, ...]
+    above: int
+    below: int
+    dots: tuple[tuple[float, float, float, float], ...]
+
+
+@functools.lru_cache(maxsize=PEER_LAYERS)
+def _peer_layer(
+    values: tuple[tuple[float, float | None, float | None], ...],
+    reference: float,
+    lo: float,
+    hi: float,
+    skipped: int | None,
+) -> _PeerLayer:
+    """The marks of the sorted ``(estimate, low, high)`` values on the plot's scale, leaving
+    out the one at index ``skipped`` (the member's own, when it is drawn only by itself).
+
+    A pure function of its arguments, kept per process: a run's member reports all draw the
+    same 1,000 peers, and formatting their marks was most of building each chart."""
+    y = LinearScale(lo, hi, BOTTOM, TOP)
+    slot = (RIGHT - LEFT) / max(len(values), 1)
+    radius = max(1.2, min(3.2, slot * 0.35))
+    dense = len(values) > DENSE
+    counts = {"above": 0, "below": 0, "within": 0}
+    intervals: list[str] = []
+    open_points: list[str] = []
+    filled_points: list[str] = []
+    dots = []
+    for index, (estimate, low, high) in enumerate(values):
+        x = LEFT + slot * (index + 0.5)
+        flag = _flag(low, high, reference)
+        counts[flag] += 1
+        dots.append((x - radius, y(estimate) - radius, x + radius, y(estimate) + radius))
+        if index == skipped:
+            continue
+        if low is not None and high is not None:
+            intervals.append(f"M{fmt(x)} {fmt(y(low))}V{fmt(y(high))}")
+        target = open_points if flag == "within" else filled_points
+        target.append(dot_d(x, y(estimate), radius, dense=dense))
+    line_width = fmt(max(1, radius * 0.6))
+    parts = marks(intervals, f'fill="none" stroke="{LIGHT}" stroke-width="{line_width}"')
+    parts += marks(open_points, f'fill="white" stroke="{GREY}" stroke-width="0.8"')
+    parts += marks(filled_points, f'fill="{GREY}" stroke="{GREY}" stroke-width="0.8"')
+    return _PeerLayer(tuple(parts), counts["above"], counts["below"], tuple(dots))
 
 
 def caterpillar_chart(
@@ -79,51 +132,35 @@ def caterpillar_chart(
     y = LinearScale(lo, hi, BOTTOM, TOP)
     ticks = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
     slot = (RIGHT - LEFT) / max(len(shown), 1)
-    x_of = [LEFT + slot * (i + 0.5) for i in range(len(shown))]
-    radius = max(1.2, min(3.2, slot * 0.35))
-    line_width = fmt(max(1, radius * 0.6))
 
     body = y_axis(y, ticks, left=LEFT, right=RIGHT, label=y_label)
     body += reference_line(LEFT, RIGHT, y(reference), reference_label, dash="5 3")
     worse_word = "higher is worse" if higher_is_worse else "higher is better"
     body.append(text(RIGHT, 12, worse_word, size=8.5, anchor="end", fill=GREY))
-    own_parts: list[str] = []
-    own: tuple[float, CaterpillarPoint] | None = None
-    # What the member's name must not cover: the reference line and the other members' dots.
-    obstacles = [
-        (LEFT, y(reference) - 1, RIGHT, y(reference) + 1),
-        Labels.box(RIGHT - 2, y(reference) - 3, reference_label, 8.5, "end"),
-        Labels.box(RIGHT, 12, worse_word, 8.5, "end"),
-    ]
-    counts = {"above": 0, "below": 0, "within": 0}
-    intervals: list[str] = []
-    open_points: list[str] = []
-    filled_points: list[str] = []
+    own_index = next((i for i, p in enumerate(shown) if p.own), None)
     # Dense, the member's own mark joins the others (its larger diamond and interval cover
-    # it), so these paths are the same in every member's report of a run and the PDF renderer
-    # draws them once per worker (qicollab.reporting.render_cache).
+    # it), so the layer is the same in every member's chart of a run: built once per process
+    # here, and drawn once per worker by the PDF renderer (qicollab.reporting.render_cache).
     dense = len(shown) > DENSE
-    for x, point in zip(x_of, shown, strict=True):
-        flag = _flag(point, reference)
-        counts[flag] += 1
-        if point.own:
-            own = (x, point)
-            if not dense:
-                continue
-        else:
-            obstacles.append(
-                (x - radius, y(point.estimate) - radius, x + radius, y(point.estimate) + radius)
-            )
-        if point.low is not None and point.high is not None:
-            intervals.append(f"M{fmt(x)} {fmt(y(point.low))}V{fmt(y(point.high))}")
-        target = open_points if flag == "within" else filled_points
-        target.append(dot_d(x, y(point.estimate), radius, dense=dense))
-    body += marks(intervals, f'fill="none" stroke="{LIGHT}" stroke-width="{line_width}"')
-    body += marks(open_points, f'fill="white" stroke="{GREY}" stroke-width="0.8"')
-    body += marks(filled_points, f'fill="{GREY}" stroke="{GREY}" stroke-width="0.8"')
-    if own is not None:
-        own_parts += _own_marker(*own, y, obstacles=obstacles)
-    body += own_parts
+    layer = _peer_layer(
+        tuple((p.estimate, p.low, p.high) for p in shown),
+        reference,
+        lo,
+        hi,
+        None if dense else own_index,
+    )
+    body += layer.parts
+    if own_index is not None:
+        # What the member's name must not cover: the reference line and the other members' dots.
+        obstacles = [
+            (LEFT, y(reference) - 1, RIGHT, y(reference) + 1),
+            Labels.box(RIGHT - 2, y(reference) - 3, reference_label, 8.5, "end"),
+            Labels.box(RIGHT, 12, worse_word, 8.5, "end"),
+            *layer.dots[:own_index],
+            *layer.dots[own_index + 1 :],
+        ]
+        x = LEFT + slot * (own_index + 0.5)
+        body += _own_marker(x, shown[own_index], y, obstacles=obstacles)
     body.append(text(LEFT, HEIGHT - 10, f"{len(shown)} members, ranked", size=9, fill=GREY))
     if hidden:
         body.append(
@@ -137,15 +174,14 @@ def caterpillar_chart(
             )
         )
 
-    own = next((p for p in shown if p.own), None)
     description = (
         f"{len(shown)} members sorted from lowest to highest {y_label.lower()}, each with its "
         f"95% interval, against a reference line at {reference:.{digits}f}. "
-        f"{counts['above']} intervals lie wholly above the reference and {counts['below']} "
+        f"{layer.above} intervals lie wholly above the reference and {layer.below} "
         f"wholly below ({worse_word})."
     )
-    if own is not None:
-        rank = shown.index(own) + 1
+    if own_index is not None:
+        own = shown[own_index]
         description += (
             f" Your estimate is {own.estimate:.{digits}f}"
             + (
@@ -153,7 +189,7 @@ def caterpillar_chart(
                 if own.low is not None and own.high is not None
                 else ""
             )
-            + f", rank {rank} of {len(shown)} from the lowest."
+            + f", rank {own_index + 1} of {len(shown)} from the lowest."
         )
     if hidden:
         description += f" {hidden} members are not shown because their numbers are small."

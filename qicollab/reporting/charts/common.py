@@ -387,6 +387,9 @@ def circle_d(x: float, y: float, r: float) -> str:
 #: renderer turns every arc into Bézier curves in Python, which at 1,000 members cost more
 #: than the rest of the chart.
 DENSE = 120
+#: Peer layers (every member's marks on a funnel or caterpillar plot, the same in each member's
+#: chart of a run) kept per process: a run needs two per measure (~200 KB each at 1,000 members).
+PEER_LAYERS = 64
 
 
 def dot_d(x: float, y: float, r: float, *, dense: bool) -> str:

@@ -11,6 +11,7 @@ command line; this one draws what a run stored, as every results page and report
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from qicollab.reporting.charts.common import (
     GREY,
     INK,
     LIGHT,
+    PEER_LAYERS,
     Chart,
     Labels,
     LinearScale,
@@ -62,6 +64,40 @@ class FunnelCurve:
     dash: str
     #: Drawn lighter: the limits that did not decide the statuses (unadjusted, when adjusted).
     lighter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerLayer:
+    """Every member's mark, and a box around each point (so labels can avoid them)."""
+
+    parts: tuple[str, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+@functools.lru_cache(maxsize=PEER_LAYERS)
+def _peer_layer(
+    values: tuple[tuple[float, float], ...],
+    x_scale: tuple[float, float, float, float],
+    y_scale: tuple[float, float, float, float],
+    dense: bool,
+    skipped: int | None,
+) -> _PeerLayer:
+    """The marks of the ``(x, y)`` values (clamped into the plot), leaving out the one at
+    index ``skipped`` (the member's own, when it is drawn only by itself).
+
+    A pure function of its arguments, kept per process: a run's member reports all draw the
+    same 1,000 peers, and formatting their marks was most of building each chart."""
+    x, y = LinearScale(*x_scale), LinearScale(*y_scale)
+    y_lo, y_hi = y_scale[:2]
+    peer_marks = []
+    boxes = []
+    for index, (vx, vy) in enumerate(values):
+        px, py = x(vx), y(min(max(vy, y_lo), y_hi))
+        boxes.append((px - 4, py - 4, px + 4, py + 4))
+        if index != skipped:
+            peer_marks.append(dot_d(px, py, 2.7, dense=dense))
+    parts = marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
+    return _PeerLayer(tuple(parts), tuple(boxes))
 
 
 def funnel_chart(
@@ -139,37 +175,31 @@ def funnel_chart(
                 f'stroke-dasharray="{curve.dash}" clip-path="url(#{clip})"/>'
             )
     body += reference_line(left, right, y(target), "", width=1.3)
-    points_at: list[tuple[float, float]] = []
-    own_box: tuple[float, float, float, float] | None = None
-    own_parts: list[str] = []
-    peer_marks: list[str] = []
-    outside = 0
-    # Dense, the member's own mark joins the others (its larger diamond covers it), so this
-    # path is the same in every member's report of a run and the PDF renderer draws it once
-    # per worker (qicollab.reporting.render_cache).
+    # Dense, the member's own mark joins the others (its larger diamond covers it), so the
+    # layer is the same in every member's chart of a run: built once per process here, and
+    # drawn once per worker by the PDF renderer (qicollab.reporting.render_cache).
+    finite = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
+    own_index = next((i for i, p in enumerate(finite) if p.own), None)
     dense = len(points) > DENSE
-    for point in points:
-        if not (math.isfinite(point.x) and math.isfinite(point.y)):
-            continue
-        px, py = x(point.x), y(min(max(point.y, y_lo), y_hi))
-        points_at.append((px, py))
-        if point.own:
-            own_parts += own_point(px, py, point.label, middle=(left + right) / 2)
-            side = "end" if px > (left + right) / 2 else "start"
-            own_box = Labels.box(px + (-9 if side == "end" else 9), py - 9, point.label, 10, side)
-            if dense:
-                peer_marks.append(dot_d(px, py, 2.7, dense=dense))
-            continue
-        if not y_lo <= point.y <= y_hi:
-            outside += 1
-        peer_marks.append(dot_d(px, py, 2.7, dense=dense))
-    body += marks(peer_marks, f'fill="{LIGHT}" stroke="{GREY}" stroke-width="0.8"')
-    body += own_parts
+    layer = _peer_layer(
+        tuple((p.x, p.y) for p in finite),
+        (x_lo, x_hi, left, right),
+        (y_lo, y_hi, bottom, top),
+        dense,
+        None if dense else own_index,
+    )
+    body += layer.parts
+    free = Labels(width, height, list(layer.boxes))
+    if own_index is not None:
+        mine = finite[own_index]
+        px, py = x(mine.x), y(min(max(mine.y, y_lo), y_hi))
+        body += own_point(px, py, mine.label, middle=(left + right) / 2)
+        side = "end" if px > (left + right) / 2 else "start"
+        free.boxes.append(
+            Labels.box(px + (-9 if side == "end" else 9), py - 9, mine.label, 10, side)
+        )
     # The target line's name goes where no member's point is: above or below the line, at
     # either end or in the middle (the first free spot; else the right end, as before).
-    free = Labels(width, height, [(px - 4, py - 4, px + 4, py + 4) for px, py in points_at])
-    if own_box is not None:
-        free.boxes.append(own_box)
     ty = y(target)
     spots = [
         (sx, sy, anchor)
