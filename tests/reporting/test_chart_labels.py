@@ -216,3 +216,31 @@ def test_you_on_the_caterpillar_stays_off_the_neighbours_dots():
     for cx, cy in centres:
         assert not (you.left - 2 < cx < you.right + 2 and you.top - 2 < cy < you.bottom + 2)
     assert problems(chart.svg) == []
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        (0, 45, 85, 115),  # a ramp of PDSA cycles a few weeks apart (the demo's hand hygiene)
+        (0, 10, 20, 30, 40, 50),  # more changes than rows: some are left unnamed
+        (900, 1000, 1060),  # at the right edge
+    ],
+)
+def test_annotation_names_on_a_control_chart_stay_apart(days):
+    """Each dated marker's name takes the first free row above the plot; one that finds no
+    free spot is left off (its full text stays the marker's title and is listed under the
+    chart in the reports)."""
+    rng = np.random.default_rng(4)
+    months = [dt.date(2023 + m // 12, m % 12 + 1, 1) for m in range(36)]
+    spc = control_chart(rng.normal(80, 5, 36), chart="i", x=months)
+    notes = [
+        (months[0] + dt.timedelta(days=d), f"PDSA {i + 1}: hand-rub at the point of care")
+        for i, d in enumerate(days)
+    ]
+    chart = render_control_chart(spc, title="Hand hygiene", y_label="%", annotations=notes)
+    assert problems(chart.svg) == []
+    _, boxes = text_boxes(chart.svg)
+    named = [b for b in boxes if b.content.startswith("PDSA")]
+    assert len(named) >= min(len(days), 3)
+    titles = re.findall(r"<title>(PDSA [^<]*)</title>", chart.svg)
+    assert len(titles) == len(days)  # every marker keeps its full text

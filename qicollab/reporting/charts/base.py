@@ -46,6 +46,7 @@ from qicollab.reporting.charts.common import (
     INK,
     LIGHT,
     Chart,
+    Labels,
     LinearScale,
     data_uri,
     fmt,
@@ -68,6 +69,7 @@ __all__ = [
     "LINE_STYLES",
     "MARKER_SHAPES",
     "Chart",
+    "Labels",
     "LineStyle",
     "LinearScale",
     "category_axis",
@@ -218,16 +220,38 @@ def line(
 
 
 def vertical_marker(
-    x: float, top: float, bottom: float, label: str, *, style: str = "annotation", row: int = 0
+    x: float,
+    top: float,
+    bottom: float,
+    label: str,
+    *,
+    style: str = "annotation",
+    placed: Labels | None = None,
 ) -> list[str]:
-    """A dated vertical marker with a short label at the top (full label as a title)."""
+    """A dated vertical marker with a short label above the plot (full label as a title).
+
+    With ``placed`` (the names already above this plot), the label takes the first row, right
+    of the marker or else left of it, where it covers none of them and stays in the chart; where
+    no spot is free it is left off and the full label stays the marker's title (the reports
+    list every annotation under the chart)."""
     short = shorten(label)
-    title = f"<title>{escape(label)}</title>" if short != " ".join(str(label).split()) else ""
-    y = top - 4 - 10 * row
-    return [
+    full = " ".join(str(label).split())
+    line = (
         f'<line x1="{fmt(x)}" x2="{fmt(x)}" y1="{fmt(top)}" y2="{fmt(bottom)}" '
-        f"{LINE_STYLES[style].attrs()}/>",
-        f"<g>{title}{text(x + 2, y, short, size=8.5, fill=GREY)}</g>",
+        f"{LINE_STYLES[style].attrs()}"
+    )
+    if placed is None:
+        spot: tuple[float, float, str] | None = (x + 2, top - 4, "start")
+    else:
+        rows = [top - 4 - 10 * row for row in range(max(1, int((top - 11) // 10) + 1))]
+        spots = [(x + 2, y, "start") for y in rows] + [(x - 2, y, "end") for y in rows]
+        spot = placed.place(short, 8.5, spots)
+    if spot is None:
+        return [f"{line}><title>{escape(full)}</title></line>"]
+    title = f"<title>{escape(label)}</title>" if short != full else ""
+    return [
+        f"{line}/>",
+        f"<g>{title}{text(spot[0], spot[1], short, size=8.5, anchor=spot[2], fill=GREY)}</g>",
     ]
 
 

@@ -320,17 +320,13 @@ def render_control_chart(
             f'stroke-width="1.4" fill="none"/>'
         )
 
-    # annotations
-    previous = -1e9
-    row = 0
+    # annotations: each name in the first free row above the plot
+    names = base.Labels(width, height)
     for when, label in annotation_pairs(annotations):
         index = _annotation_index([p.x for p in points], when)
         if index is None:
             continue
-        ax = xs[index]
-        row = row + 1 if ax - previous < 70 and row < 1 else 0
-        previous = ax
-        parts += base.vertical_marker(ax, top, bottom, label, row=row)
+        parts += base.vertical_marker(xs[index], top, bottom, label, placed=names)
         legend.setdefault("Annotation", "line:annotation")
 
     # data
