@@ -388,8 +388,12 @@ def circle_d(x: float, y: float, r: float) -> str:
 #: than the rest of the chart.
 DENSE = 120
 #: Peer layers (every member's marks on a funnel or caterpillar plot, the same in each member's
-#: chart of a run) kept per process: a run needs two per measure (~200 KB each at 1,000 members).
-PEER_LAYERS = 64
+#: chart of a run) kept per process. A run needs two per measure for each peer group its
+#: members are compared within, and reports ask for them in the same order every time, so a
+#: cache smaller than that misses on every lookup: room for 20 measures x 2 x 6 scopes. A layer
+#: is ~200 KB at 1,000 members (a group's is smaller): ~16 MB for such a run compared within
+#: the collaborative and one grouping, at most ~50 MB.
+PEER_LAYERS = 256
 
 
 def dot_d(x: float, y: float, r: float, *, dense: bool) -> str:
