@@ -135,8 +135,8 @@ class BundledAssetFetcher(URLFetcher):
         A 20-measure member report carries ~3 MB of base64 charts, and WeasyPrint's HTML
         parser reads every character of them (~0.1 s of the report's CPU); a short name parses
         at once. Equal images get equal names, so WeasyPrint's image cache (keyed by URL)
-        still finds the icons and layers of earlier reports. A payload that is not valid
-        base64 stays in place and is refused when fetched, as before.
+        still loads a repeated icon once per document. A payload that is not valid base64
+        stays in place and is refused when fetched, as before.
         """
 
         def hold(match: re.Match[str]) -> str:
