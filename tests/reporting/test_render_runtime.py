@@ -1,14 +1,17 @@
 """How reports are rendered, not what they say: the garbage collector is held off while a
-report is laid out (qicollab.reporting.pdf.collector_paused) and comes back afterwards; a
-worker says which library subsets its fonts."""
+report is laid out (qicollab.reporting.pdf.collector_paused) and comes back afterwards; the
+print stylesheet is parsed once per process and styles every report; a worker says which
+library subsets its fonts."""
 
 from __future__ import annotations
 
 import gc
+import io
 import logging
 
 import pytest
 import weasyprint.pdf.fonts
+from pypdf import PdfReader
 
 from qicollab.reporting.pdf import (
     HARFBUZZ_SUBSET_PACKAGE,
@@ -17,6 +20,7 @@ from qicollab.reporting.pdf import (
     PdfRenderer,
     collector_paused,
     font_subsetter,
+    report_stylesheet,
     warm_up,
 )
 
@@ -80,6 +84,26 @@ def test_overlapping_renders_keep_it_off_until_the_last_one_ends(collector_on):
     assert not gc.isenabled()
     inner.__exit__(None, None, None)
     assert gc.isenabled()
+
+
+UNLINKED = (
+    '<html lang="en"><head><title>t</title></head>'
+    '<body><div class="running running-title">Styled report</div><p>text</p></body></html>'
+)
+
+
+def test_the_stylesheet_is_parsed_once_and_styles_a_document_that_does_not_link_it():
+    first, second = PdfRenderer(), PdfRenderer()
+    assert report_stylesheet(first.root) is report_stylesheet(second.root)
+    fetcher = BundledAssetFetcher()
+    page = PdfReader(io.BytesIO(second.pdf_from_html(UNLINKED, fetcher=fetcher))).pages[0]
+    assert fetcher.served == []  # nothing fetched: the parsed sheet came with the renderer
+    # report.css's @page rule: A4, "Page X of Y" in the footer, the running title on top
+    # (the first page has no header, so this one-page document shows only the footer).
+    assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == (595, 842)
+    assert "Page 1 of 1" in page.extract_text()
+    unstyled = weasyprint.HTML(string=UNLINKED).write_pdf()
+    assert "Page 1 of 1" not in PdfReader(io.BytesIO(unstyled)).pages[0].extract_text()
 
 
 class _HarfBuzz:
