@@ -47,10 +47,15 @@ from weasyprint.svg.utils import normalize
 from weasyprint.svg.utils import size as svg_size
 from weasyprint.text import line_break
 
-#: Only paths at least this long are worth a lookup (a 1,000-member peer layer is ~15-40 KB).
-MIN_PATH_CHARS = 2000
-#: Distinct layers kept per process: a run has a few per measure (funnel, caterpillar).
-MAX_ENTRIES = 256
+#: Only paths at least this long are worth a lookup: a 1,000-member peer layer is ~15-40 KB and
+#: a funnel's limit curve ~0.6-0.8 KB (both the same in every member's chart of a run); a
+#: member's own mark, drawn anew in every report, is under 100 characters.
+MIN_PATH_CHARS = 500
+#: Nodes kept per process: a run has ten per measure and scope (the funnel's eight limit
+#: curves and two peer layers), so a 20-measure run with a few peer groupings needs ~1,000.
+MAX_ENTRIES = 2048
+#: And at most this many bytes of operators (a peer layer's are ~100-250 KB).
+MAX_BYTES = 96 << 20
 #: Attributes that make a node's operators depend on other nodes or on resources.
 _DEPENDENT = frozenset(
     {"marker", "marker-start", "marker-mid", "marker-end", "clip-path", "mask", "filter"}
@@ -81,9 +86,11 @@ class DrawingCache:
     """Operators of large SVG path nodes, kept across the reports a worker renders."""
 
     max_entries: int = MAX_ENTRIES
+    max_bytes: int = MAX_BYTES
     hits: int = 0
     misses: int = 0
     _entries: OrderedDict[tuple[Any, ...], _Drawn | None] = field(default_factory=OrderedDict)
+    _bytes: int = 0
 
     def image_cache(self) -> dict[str, Any]:
         """A fresh image cache for one document (``weasyprint.HTML.write_pdf(cache=...)``)."""
@@ -91,6 +98,11 @@ class DrawingCache:
 
     def __len__(self) -> int:
         return sum(1 for drawn in self._entries.values() if drawn is not None)
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of operators kept."""
+        return self._bytes
 
     def _get(self, key: tuple[Any, ...]) -> _Drawn | bool | None:
         if key not in self._entries:
@@ -100,8 +112,10 @@ class DrawingCache:
 
     def _put(self, key: tuple[Any, ...], drawn: _Drawn | None) -> None:
         self._entries[key] = drawn
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._bytes += _size(drawn)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _key, dropped = self._entries.popitem(last=False)
+            self._bytes -= _size(dropped)
 
     def wrap(self, image: SVGImage) -> None:
         """Route the image's node drawing through this cache."""
@@ -145,6 +159,10 @@ class DrawingCache:
         start = len(stream.stream)
         original(node, font_size)
         self._put(key, _recorded(svg, stream, start, before))
+
+
+def _size(drawn: _Drawn | None) -> int:
+    return len(drawn.operators) if drawn is not None else 0
 
 
 class _ImageCache(dict):

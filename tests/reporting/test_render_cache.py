@@ -17,7 +17,7 @@ from pypdf import PdfReader
 
 from qicollab.reporting.charts.caterpillar import CaterpillarPoint, caterpillar_chart
 from qicollab.reporting.charts.common import DENSE, data_uri
-from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_chart
+from qicollab.reporting.charts.peer_funnel import FunnelCurve, FunnelPoint, funnel_chart
 from qicollab.reporting.pdf import TEXT_RUNS, PdfRenderer, compress_streams
 
 PDFTOPPM = shutil.which("pdftoppm")
@@ -128,6 +128,48 @@ def test_the_cache_keeps_a_bounded_number_of_layers():
     for shade in ("#111111", "#222222", "#333333"):
         renderer.pdf_from_html(_document(f'fill="{shade}"'))
     assert len(renderer.drawings) == 2
+
+
+def test_the_cache_keeps_a_bounded_number_of_bytes():
+    renderer = PdfRenderer()
+    renderer.pdf_from_html(_document('fill="#111111"'))
+    one = renderer.drawings.kept_bytes
+    assert one > 0
+    renderer.drawings.max_bytes = int(one * 1.5)
+    for shade in ("#222222", "#333333"):
+        renderer.pdf_from_html(_document(f'fill="{shade}"'))
+    assert len(renderer.drawings) == 1
+    assert renderer.drawings.kept_bytes <= renderer.drawings.max_bytes
+
+
+def _member_funnel(own: int) -> str:
+    count = DENSE + 80
+    points = [
+        FunnelPoint(f"M{i:04d}", 50.0 + 9 * i, 0.3 + 0.4 * ((i * 37) % count) / count, i == own)
+        for i in range(count)
+    ]
+    limits = tuple((x, 0.5 - 2 / x**0.5, 0.5 + 2 / x**0.5) for x in range(20, 2000, 9))
+    curves = [FunnelCurve("95", limits, "5 3"), FunnelCurve("99.8", limits[::2], "1.5 2.5")]
+    chart = funnel_chart(points, curves, title="F", target=0.5, x_label="n", y_label="r")
+    return (
+        '<!doctype html><html lang="en"><head><title>t</title></head><body>'
+        f'<img src="{data_uri(chart.svg)}" alt="funnel" style="width: 160mm"></body></html>'
+    )
+
+
+@needs_pdftoppm
+def test_a_funnels_limit_curves_are_drawn_once_for_every_members_chart(tmp_path):
+    """The limit curves sit in one clipped group, so they are the same nodes in every
+    member's funnel: a second member's chart replays them and the peers' layer, and still
+    draws exactly what a fresh renderer draws (the clip included)."""
+    warm = PdfRenderer()
+    warm.pdf_from_html(_member_funnel(3))
+    recorded = warm.drawings.misses
+    replayed = warm.pdf_from_html(_member_funnel(150))
+    assert recorded >= 5  # four limit curves and the peers' layer
+    assert (warm.drawings.hits, warm.drawings.misses) == (recorded, recorded)
+    fresh = PdfRenderer().pdf_from_html(_member_funnel(150))
+    assert _same_pixels(_pages(replayed, tmp_path, "replayed"), _pages(fresh, tmp_path, "fresh"))
 
 
 def _marks_paths(svg: str) -> list[str]:

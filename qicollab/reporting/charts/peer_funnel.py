@@ -159,6 +159,9 @@ def funnel_chart(
         f'<clipPath id="{clip}"><rect x="{fmt(left)}" y="{fmt(top)}" '
         f'width="{fmt(right - left)}" height="{fmt(bottom - top)}"/></clipPath>'
     )
+    # One clipped group: the curves carry no clip of their own, so each is the same node in
+    # every member's chart of a run and the PDF renderer draws it once per worker.
+    body.append(f'<g clip-path="url(#{clip})">')
     for curve in curves:
         for side in (1, 2):
             coords = [
@@ -172,8 +175,9 @@ def funnel_chart(
             stroke = LIGHT if curve.lighter else INK
             body.append(
                 f'<path d="{path}" fill="none" stroke="{stroke}" stroke-width="1" '
-                f'stroke-dasharray="{curve.dash}" clip-path="url(#{clip})"/>'
+                f'stroke-dasharray="{curve.dash}"/>'
             )
+    body.append("</g>")
     body += reference_line(left, right, y(target), "", width=1.3)
     # Dense, the member's own mark joins the others (its larger diamond covers it), so the
     # layer is the same in every member's chart of a run: built once per process here, and
