@@ -3,11 +3,14 @@
 Reading 1M rows through ``pandas.read_sql`` takes ~10 s (design/PERFORMANCE.md section 4); this
 module bypasses the ORM: on PostgreSQL one ``COPY (SELECT ...) TO STDOUT`` in CSV, with the
 risk factors extracted from the JSONB by the server, parsed by pyarrow; on SQLite the raw
-``sqlite3`` cursor, with SQLite itself writing each submission's records as JSON lines (one
-BLOB per submission: no Python object per row) that pyarrow parses in large batches. The batches
+``sqlite3`` cursor, with SQLite itself joining each submission's values column by column and
+its risk factors as JSON lines (a few texts per submission: no Python object per row), which
+pyarrow parses in large batches. The batches
 are joined and sorted as Arrow/numpy columns, strings dictionary-encoded, so no Python object
-is made per value either (1M rows x 20 covariates: ~4 s of CPU, of which SQLite ~1.8 s and the
-JSON parse ~2 s; joining pandas frames and object strings made it 7-11 s).
+is made per value either. On SQLite, 2M records x 20 covariates took ~11 s of CPU when SQLite
+wrote a whole JSON line per record and take ~8 s column by column, of which ~5.5 s is
+pyarrow's parse of the risk factors' JSON (joining pandas frames and object strings had made
+1M rows alone take 7-11 s).
 Categorical covariates come back as pandas categoricals with the specification's levels
 (unknown values become missing), binary and numeric ones as float64.
 
@@ -221,51 +224,47 @@ def load_patients(
     return _load_patients_sqlite(connection, submission_ids, spec)
 
 
-#: SQLite builds each submission's rows as JSON lines itself (one BLOB per submission), so
-#: Python never creates per-row objects; pyarrow parses the lines in ~32 MB batches.
-_SQLITE_LINES = (
-    "SELECT CAST(group_concat("
-    """'{"_id":' || r.id || ',"_sub":' || r.submission_id || ',"_year":' || r.event_year"""
-    """ || ',"_month":' || coalesce(r.event_month, 'null') || ',"_seq":' || r.sequence"""
-    """ || ',"_y":' || coalesce(r.outcome, 'null')"""
-    " || CASE WHEN r.risk_factors = '{}' THEN '}' ELSE ',' || substr(r.risk_factors, 2) END,"
-    " char(10)) || char(10) AS BLOB) "
+#: SQLite hands back each submission's records as one text per column (``group_concat``, one
+#: value per line) and its risk factors as JSON lines: building a line per record with ``||``
+#: cost SQLite three times as much CPU (2M records: ~3.9 s against ~1.2 s). All aggregates of a
+#: group step through its rows together, so the columns line up; the counts are checked.
+#: Months are never 0 (a check constraint keeps them in 1..12), so 0 stands for a missing one.
+_SQLITE_COLUMNS = (
+    "SELECT r.submission_id, count(*), group_concat(r.id, char(10)),"
+    " group_concat(r.event_year, char(10)), group_concat(coalesce(r.event_month, 0), char(10)),"
+    " group_concat(r.sequence, char(10)), group_concat(coalesce(r.outcome, 'nan'), char(10))"
+    "{risk_factors} "
     "FROM patient_records r WHERE r.submission_id IN (SELECT value FROM json_each(?)) "
     "GROUP BY r.submission_id"
 )
+_SQLITE_RISK_FACTORS = ", CAST(group_concat(r.risk_factors, char(10)) || char(10) AS BLOB)"
+#: The per-record columns, as the query returns them after the submission id and count.
+_SQLITE_FIXED = {
+    "_id": pa.int64(),
+    "_year": pa.int64(),
+    "_month": pa.float64(),
+    "_seq": pa.int64(),
+    "_y": pa.float64(),
+}
 _BATCH_BYTES = 32 << 20
 
 
-def _lines_schema(spec: RiskModelSpec) -> pa.Schema:
-    fixed = [
-        ("_id", pa.int64()),
-        ("_sub", pa.int64()),
-        ("_year", pa.int64()),
-        ("_month", pa.float64()),
-        ("_seq", pa.int64()),
-        ("_y", pa.float64()),
-    ]
-    return pa.schema(
-        fixed + list(zip(_covariate_schema(spec).names, _covariate_schema(spec).types, strict=True))
-    )
-
-
 def _parse_lines(data: bytes, spec: RiskModelSpec) -> pa.Table | pd.DataFrame:
-    """One batch of JSON lines: an Arrow table, or a data frame from the tolerant path."""
+    """One batch of risk-factor JSON lines: an Arrow table with one column per covariate, or
+    a data frame from the tolerant path."""
     try:
         return pa_json.read_json(
             io.BytesIO(data),
             read_options=pa_json.ReadOptions(block_size=4 << 20),
             parse_options=pa_json.ParseOptions(
-                explicit_schema=_lines_schema(spec), unexpected_field_behavior="ignore"
+                explicit_schema=_covariate_schema(spec), unexpected_field_behavior="ignore"
             ),
             memory_pool=_POOL,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Non-standard JSON (NaN) or a categorical stored as a number: slower, tolerant path.
-        names = ["_id", "_sub", "_year", "_month", "_seq", "_y", *spec.covariate_names]
         records = [json.loads(line) for line in data.decode().splitlines() if line]
-        frame = pd.DataFrame.from_records(records, columns=names)
+        frame = pd.DataFrame.from_records(records, columns=list(spec.covariate_names))
         for covariate in spec.covariates:
             if covariate.type is CovariateType.CATEGORICAL:
                 column = frame[covariate.name]
@@ -273,6 +272,17 @@ def _parse_lines(data: bytes, spec: RiskModelSpec) -> pa.Table | pd.DataFrame:
                     column.isna(), column.astype(str)
                 )
         return frame
+
+
+def _numbers(parts: list[str], kind: pa.DataType) -> np.ndarray:
+    """One column's values (one per line; ``nan`` for a missing float), parsed by pyarrow."""
+    table = pa_csv.read_csv(
+        io.BytesIO("\n".join(parts).encode()),
+        read_options=pa_csv.ReadOptions(column_names=["v"]),
+        convert_options=pa_csv.ConvertOptions(column_types={"v": kind}),
+        memory_pool=_POOL,
+    )
+    return table.column(0).to_numpy()
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
@@ -290,7 +300,11 @@ def _load_patients_sqlite(
     connection: sa.Connection, submission_ids: Sequence[int], spec: RiskModelSpec
 ) -> pd.DataFrame:
     ids_json = json.dumps([int(i) for i in submission_ids])
+    query = _SQLITE_COLUMNS.format(risk_factors=_SQLITE_RISK_FACTORS if spec.covariates else "")
     cursor = _dbapi(connection).cursor()
+    subs: list[int] = []
+    counts: list[int] = []
+    columns: list[list[str]] = [[] for _ in _SQLITE_FIXED]
     parts: list[pa.Table | pd.DataFrame] = []
     try:
         owners = cursor.execute(
@@ -300,38 +314,48 @@ def _load_patients_sqlite(
         ).fetchall()
         batch: list[bytes] = []
         size = 0
-        for (blob,) in cursor.execute(_SQLITE_LINES, (ids_json,)):
-            batch.append(blob)
-            size += len(blob)
-            if size >= _BATCH_BYTES:
-                parts.append(_parse_lines(b"".join(batch), spec))
-                batch, size = [], 0
+        for row in cursor.execute(query, (ids_json,)):
+            subs.append(row[0])
+            counts.append(row[1])
+            for values, text in zip(columns, row[2:7], strict=True):
+                values.append(text)
+            if spec.covariates:
+                batch.append(row[7])
+                size += len(row[7])
+                if size >= _BATCH_BYTES:
+                    parts.append(_parse_lines(b"".join(batch), spec))
+                    batch, size = [], 0
         if batch:
             parts.append(_parse_lines(b"".join(batch), spec))
     finally:
         cursor.close()
-    if not parts:
+    if not subs:
         return _finish_patients(pd.DataFrame(columns=list(PATIENT_COLUMNS)), spec)
+    total = sum(counts)
+    fixed = {
+        name: _numbers(values, kind)
+        for (name, kind), values in zip(_SQLITE_FIXED.items(), columns, strict=True)
+    }
     if all(isinstance(part, pa.Table) for part in parts):
-        lines = _to_frame(pa.concat_tables(parts))
+        lines = _to_frame(pa.concat_tables(parts)) if parts else pd.DataFrame(index=range(total))
     else:  # a batch took the tolerant path
         frames = [part.to_pandas() if isinstance(part, pa.Table) else part for part in parts]
-        lines = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        lines = pd.concat(frames, ignore_index=True)
     del parts
+    if len(lines) != total or any(len(values) != total for values in fixed.values()):
+        msg = f"patient records of {len(subs)} submissions did not line up ({total} records)"
+        raise RuntimeError(msg)
     owner = np.array(owners, dtype=np.int64).reshape(-1, 3)
-    at = np.searchsorted(owner[:, 0], lines["_sub"].to_numpy())
+    at = np.searchsorted(owner[:, 0], np.repeat(np.array(subs, dtype=np.int64), counts))
     member = owner[at, 1]
     period = owner[at, 2]
     # The same order as on PostgreSQL: member, period, case sequence, then row id.
-    order = np.lexsort((lines["_id"].to_numpy(), lines["_seq"].to_numpy(), period, member))
-    lines = lines.drop(columns=["_id", "_sub"]).rename(
-        columns={
-            "_year": "event_year",
-            "_month": "event_month",
-            "_seq": "sequence",
-            "_y": "outcome",
-        }
-    )
+    order = np.lexsort((fixed["_id"], fixed["_seq"], period, member))
+    month = fixed["_month"]
+    lines.insert(0, "event_year", fixed["_year"])
+    lines.insert(1, "event_month", np.where(month == 0, np.nan, month))
+    lines.insert(2, "sequence", fixed["_seq"])
+    lines.insert(3, "outcome", fixed["_y"])
     lines.insert(0, "member_id", member)
     lines.insert(1, "period_id", period)
     frame = lines.take(order).reset_index(drop=True)

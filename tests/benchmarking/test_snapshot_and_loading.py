@@ -6,6 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -171,6 +172,25 @@ def test_patient_rows_load_exactly_as_generated(small_engine, small_demo):
     assert (ordered.index == frame.index).all()
 
 
+def test_patient_rows_load_without_covariates(small_engine, small_demo):
+    """A model with no covariates reads no risk factors; the records and order are the same."""
+    import dataclasses
+
+    with get_session_factory(small_engine)() as session:
+        cycle = _cycle(session)
+        snap = snapshot.resolve(
+            session, collaborative_id=cycle.collaborative_id, settings={}, cycle=cycle
+        )
+        measure = session.scalar(sa.select(Measure).where(Measure.code == "SURG-MORT"))
+    spec = next(m.risk_model for m in small_demo.demo.measures if m.code == "SURG-MORT")
+    bare = dataclasses.replace(spec, covariates=())
+    with _reader(small_engine) as connection, connection.begin():
+        full = loading.load_patients(connection, snap.by_measure[measure.id], spec)
+        frame = loading.load_patients(connection, snap.by_measure[measure.id], bare)
+    assert list(frame.columns) == list(loading.PATIENT_COLUMNS)
+    pd.testing.assert_frame_equal(frame, full[list(loading.PATIENT_COLUMNS)])
+
+
 def test_aggregate_values_load_exactly_as_generated(small_engine, small_demo):
     demo = small_demo.demo
     with get_session_factory(small_engine)() as session:
@@ -204,10 +224,7 @@ def test_tolerant_json_path():
             Covariate("asa", CovariateType.CATEGORICAL, levels=("1", "2"), reference="1"),
         ),
     )
-    lines = (
-        b'{"_id":1,"_sub":1,"_year":2025,"_month":null,"_seq":1,"_y":0,"bmi":NaN,"asa":2}\n'
-        b'{"_id":2,"_sub":1,"_year":2025,"_month":3,"_seq":2,"_y":1,"bmi":22.5,"asa":"1"}\n'
-    )
+    lines = b'{"bmi":NaN,"asa":2}\n{"bmi":22.5,"asa":"1"}\n'
     frame = loading._parse_lines(lines, spec)
     assert np.isnan(frame["bmi"].iloc[0])
     assert list(frame["asa"]) == ["2", "1"]
@@ -227,22 +244,14 @@ def test_arrow_batches_keep_categoricals_compact_and_drop_unknown_levels():
         ),
     )
     lines = b"".join(
-        b'{"_id":%d,"_sub":1,"_year":2025,"_month":null,"_seq":%d,"_y":0,"bmi":%s,"asa":%s}\n'
-        % (i, i, bmi, asa)
-        for i, (bmi, asa) in enumerate(
-            [(b"22.5", b'"3"'), (b"30", b'"9"'), (b"null", b'"1"'), (b"18", b"null")], start=1
-        )
+        b'{"bmi":%s,"asa":%s}\n' % (bmi, asa)
+        for bmi, asa in [(b"22.5", b'"3"'), (b"30", b'"9"'), (b"null", b'"1"'), (b"18", b"null")]
     )
     table = loading._parse_lines(lines, spec)
-    frame = loading._to_frame(table).rename(
-        columns={
-            "_year": "event_year",
-            "_month": "event_month",
-            "_seq": "sequence",
-            "_y": "outcome",
-        }
-    )
-    frame["member_id"], frame["period_id"] = 1, 1
+    assert isinstance(table, pa.Table)
+    frame = loading._to_frame(table)
+    for column in loading.PATIENT_COLUMNS:
+        frame[column] = 1
     frame = loading._finish_patients(frame, spec)
     assert list(frame["asa"].cat.categories) == ["1", "2", "3"]
     assert frame["asa"].iloc[[0, 2]].tolist() == ["3", "1"]
