@@ -62,6 +62,14 @@ class Audience:
         """The blinded collaborative summary: everyone blinded."""
         return cls(Reader.EVERY_MEMBER, min_cell_size)
 
+    def as_peers_see(self) -> Audience:
+        """The reader as it sees every member but its own. A member sees its peers exactly as
+        the blinded summary's reader sees everyone (codes, small cells hidden), so what peers
+        look like can be built once for all members; other readers are returned as they are."""
+        if self.reader is Reader.MEMBER:
+            return Audience.every_member(self.min_cell_size)
+        return self
+
     @property
     def identified(self) -> bool:
         """Names and every number shown."""

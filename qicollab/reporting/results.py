@@ -255,6 +255,8 @@ class RunData:
     suppression_cache: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
     #: measure id -> its results, in member order (filled on first use; shared likewise).
     by_measure: dict[int, list[Result]] = field(default_factory=dict, repr=False)
+    #: Peer charts' points as member readers see their peers (``sections.peer_points``).
+    peer_points: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def suppressed(self, measure: MeasureView) -> frozenset[int]:
         """Members whose numbers of this measure peers may not see (small-cell rule),

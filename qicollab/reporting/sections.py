@@ -8,9 +8,10 @@ chart and shown as "suppressed" in every table, for member audiences.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,8 @@ from qicollab.reporting.charts.common import Chart
 from qicollab.reporting.charts.control import render_stored, stored_info
 from qicollab.reporting.charts.cusum import sequential_chart
 from qicollab.reporting.charts.icons import Icon, assurance_icon, status_badge, variation_icon
-from qicollab.reporting.charts.peer_funnel import funnel
-from qicollab.reporting.privacy import Audience
+from qicollab.reporting.charts.peer_funnel import FunnelPoint, funnel_of_points, funnel_point
+from qicollab.reporting.privacy import Audience, Reader
 from qicollab.reporting.results import (
     AnnotationView,
     MeasureView,
@@ -277,6 +278,98 @@ def _chart_label(run: RunData, audience: Audience, member_id: int) -> str:
     return audience.short_label(member, member.code)
 
 
+@dataclass(frozen=True, slots=True)
+class _PeerPoints:
+    """A peer chart's points as every member reader sees the other members, kept per run:
+    blinded labels, small-cell peers left out, in member order."""
+
+    points: tuple[Any, ...]
+    #: Each point's place among the measure's valued results in the scope (ascending).
+    places: tuple[int, ...]
+    #: Member id -> its place among the valued results (whether shown or not).
+    order: dict[int, int]
+    #: Valued results the small-cell rule hides from peers.
+    hidden: int
+
+
+def peer_points(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    member_id: int | None,
+    group: PeerGroupView | None,
+    *,
+    kind: str,
+    build: Callable[[Result, str, bool], Any],
+) -> tuple[list[Any], int]:
+    """A peer chart's points for this audience (``build`` makes one from a visible result,
+    its label and whether it is the member's own, or None to leave it out), and how many peers
+    the small-cell rule hid.
+
+    A member reader sees every other member exactly as the blinded summary's reader does
+    (:meth:`Audience.as_peers_see`), so those points are built once per run, chart kind and
+    scope, and each member's chart only puts its own point in: relabelled through its own
+    audience and marked, or added where the small-cell rule hides it from peers but not from
+    itself. Other readers' points are built directly."""
+    own_id = audience.member_id if audience.reader is Reader.MEMBER else None
+    if own_id is None or own_id != member_id:
+        member_ids = group.member_ids if group is not None else None
+        shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
+        built = (
+            build(r, _chart_label(run, audience, r.member_id), r.member_id == member_id)
+            for r in shown
+        )
+        return [p for p in built if p is not None], hidden
+    key = (kind, measure.id, group.id if group is not None else None, audience.min_cell_size)
+    peers = run.peer_points.get(key)
+    if peers is None:
+        peers = run.peer_points[key] = _blinded_points(run, measure, audience, group, build)
+    points = list(peers.points)
+    hidden = peers.hidden
+    place = peers.order.get(own_id)
+    if place is None:  # no valued result of its own in this scope
+        return points, hidden
+    own = build(run.results[(own_id, measure.id)], _chart_label(run, audience, own_id), True)
+    at = bisect.bisect_left(peers.places, place)
+    if at < len(peers.places) and peers.places[at] == place:
+        points[at] = own
+    elif own_id in run.suppressed(measure):  # hidden from peers, never from itself
+        hidden -= 1
+        if own is not None:
+            points.insert(at, own)
+    return points, hidden
+
+
+def _blinded_points(
+    run: RunData,
+    measure: MeasureView,
+    audience: Audience,
+    group: PeerGroupView | None,
+    build: Callable[[Result, str, bool], Any],
+) -> _PeerPoints:
+    peers_see = audience.as_peers_see()
+    member_ids = group.member_ids if group is not None else None
+    valued = [r for r in run.results_for(measure.id, member_ids) if r.value is not None]
+    order = {r.member_id: place for place, r in enumerate(valued)}
+    shown, hidden = visible(run, measure, peers_see, valued)
+    points: list[Any] = []
+    places: list[int] = []
+    for result in shown:
+        point = build(result, _chart_label(run, peers_see, result.member_id), False)
+        if point is not None:
+            points.append(point)
+            places.append(order[result.member_id])
+    return _PeerPoints(tuple(points), tuple(places), order, hidden)
+
+
+def _caterpillar_point(result: Result, label: str, own: bool) -> CaterpillarPoint | None:
+    oe = result.oe()
+    if oe is None:
+        return None
+    low, high = result.oe_interval()
+    return CaterpillarPoint(label, oe, low, high, own=own)
+
+
 def caterpillar_for(
     run: RunData,
     measure: MeasureView,
@@ -289,23 +382,9 @@ def caterpillar_for(
     summary = run.summary(measure.id)
     if summary is None or summary.withheld:
         return None
-    member_ids = group.member_ids if group is not None else None
-    shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
-    points = []
-    for result in shown:
-        oe = result.oe()
-        if oe is None:
-            continue
-        low, high = result.oe_interval()
-        points.append(
-            CaterpillarPoint(
-                _chart_label(run, audience, result.member_id),
-                oe,
-                low,
-                high,
-                own=member_id is not None and result.member_id == member_id,
-            )
-        )
+    points, hidden = peer_points(
+        run, measure, audience, member_id, group, kind="caterpillar", build=_caterpillar_point
+    )
     if not points:
         return None
     scope = f" ({group.name})" if group is not None else ""
@@ -371,20 +450,18 @@ def funnel_for(
     group: PeerGroupView | None = None,
 ) -> Chart | None:
     """The funnel plot of the visible members against the run's limits."""
-    member_ids = group.member_ids if group is not None else None
-    shown, hidden = visible(run, measure, audience, run.results_for(measure.id, member_ids))
     summary = run.summary(measure.id)
-    if summary is None:
+    if summary is None or summary.payload.funnel is None:
         return None
-    labelled = [
-        (
-            _chart_label(run, audience, r.member_id),
-            r,
-            member_id is not None and r.member_id == member_id,
-        )
-        for r in shown
-    ]
-    chart = funnel(measure, summary, labelled, hidden=hidden)
+    stored = summary.payload.funnel
+
+    def point(result: Result, label: str, own: bool) -> FunnelPoint | None:
+        return funnel_point(measure, stored, label, result, own)
+
+    points, hidden = peer_points(
+        run, measure, audience, member_id, group, kind="funnel", build=point
+    )
+    chart = funnel_of_points(measure, summary, points, hidden=hidden)
     return _trim_rows(chart) if chart is not None else None
 
 

@@ -42,6 +42,7 @@ from qicollab.reporting.charts.common import (
 from qicollab.reporting.formatting import scaled
 
 if TYPE_CHECKING:
+    from qicollab.benchmarking.payloads import FunnelPayload
     from qicollab.reporting.results import MeasureView, Result, Summary
 
 
@@ -248,6 +249,17 @@ def funnel_chart(
     return Chart(svg, title, description, ("Member", x_label, y_label), rows)
 
 
+def funnel_point(
+    measure: MeasureView, stored: FunnelPayload, label: str, result: Result, own: bool
+) -> FunnelPoint | None:
+    """A member's point on its measure's stored funnel: none without volume or value."""
+    x = result.expected if stored.x == "expected" else result.denominator
+    y = measure.scaled(result.value)
+    if x is None or y is None or x <= 0:
+        return None
+    return FunnelPoint(label, x, y, own)
+
+
 def funnel(
     measure: MeasureView,
     summary: Summary,
@@ -255,10 +267,26 @@ def funnel(
     *,
     hidden: int = 0,
 ) -> Chart | None:
-    """A funnel of the visible members on the value scale, with the limits that decided their
-    statuses (adjusted for overdispersion where the run adjusted them; then the unadjusted ones
-    lighter) and the run's note on overdispersion. No stored funnel (too few contributors), no
-    chart: nothing here computes limits of its own."""
+    """A funnel of the visible members (label, result, own) on the value scale: see
+    :func:`funnel_of_points`."""
+    stored = summary.payload.funnel
+    if stored is None:
+        return None
+    points = [funnel_point(measure, stored, label, result, own) for label, result, own in labelled]
+    return funnel_of_points(measure, summary, [p for p in points if p is not None], hidden=hidden)
+
+
+def funnel_of_points(
+    measure: MeasureView,
+    summary: Summary,
+    points: Sequence[FunnelPoint],
+    *,
+    hidden: int = 0,
+) -> Chart | None:
+    """A funnel of the visible members' points (:func:`funnel_point`) with the limits that
+    decided their statuses (adjusted for overdispersion where the run adjusted them; then the
+    unadjusted ones lighter) and the run's note on overdispersion. No stored funnel (too few
+    contributors), no chart: nothing here computes limits of its own."""
     stored = summary.payload.funnel
     if stored is None:
         return None
@@ -272,13 +300,6 @@ def funnel(
     curves = _stored_curves(stored.limits, scale) + _stored_curves(
         stored.other_limits, scale, lighter=True
     )
-    points: list[FunnelPoint] = []
-    for label, result, own in labelled:
-        x = result.expected if by_expected else result.denominator
-        y = measure.scaled(result.value)
-        if x is None or y is None or x <= 0:
-            continue
-        points.append(FunnelPoint(label, x, y, own))
     if not points:
         return None
     return funnel_chart(
