@@ -388,15 +388,14 @@ def caterpillar_for(
     if not points:
         return None
     scope = f" ({group.name})" if group is not None else ""
-    return _trim_rows(
-        caterpillar_chart(
-            points,
-            title=f"{measure.code}: observed / expected by member{scope}",
-            y_label="Observed / expected" if measure.risk_adjusted else "Ratio to collaborative",
-            reference_label="collaborative = 1",
-            higher_is_worse=not measure.higher_is_better,
-            hidden=hidden,
-        )
+    return caterpillar_chart(
+        points,
+        title=f"{measure.code}: observed / expected by member{scope}",
+        y_label="Observed / expected" if measure.risk_adjusted else "Ratio to collaborative",
+        reference_label="collaborative = 1",
+        higher_is_worse=not measure.higher_is_better,
+        hidden=hidden,
+        max_rows=ALT_ROWS,
     )
 
 
@@ -461,8 +460,7 @@ def funnel_for(
     points, hidden = peer_points(
         run, measure, audience, member_id, group, kind="funnel", build=point
     )
-    chart = funnel_of_points(measure, summary, points, hidden=hidden)
-    return _trim_rows(chart) if chart is not None else None
+    return funnel_of_points(measure, summary, points, hidden=hidden, max_rows=ALT_ROWS)
 
 
 def _trim_rows(chart: Chart) -> Chart:

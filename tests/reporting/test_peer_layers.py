@@ -90,3 +90,35 @@ def test_a_changed_value_is_a_new_layer():
     after = _caterpillar(values, 5)
     assert caterpillar._peer_layer.cache_info().misses == 2
     assert not _same(before, after)
+
+
+def test_a_charts_text_alternative_can_list_only_its_first_rows():
+    """Pages list the first rows of a 1,000-member chart (sections.ALT_ROWS): built only
+    for those, they are the full chart's first rows, and nothing else changes."""
+    values = _values(1000)
+    cat_points = [
+        CaterpillarPoint("You" if i == 5 else f"P{i:04d}", e, e * 0.8, e * 1.3, own=i == 5)
+        for i, (e, _, _) in enumerate(values)
+    ]
+    fun_points = [FunnelPoint(f"P{i:04d}", x, y, own=i == 5) for i, (_, x, y) in enumerate(values)]
+    curve = FunnelCurve("95", tuple((x, 5.0, 15.0) for x in range(1, 900, 40)), "5 3")
+
+    def build(max_rows):
+        return (
+            caterpillar_chart(cat_points, title="O/E", max_rows=max_rows),
+            funnel_chart(
+                fun_points,
+                [curve],
+                title="F",
+                target=10.0,
+                x_label="n",
+                y_label="r",
+                max_rows=max_rows,
+            ),
+        )
+
+    for full, short in zip(build(None), build(60), strict=True):
+        assert len(full.rows) == 1000
+        assert short.rows == full.rows[:60]
+        assert _IDS.sub("#", short.svg) == _IDS.sub("#", full.svg)
+        assert short.description == full.description

@@ -119,8 +119,10 @@ def caterpillar_chart(
     higher_is_worse: bool = True,
     hidden: int = 0,
     digits: int = 2,
+    max_rows: int | None = None,
 ) -> Chart:
-    """Draw the caterpillar plot; ``hidden`` counts peers left out by small-cell suppression."""
+    """Draw the caterpillar plot; ``hidden`` counts peers left out by small-cell suppression.
+    The text alternative lists the first ``max_rows`` members (all by default)."""
     shown = sorted(
         (p for p in points if p.estimate is not None and math.isfinite(p.estimate)),
         key=lambda p: (p.estimate, p.label),
@@ -200,7 +202,7 @@ def caterpillar_chart(
             f"{p.low:.{digits}f}" if p.low is not None else "–",
             f"{p.high:.{digits}f}" if p.high is not None else "–",
         )
-        for p in shown
+        for p in shown[:max_rows]
     )
     svg = svg_document(WIDTH, HEIGHT, title, description, body)
     return Chart(svg, title, description, ("Member", "Estimate", "95% low", "95% high"), rows)

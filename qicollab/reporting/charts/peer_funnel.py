@@ -114,9 +114,11 @@ def funnel_chart(
     hidden: int = 0,
     digits: int = 2,
     note: str = "",
+    max_rows: int | None = None,
 ) -> Chart:
     """Members' values against their volume with limits at 95% and 99.8% (half a page wide,
-    to sit beside the caterpillar plot)."""
+    to sit beside the caterpillar plot); the text alternative lists the first ``max_rows``
+    members (all by default)."""
     width, height = 400.0, 240.0
     left, right, top, bottom = 52.0, width - 10, 18.0, 186.0
     xs = [p.x for p in points if math.isfinite(p.x)]
@@ -243,7 +245,7 @@ def funnel_chart(
         description += f" {hidden} members are not shown because their numbers are small."
     rows = tuple(
         (p.label, f"{p.x:,.0f}" if float(p.x).is_integer() else f"{p.x:,.1f}", f"{p.y:.{digits}f}")
-        for p in points
+        for p in points[:max_rows]
     )
     svg = svg_document(width, height, title, description, body)
     return Chart(svg, title, description, ("Member", x_label, y_label), rows)
@@ -282,6 +284,7 @@ def funnel_of_points(
     points: Sequence[FunnelPoint],
     *,
     hidden: int = 0,
+    max_rows: int | None = None,
 ) -> Chart | None:
     """A funnel of the visible members' points (:func:`funnel_point`) with the limits that
     decided their statuses (adjusted for overdispersion where the run adjusted them; then the
@@ -314,6 +317,7 @@ def funnel_of_points(
         hidden=hidden,
         digits=measure.digits,
         note=stored.overdispersion_note(),
+        max_rows=max_rows,
     )
 
 
