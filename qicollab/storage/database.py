@@ -190,7 +190,15 @@ class DatabaseFileStore(FileStore):
 
 
 def _delete(connection: sa.Connection, key: str) -> bool:
-    """Delete the file of ``key`` and its chunks; whether there was one."""
-    ids = sa.select(FILES.c.id).where(FILES.c.key == key).scalar_subquery()
-    connection.execute(CHUNKS.delete().where(CHUNKS.c.file_id == ids))
-    return connection.execute(FILES.delete().where(FILES.c.key == key)).rowcount > 0
+    """Delete the file of ``key`` and its chunks; whether there was one.
+
+    The file's row is locked first, then its chunks are deleted, then the row: the order in
+    which PostgreSQL's cascade from the row takes them. Deleting the chunks first (by a
+    subquery on the key) deadlocked two writers of one key: one held the chunks and waited
+    for the row, the other held the row and its cascade waited for the chunks."""
+    file_id = connection.scalar(sa.select(FILES.c.id).where(FILES.c.key == key).with_for_update())
+    if file_id is None:
+        return False
+    connection.execute(CHUNKS.delete().where(CHUNKS.c.file_id == file_id))
+    connection.execute(FILES.delete().where(FILES.c.id == file_id))
+    return True
