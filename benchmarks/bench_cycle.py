@@ -1,7 +1,7 @@
 """A whole 1,000-hospital cycle against the 15-minute target (issue 16, item 6).
 
     python benchmarks/bench_cycle.py [--members 1000] [--measures 20] [--rows 2000000]
-        [--workers 2] [--reports N] [--workdir DIR]
+        [--workers 2] [--reports N] [--floor] [--workdir DIR]
 
 After the data are in (built once like bench_benchmark_run.py's twenty-measure collaborative:
 ``--measures`` patient-level risk-adjusted measures with ``--rows`` records each across
@@ -20,19 +20,30 @@ it), and the member reports' wall and worker CPU seconds per report. ``--reports
 only N member reports and extrapolates that stage to every member (marked as such): a quick
 run is ``--members 60 --measures 4 --rows 200000 --reports 40``. The machine is shared: wall
 times are noisy.
+
+``--floor`` then asks what no cut in drawing charts can reach: one member report of the run is
+laid out again in this process as it is, with every chart a blank image of the same size, and
+with no measure sections; each is set against the CPU per report the target leaves (15 minutes
+on the workers, less the other stages, shared by every member).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import gc
+import io
 import os
+import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,6 +57,9 @@ from qicollab.db import create_engine_from_settings, get_session_factory  # noqa
 from qicollab.jobs.services import JobService, JobState  # noqa: E402
 from qicollab.migrations import upgrade  # noqa: E402
 from qicollab.reporting.models import ReportKind  # noqa: E402
+from qicollab.reporting.pdf import PdfRenderer, warm_up  # noqa: E402
+from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context  # noqa: E402
+from qicollab.reporting.results import load_run  # noqa: E402
 
 TARGET_SECONDS = 15 * 60
 
@@ -110,6 +124,9 @@ def main() -> None:
     parser.add_argument(
         "--reports", type=int, default=None, help="member reports to render (default: all)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="then time one member report with blank charts"
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench-cycle")
     args = parser.parse_args()
     if args.reports is not None and not 0 < args.reports <= args.members:
@@ -137,9 +154,10 @@ def main() -> None:
                 "times are noisy)",
                 flush=True,
             )
-            stages = run_stages(settings, pool, args.reports)
+            stages, run_id, member_id = run_stages(settings, pool, args.reports)
         finally:
             pool.stop()
+        floor = report_floor(settings, run_id, member_id) if args.floor else None
 
     total = sum(seconds for seconds, _ in stages.values())
     print(f"\n{'stage':<40}{'wall s':>9}")
@@ -149,12 +167,75 @@ def main() -> None:
         f"{'whole cycle':<40}{total:>9.1f}  target {TARGET_SECONDS} s (15 min): ratio "
         f"{total / TARGET_SECONDS:.2f} ({'met' if total <= TARGET_SECONDS else 'not met'})"
     )
+    if floor is not None:
+        others = sum(seconds for name, (seconds, _) in stages.items() if "member" not in name)
+        budget = (TARGET_SECONDS - others) * args.workers / args.members
+        print(
+            f"\none member report laid out again (PDF CPU, median of {FLOOR_REPEATS}); the "
+            f"target leaves {budget:.2f} s of worker CPU per member report for everything"
+        )
+        for name, (seconds, pages) in floor.items():
+            share = seconds / budget
+            print(f"  {name:<36}{seconds:>7.2f} s  {pages:>3} pages  {share:.2f}x the budget")
+
+
+FLOOR_REPEATS = 5
+_CHART = re.compile(r'(<figure>\s*<img src=")data:image/svg\+xml;base64,([^"]+)"')
+
+
+def _blank_charts(html: str) -> str:
+    """Every chart as an empty SVG with the chart's own size (its root element kept)."""
+
+    def blank(match: re.Match[str]) -> str:
+        svg = base64.b64decode(match.group(2)).decode("utf-8")
+        root = re.search(r"<svg[^>]*>", svg)
+        assert root is not None, "a chart without an <svg> root"
+        empty = base64.b64encode((root.group(0) + "</svg>").encode()).decode("ascii")
+        return f'{match.group(1)}data:image/svg+xml;base64,{empty}"'
+
+    blanked, count = _CHART.subn(blank, html)
+    assert count, "no chart found to blank"
+    return blanked
+
+
+def _without_measure_sections(html: str) -> str:
+    start = html.index('<section class="measure"')
+    return html[:start] + html[html.index('<h1 id="best-practice">') :]
+
+
+def report_floor(settings: dict, run_id: int, member_id: int) -> dict[str, tuple[float, int]]:
+    """PDF CPU (with the garbage it leaves collected) of one member report, as it is and cut."""
+    warm_up()
+    renderer = PdfRenderer()
+    engine = create_engine_from_settings(settings)
+    with get_session_factory(engine)() as session:
+        run = load_run(session, run_id)
+        spec = ReportSpec(ReportKind.MEMBER, member_id)
+        html = renderer.html(TEMPLATES[spec.kind], report_context(session, run, spec))
+    engine.dispose()
+    variants = {
+        "as it is": html,
+        "every chart blank": _blank_charts(html),
+        "no measure sections": _without_measure_sections(html),
+    }
+    renderer.pdf_from_html(html)  # warm: fonts, stylesheet, the run's shared drawings
+    timed: dict[str, tuple[float, int]] = {}
+    for name, variant in variants.items():
+        seconds = []
+        for _ in range(FLOOR_REPEATS):
+            gc.collect()
+            started = time.process_time()
+            pdf = renderer.pdf_from_html(variant)
+            gc.collect()
+            seconds.append(time.process_time() - started)
+        timed[name] = (statistics.median(seconds), len(PdfReader(io.BytesIO(pdf)).pages))
+    return timed
 
 
 def run_stages(
     settings: dict, pool: WorkerPool, reports: int | None
-) -> dict[str, tuple[float, str]]:
-    """Run and time each stage as jobs on the pool's queue."""
+) -> tuple[dict[str, tuple[float, str]], int, int]:
+    """Run and time each stage as jobs on the pool's queue; also the run and its first member."""
     from qicollab.benchmarking.models import MemberResult  # noqa: PLC0415
     from qicollab.benchmarking.services import BenchmarkRunService  # noqa: PLC0415
 
@@ -202,7 +283,7 @@ def run_stages(
         raise SystemExit(f"collaborative reports failed: {timed.state.error}")
     stages["collaborative report + blinded summary"] = (timed.wall, "")
     engine.dispose()
-    return stages
+    return stages, run.id, reported[0]
 
 
 if __name__ == "__main__":
