@@ -119,10 +119,16 @@ def job_handler(kind: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def handler_for(kind: str) -> Handler:
-    """The registered handler of a job kind."""
+def load_handlers() -> None:
+    """Import the modules that register job handlers and task kinds. A process that never ran
+    a job (the reaper in a process consumer's parent) still finishes and cleans up after them."""
     for module in HANDLER_MODULES:
         importlib.import_module(module)
+
+
+def handler_for(kind: str) -> Handler:
+    """The registered handler of a job kind."""
+    load_handlers()
     try:
         return _HANDLERS[kind]
     except KeyError:
@@ -314,6 +320,8 @@ class JobQueue:
             log.exception("job %s (%s) failed", job_id, state.kind)
             with contextlib.suppress(JobStateError):  # the handler may have marked it
                 jobs.fail(job_id, error)
+            if jobs.get(job_id).status is JobStatus.FAILED:
+                self.abandon(job_id)  # e.g. fail a benchmark run whose tasks were not all queued
 
     def run_task(self, task_id: int) -> None:
         """Run one task of a fanned-out job here: claim it, work under a renewed lease, record
@@ -361,6 +369,7 @@ class JobQueue:
     def reap_stale(self) -> fanout.Reaped:
         """Put tasks of dead workers back on the queue; end jobs whose last task it failed,
         and clean up after jobs whose consumer died while planning (e.g. fail their run)."""
+        load_handlers()  # finishing a job needs its task kind
         reaped = fanout.reap(self.session_factory)
         for task_id in reaped.requeued:
             self._piece(task_id)

@@ -446,3 +446,29 @@ def test_a_job_run_by_consumers_that_cannot_start_fails_instead_of_waiting_forev
     state = jobs.get(job_id)
     assert state.status is JobStatus.FAILED
     assert "worker processes started for it exited" in state.error
+
+
+def test_a_job_whose_tasks_cannot_all_be_queued_is_failed_and_cleaned_up_after(
+    settings, engine, factory, jobs, monkeypatch
+):
+    """Queueing the third of five planned tasks fails (the queue's database went away): the
+    job is failed and its kind cleans up after it (a benchmark run is marked failed), so the
+    cycle is not left believing a computation is under way."""
+    SQUARES.abandoned.clear()
+    queue = JobQueue({**settings, "qicollab.queue.backend": "memory"}, engine=engine)
+    queued: list[int] = []
+
+    def piece(task_id: int) -> None:
+        if len(queued) == 2:
+            msg = "the queue's connection was lost"
+            raise ConnectionError(msg)
+        queued.append(task_id)
+
+    monkeypatch.setattr(queue, "_piece", piece)
+    job_id = jobs.create(KIND, params={"numbers": [1, 2, 3, 4, 5]}).id
+    queue.run_job(job_id)
+    queue.close()
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert "connection was lost" in (state.error or "")
+    assert [job for job, _error in SQUARES.abandoned] == [job_id]

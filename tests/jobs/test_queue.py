@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import huey
 import pytest
 import sqlalchemy as sa
 
-from qicollab.db import get_session_factory, session_scope
-from qicollab.jobs.models import JobStatus
+from qicollab.db import get_session_factory, session_scope, utcnow
+from qicollab.jobs import fanout
+from qicollab.jobs.models import JobStatus, JobTask, TaskStatus
 from qicollab.jobs.queue import JobQueue, job_handler, make_huey
 from qicollab.jobs.services import JobService
+from qicollab.reporting.rendering import JOB_KIND
 
 CALLS: list[dict] = []
 
@@ -142,3 +150,66 @@ def test_idle_consumers_look_at_the_queue_at_least_every_poll_seconds(settings, 
     consumer = quick.create_consumer(workers=2, worker_type="thread")
     assert (consumer.default_delay, consumer.max_delay) == (0.05, 0.05)
     assert consumer.periodic
+
+
+REAPER_PROCESS = """
+import sys
+import sqlalchemy as sa
+from qicollab.db import create_engine_from_settings
+from qicollab.jobs import fanout
+from qicollab.jobs.queue import JobQueue
+from qicollab.reporting.rendering import JOB_KIND
+
+settings = {"sqlalchemy.url": sys.argv[1], "qicollab.storage": sys.argv[2]}
+try:
+    fanout.kind_for(JOB_KIND)
+except LookupError:
+    pass
+else:
+    raise SystemExit("the report task kind was registered before the reaper ran")
+engine = create_engine_from_settings(settings)
+queue = JobQueue({**settings, "qicollab.queue.backend": "memory"}, engine=engine)
+print(queue.reap_stale().failed_jobs)
+"""
+
+
+def test_a_reaper_in_a_process_that_never_ran_a_job_ends_the_job_it_failed(settings, engine):
+    """A process consumer's parent only reaps: when it fails a job's last task (its worker
+    died too often), it must still know the job's kind to end the job, not leave it running."""
+    factory = get_session_factory(engine)
+    jobs = JobService(factory)
+    job_id = jobs.create(JOB_KIND, params={"run_id": 1}).id
+    jobs.start(job_id)
+    fanout.plan_tasks(factory, job_id, [fanout.TaskSpec("member-1.pdf", {})])
+    with session_scope(factory) as session:
+        session.execute(
+            sa.update(JobTask)
+            .where(JobTask.job_id == job_id)
+            .values(
+                status=TaskStatus.RUNNING,
+                attempt=fanout.MAX_ATTEMPTS,
+                worker="gone:1",
+                lease_until=utcnow() - dt.timedelta(seconds=5),
+            )
+        )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            REAPER_PROCESS,
+            settings["sqlalchemy.url"],
+            settings["qicollab.storage"],
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"({job_id},)"
+    state = jobs.get(job_id)
+    assert state.status is JobStatus.FAILED
+    assert "member-1.pdf" in (state.error or "")
