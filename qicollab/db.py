@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pyramid.config import Configurator
     from pyramid.request import Request
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import SessionTransaction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -179,6 +180,30 @@ def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
     finally:
         session.close()
+
+
+def after_outcome(
+    session: Session, *, committed: Callable[[], None], rolled_back: Callable[[], None]
+) -> None:
+    """Call ``committed`` once the session's current outermost transaction commits, or
+    ``rolled_back`` once it ends without committing (savepoints inside it do not count): for
+    work outside the database that must follow the transaction's outcome."""
+    root = session.get_transaction()
+    if root is None:
+        msg = "after_outcome needs a transaction in progress"
+        raise RuntimeError(msg)
+    outcome = {"committed": False}
+
+    def on_commit(ending: Session) -> None:
+        if ending.get_nested_transaction() is None and ending.get_transaction() is root:
+            outcome["committed"] = True
+
+    def on_end(_ending: Session, transaction: SessionTransaction) -> None:
+        if transaction is root:
+            (committed if outcome["committed"] else rolled_back)()
+
+    event.listen(session, "after_commit", on_commit)
+    event.listen(session, "after_transaction_end", on_end)
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

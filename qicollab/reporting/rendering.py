@@ -7,14 +7,19 @@ between reports). :class:`ReportRenderer` plans the batch, and also renders it i
 (tests, benchmarks, the demo's pages), recording each finished report (path, SHA-256, size) in
 its own short transaction.
 
-Each file is written atomically with its hash (:meth:`qicollab.storage.FileStore.put`): a report
-that fails to render leaves the previous file, and its row, exactly as they were.
-Files go to the file store (:mod:`qicollab.storage`: the local folder or the database) under
-keys ``reports/run-<id>/...``, named by ids, never by member names.
+Each rendering is written atomically with its hash (:meth:`qicollab.storage.FileStore.put`) under
+its own key, ``reports/run-<id>/<report>.<start of its SHA-256>.pdf`` (named by ids, never by
+member names), and its row is pointed at it in the same transaction (:func:`store_report`). So
+a new rendering never overwrites the file its row still names: a report that fails to render,
+to record or to commit leaves the previous file, and its row, exactly as they were, with either
+file store, and a download reads the bytes its row records. The file a committed rendering
+replaced is deleted after the commit.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import threading
 import time
@@ -28,11 +33,11 @@ import sqlalchemy as sa
 
 import qicollab.models  # noqa: F401 - every mapper configured, also in worker processes
 from qicollab.benchmarking.models import BenchmarkRun, MemberResult, RunStatus
-from qicollab.db import READ_ONLY_OPTION, session_scope
+from qicollab.db import READ_ONLY_OPTION, after_outcome, session_scope
 from qicollab.jobs.workers import consumer_name
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.reports import TEMPLATES, ReportSpec, report_context
-from qicollab.storage import FileStore, FileStoreConfig
+from qicollab.storage import FileStore, FileStoreConfig, StoredFile
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -69,6 +74,8 @@ class RenderOutcome:
     error: str | None = None
     #: ``host:pid`` of the process that rendered it.
     worker: str | None = None
+    #: The file store key it was written under (:func:`versioned_key`).
+    key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,16 +98,35 @@ def report_folder(run_id: int) -> str:
     return f"reports/run-{run_id}"
 
 
+def versioned_key(path: str, sha256: str) -> str:
+    """One rendering's file store key: the report's path with the first 16 hex digits of the
+    rendering's SHA-256 before the extension."""
+    stem, _, extension = path.rpartition(".")
+    return f"{stem}.{sha256[:16]}.{extension}"
+
+
 # --- laying out one report ----------------------------------------------------------------------
 
 
 @dataclass
 class _WarmState:
-    """What a process keeps between reports: its PDF renderer and the current run's data."""
+    """What a process keeps between reports: its PDF renderer and the current run's data.
+
+    The run's data are kept for one batch (``batch``: its job) and read again for the next, so a
+    member renamed or a blinded code changed between two batches of one run is printed as it
+    now is."""
 
     session_factory: sessionmaker[Session]
     renderer: PdfRenderer
     runs: dict[int, RunData] = field(default_factory=dict)
+    batch: object = None
+
+    def for_batch(self, batch: object) -> _WarmState:
+        """Forget the run data read for another batch."""
+        if batch != self.batch:
+            self.runs.clear()
+            self.batch = batch
+        return self
 
 
 #: The warm state of a queue worker's process (its database and storage folder, and the
@@ -132,12 +158,12 @@ def task_state(session_factory: sessionmaker[Session], storage: Path) -> _WarmSt
 
 
 def render_in_task(
-    session_factory: sessionmaker[Session], storage: Path, task: RenderTask
+    session_factory: sessionmaker[Session], storage: Path, task: RenderTask, job_id: int
 ) -> bytes:
     """One report's PDF in a queue worker, one at a time per process (the embedded
-    consumer's threads share the warm state)."""
+    consumer's threads share the warm state, and the run's data within one job)."""
     with _TASK_STATE_LOCK:
-        return render_pdf(task_state(session_factory, storage), task)
+        return render_pdf(task_state(session_factory, storage).for_batch(job_id), task)
 
 
 def render_pdf(state: _WarmState, task: RenderTask) -> bytes:
@@ -202,18 +228,15 @@ class ReportRenderer:
         folder = report_folder(run_id)
         return [RenderTask(run_id, spec, f"{folder}/{spec.filename}") for spec in specs]
 
-    def _render(self, task: RenderTask) -> RenderOutcome:
-        """Lay out one report and write its file (not yet recorded)."""
-        if self._warm is None or self._store is None:
-            from qicollab.reporting.pdf import PdfRenderer  # noqa: PLC0415 - imports WeasyPrint
-
-            self._warm = _WarmState(self.session_factory, PdfRenderer())
-            config = FileStoreConfig.from_settings(self.settings)
-            self._store = config.build(self.session_factory.kw["bind"])
+    def _render(self, task: RenderTask, warm: _WarmState, store: FileStore) -> RenderOutcome:
+        """Lay out one report, write its file and record it (its own short transaction)."""
         started = time.perf_counter()
         try:
-            pdf = render_pdf(self._warm, task)
-            written = self._store.put(task.relative_path, pdf)
+            pdf = render_pdf(warm, task)
+            with session_scope(self.session_factory) as session:
+                written = store_report(
+                    session, store, store, task, pdf, worker=consumer_name(), job_id=None
+                )
         except Exception as error:
             log.exception("rendering %s of run %s failed", task.spec.filename, task.run_id)
             text = "".join(traceback.format_exception_only(type(error), error)).strip()
@@ -224,6 +247,7 @@ class ReportRenderer:
             written.size_bytes,
             time.perf_counter() - started,
             worker=consumer_name(),
+            key=written.key,
         )
 
     def render_run(
@@ -237,35 +261,75 @@ class ReportRenderer:
         previous files."""
         started = time.perf_counter()
         tasks = self.plan(run_id, kinds=kinds, member_ids=member_ids)
+        if self._warm is None or self._store is None:
+            from qicollab.reporting.pdf import PdfRenderer  # noqa: PLC0415 - imports WeasyPrint
+
+            self._warm = _WarmState(self.session_factory, PdfRenderer())
+            config = FileStoreConfig.from_settings(self.settings)
+            self._store = config.build(self.session_factory.kw["bind"])
+        warm = self._warm.for_batch(object())  # names as they are now, not at the last batch
         summary = RenderSummary(run_id)
         for task in tasks:
-            outcome = self._render(task)
-            if outcome.ok:
-                with session_scope(self.session_factory) as session:
-                    record_report(session, outcome, None)  # its own short transaction
-                summary.rendered.append(outcome)
-            else:
-                summary.failed.append(outcome)
+            outcome = self._render(task, warm, self._store)
+            (summary.rendered if outcome.ok else summary.failed).append(outcome)
         summary.seconds = time.perf_counter() - started
         return summary
 
 
-def record_report(session: Session, outcome: RenderOutcome, job_id: int | None) -> None:
-    """Insert or update the report's row: path, hash, size, job and worker."""
-    spec = outcome.task.spec
-    query = sa.select(Report).where(Report.run_id == outcome.task.run_id, Report.kind == spec.kind)
+def store_report(
+    session: Session,
+    store: FileStore,
+    cleanup: FileStore,
+    task: RenderTask,
+    pdf: bytes,
+    *,
+    worker: str | None,
+    job_id: int | None,
+) -> StoredFile:
+    """Write a rendering under its own key (:func:`versioned_key`) through ``store`` and point
+    the report's row at it (hash, size, job, worker) in ``session``'s transaction.
+
+    Once that commits, the file the row named before is deleted through ``cleanup`` (a store
+    outside the transaction); if it rolls back, the new file is, and the row still names the
+    previous file, untouched. An identical rendering has the same key and deletes nothing."""
+    key = versioned_key(task.relative_path, hashlib.sha256(pdf).hexdigest())
+    row = _report_row(session, task)
+    previous = row.path if row is not None else None
+    written = store.put(key, pdf)
+    after_outcome(
+        session,
+        committed=functools.partial(_forget, cleanup, previous if previous != key else None),
+        rolled_back=functools.partial(_forget, cleanup, key if key != previous else None),
+    )
+    if row is None:
+        row = Report(run_id=task.run_id, kind=task.spec.kind, member_id=task.spec.member_id)
+        session.add(row)
+    row.path = key
+    row.sha256 = written.sha256
+    row.size_bytes = written.size_bytes
+    row.job_id = job_id
+    row.worker = worker
+    session.flush()
+    return written
+
+
+def _forget(store: FileStore, key: str | None) -> None:
+    """Delete a file no row names (nothing for None). A failure is logged, not raised: what it
+    leaves behind is only space."""
+    if key is None:
+        return
+    try:
+        store.delete(key)
+    except Exception:
+        log.exception("could not delete the report file %s, which no row names", key)
+
+
+def _report_row(session: Session, task: RenderTask) -> Report | None:
+    spec = task.spec
+    query = sa.select(Report).where(Report.run_id == task.run_id, Report.kind == spec.kind)
     query = query.where(
         Report.member_id == spec.member_id
         if spec.member_id is not None
         else Report.member_id.is_(None)
     )
-    row = session.scalars(query.order_by(Report.id)).first()
-    if row is None:
-        row = Report(run_id=outcome.task.run_id, kind=spec.kind, member_id=spec.member_id)
-        session.add(row)
-    row.path = outcome.task.relative_path
-    row.sha256 = outcome.sha256 or ""
-    row.size_bytes = outcome.size_bytes
-    row.job_id = job_id
-    row.worker = outcome.worker
-    session.flush()
+    return session.scalars(query.order_by(Report.id)).first()

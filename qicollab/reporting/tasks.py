@@ -15,7 +15,6 @@ portal imports it before enqueueing, so immediate mode works too.
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from qicollab.config import storage_path
@@ -26,11 +25,10 @@ from qicollab.jobs.services import JobState
 from qicollab.reporting.models import ReportKind
 from qicollab.reporting.rendering import (
     JOB_KIND,
-    RenderOutcome,
     RenderTask,
     ReportRenderer,
-    record_report,
     render_in_task,
+    store_report,
 )
 from qicollab.reporting.reports import ReportSpec
 from qicollab.storage import DatabaseFileStore, file_store
@@ -79,30 +77,29 @@ def render_reports(context: JobContext) -> fanout.FannedOut:
 class ReportTasks:
     """The task kind of report batches."""
 
-    def run(self, context: fanout.TaskContext) -> tuple[RenderTask, bytes, float]:
+    def run(self, context: fanout.TaskContext) -> tuple[RenderTask, bytes]:
         """Lay out the report (nothing is written yet)."""
         task = _render_task(context.task.params)
-        started = time.perf_counter()
-        pdf = render_in_task(context.session_factory, storage_path(context.settings), task)
-        return task, pdf, time.perf_counter() - started
+        pdf = render_in_task(
+            context.session_factory, storage_path(context.settings), task, context.job.id
+        )
+        return task, pdf
 
     def record(
         self,
         session: Session,
         context: fanout.TaskContext,
-        outcome: tuple[RenderTask, bytes, float],
+        outcome: tuple[RenderTask, bytes],
     ) -> str | None:
-        """Write the file to the file store and record its row, under the held claim (with the
-        database store, in the same transaction: the file and its row commit together)."""
-        task, pdf, seconds = outcome
-        store = file_store(context.settings, session.get_bind())
-        if isinstance(store, DatabaseFileStore):
-            store = store.bound(session)
-        written = store.put(task.relative_path, pdf)
-        rendered = RenderOutcome(
-            task, written.sha256, written.size_bytes, seconds, worker=context.worker
+        """Write the file to the file store and record its row, under the held claim
+        (:func:`store_report`: with the database store the file and its row commit together;
+        with either store a failure leaves the previous file and row)."""
+        task, pdf = outcome
+        cleanup = file_store(context.settings, session.get_bind())
+        store = cleanup.bound(session) if isinstance(cleanup, DatabaseFileStore) else cleanup
+        written = store_report(
+            session, store, cleanup, task, pdf, worker=context.worker, job_id=context.job.id
         )
-        record_report(session, rendered, context.job.id)
         return json.dumps(written.to_json())
 
     def finish(

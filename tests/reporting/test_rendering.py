@@ -4,24 +4,29 @@ the job (one task per report) and the command."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from pypdf import PdfReader
 
 from qicollab.cli import cli
 from qicollab.jobs.local import run_here
 from qicollab.jobs.models import JobStatus
 from qicollab.jobs.services import JobService
+from qicollab.members.models import Member
 from qicollab.reporting import pdf as pdf_module
 from qicollab.reporting import rendering
 from qicollab.reporting.models import Report, ReportKind
 from qicollab.reporting.rendering import JOB_KIND, ReportRenderer
+from qicollab.storage.local import LocalFileStore
 
 
 def _reports(db_session) -> list[Report]:
-    rows = list(db_session.scalars(sa.select(Report).order_by(Report.kind, Report.member_id)))
+    query = sa.select(Report).order_by(Report.kind, Report.member_id)
+    rows = list(db_session.scalars(query.execution_options(populate_existing=True)))
     db_session.commit()
     return rows
 
@@ -67,24 +72,53 @@ def test_each_report_row_records_the_files_size(rendered_once, settings):
     assert all((storage / row.path).stat().st_size == row.size_bytes for row in rows)
 
 
-def test_reports_are_written_under_the_runs_folder_by_id(rendered_once, world):
+def test_reports_are_written_under_the_runs_folder_by_id_and_hash(rendered_once, world):
     _summary, rows = rendered_once
-    assert sorted(row.path for row in rows) == sorted(
-        [
-            f"reports/run-{world.run_id}/blinded-summary.pdf",
-            f"reports/run-{world.run_id}/member-{world.member}.pdf",
-            f"reports/run-{world.run_id}/member-{world.other}.pdf",
-        ]
-    )
+    folder = f"reports/run-{world.run_id}"
+    names = {
+        ReportKind.BLINDED_SUMMARY: "blinded-summary",
+        world.member: f"member-{world.member}",
+        world.other: f"member-{world.other}",
+    }
+    assert {row.path for row in rows} == {
+        f"{folder}/{names[row.member_id or row.kind]}.{row.sha256[:16]}.pdf" for row in rows
+    }
+    assert rendering.versioned_key(f"{folder}/x.pdf", "ab" * 32) == f"{folder}/x.{'ab' * 8}.pdf"
 
 
-def test_rendering_again_updates_the_rows_instead_of_adding(
+def test_rendering_again_replaces_the_file_and_reads_names_afresh(
+    world, settings, session_factory, db_session
+):
+    """A renderer kept between batches (as a worker is) prints a member renamed in between,
+    under a new key; the file the row named before is deleted once the new row commits."""
+    storage = Path(settings["qicollab.storage"])
+    renderer = ReportRenderer(session_factory, settings)
+    batch = {"member_ids": [world.member], "kinds": [ReportKind.MEMBER]}
+    renderer.render_run(world.run_id, **batch)
+    old = next(r.path for r in _reports(db_session) if r.member_id == world.member)
+    db_session.get(Member, world.member).name = "Hospital Renamed Meanwhile"
+    db_session.commit()
+    renderer.render_run(world.run_id, **batch)
+    new = next(r for r in _reports(db_session) if r.member_id == world.member)
+    assert new.path != old
+    assert not (storage / old).exists()
+    data = (storage / new.path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == new.sha256
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages[:1])
+    assert "Hospital Renamed Meanwhile" in text
+
+
+def test_an_identical_rendering_keeps_its_key_and_file(
     rendered_once, world, settings, session_factory, db_session
 ):
-    renderer = ReportRenderer(session_factory, settings)
-    renderer.render_run(world.run_id, kinds=[ReportKind.BLINDED_SUMMARY])
-    rows = _reports(db_session)
-    assert len(rows) == 3
+    _summary, before = rendered_once
+    old = next((r.path, r.sha256) for r in before if r.kind is ReportKind.BLINDED_SUMMARY)
+    ReportRenderer(session_factory, settings).render_run(
+        world.run_id, kinds=[ReportKind.BLINDED_SUMMARY]
+    )
+    new = next(r for r in _reports(db_session) if r.kind is ReportKind.BLINDED_SUMMARY)
+    assert (new.path, new.sha256) == old
+    assert (Path(settings["qicollab.storage"]) / new.path).exists()
 
 
 def test_a_failed_render_keeps_the_previous_file_and_row(
@@ -107,6 +141,48 @@ def test_a_failed_render_keeps_the_previous_file_and_row(
     after = next(r for r in _reports(db_session) if r.member_id == world.member)
     assert [o.task.spec.member_id for o in summary.failed] == [world.member]
     assert (path.read_bytes(), after.sha256) == (old_bytes, old_hash)
+
+
+def test_a_failure_after_the_file_is_written_keeps_the_previous_file_and_row(
+    rendered_once, world, settings, session_factory, db_session, monkeypatch
+):
+    """The new file is on disk before its row is recorded: a failure there (here the flush)
+    must leave the row naming the previous file, with the bytes its hash records, and take the
+    new file away again."""
+    _summary, before = rendered_once
+    path, sha256 = next((r.path, r.sha256) for r in before if r.member_id == world.member)
+    storage = Path(settings["qicollab.storage"])
+    old_bytes = (storage / path).read_bytes()
+    db_session.get(Member, world.member).name = "Hospital Renamed Meanwhile"  # other bytes
+    db_session.commit()
+    written: list[str] = []
+    put = LocalFileStore.put
+
+    def recording_put(self, key, source):
+        written.append(key)
+        return put(self, key, source)
+
+    def refuse_report_rows(session, _context, _instances):
+        if any(isinstance(row, Report) for row in (*session.new, *session.dirty)):
+            raise sa.exc.OperationalError("UPDATE reports", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(LocalFileStore, "put", recording_put)
+    sa.event.listen(sa.orm.Session, "before_flush", refuse_report_rows)
+    try:
+        summary = ReportRenderer(session_factory, settings).render_run(
+            world.run_id, member_ids=[world.member], kinds=[ReportKind.MEMBER]
+        )
+    finally:
+        sa.event.remove(sa.orm.Session, "before_flush", refuse_report_rows)
+    monkeypatch.undo()
+    after = next(r for r in _reports(db_session) if r.member_id == world.member)
+    assert len(summary.failed) == 1
+    assert len(written) == 1
+    assert written[0] != path  # the new file was written, under its own key
+    assert (after.path, after.sha256) == (path, sha256)
+    assert (storage / path).read_bytes() == old_bytes
+    assert hashlib.sha256(old_bytes).hexdigest() == sha256
+    assert not (storage / written[0]).exists()
 
 
 def test_a_failure_while_writing_keeps_the_previous_file(
