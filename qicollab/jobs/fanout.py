@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 #: Claims before a task whose workers keep dying is failed.
 MAX_ATTEMPTS = 3
+#: No task of any job started for this long while a running job still has queued tasks: their
+#: queue messages were lost (a claim that failed on a database error, a consumer killed between
+#: committing a requeue and sending it), and the reaper sends them again.
+STALL_SECONDS = 10 * LEASE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +442,8 @@ class Reaped:
     requeued: tuple[int, ...]
     failed_jobs: tuple[int, ...]
     stranded: tuple[int, ...] = ()
+    #: Running jobs all of whose tasks had ended (whoever ended the last one did not finish it).
+    settled: tuple[int, ...] = ()
 
 
 def reap(
@@ -453,6 +459,7 @@ def reap(
     requeued: list[int] = []
     failed_jobs: set[int] = set()
     stranded = _reap_handlers(session_factory, requeued, now)
+    settled = _sweep_planned(session_factory, requeued, now)
     with session_scope(session_factory) as session:
         stale = session.execute(
             sa.select(JobTask.id, JobTask.job_id, JobTask.attempt, JobTask.worker)
@@ -501,7 +508,59 @@ def reap(
                 failed_jobs.add(row.job_id)
             else:
                 requeued.append(row.id)
-    return Reaped(tuple(requeued), tuple(sorted(failed_jobs)), stranded)
+    return Reaped(tuple(requeued), tuple(sorted(failed_jobs)), stranded, settled)
+
+
+def _sweep_planned(
+    session_factory: sessionmaker[Session], requeued: list[int], now: dt.datetime
+) -> tuple[int, ...]:
+    """Running jobs past planning that the message path lost track of.
+
+    Returns the jobs whose tasks have all ended (the worker that ended the last one died or
+    failed before finishing the job). Appends to ``requeued`` the queued tasks of a job with
+    none running when neither the job nor any task of any job started for
+    :data:`STALL_SECONDS` (a busy queue's messages are only waiting)."""
+    stall = dt.timedelta(seconds=STALL_SECONDS)
+    settled: list[int] = []
+    with session_scope(session_factory) as session:
+        running = session.execute(
+            sa.select(Job.id, Job.started_at)
+            .where(Job.status == JobStatus.RUNNING, Job.lease_until.is_(None))
+            .order_by(Job.id)
+        ).all()
+        if not running:
+            return ()
+        counts: dict[int, dict[TaskStatus, int]] = {}
+        for job_id, status, count in session.execute(
+            sa.select(JobTask.job_id, JobTask.status, sa.func.count())
+            .where(JobTask.job_id.in_([job.id for job in running]))
+            .group_by(JobTask.job_id, JobTask.status)
+        ):
+            counts.setdefault(job_id, {})[status] = count
+        last_start = session.scalar(sa.select(sa.func.max(JobTask.started_at)))
+        for job in running:
+            tasks = counts.get(job.id)
+            if not tasks:  # not fanned out: the handler's own job
+                continue
+            if not tasks.get(TaskStatus.QUEUED) and not tasks.get(TaskStatus.RUNNING):
+                settled.append(job.id)
+                continue
+            recent = [t for t in (last_start, job.started_at) if t is not None]
+            if tasks.get(TaskStatus.RUNNING) or (recent and now - max(recent) <= stall):
+                continue
+            lost = session.scalars(
+                sa.select(JobTask.id)
+                .where(JobTask.job_id == job.id, JobTask.status == TaskStatus.QUEUED)
+                .order_by(JobTask.id)
+            ).all()
+            log.warning(
+                "job %s: %d queued tasks sent again (nothing started for %.0f s)",
+                job.id,
+                len(lost),
+                STALL_SECONDS,
+            )
+            requeued.extend(lost)
+    return tuple(settled)
 
 
 def _reap_handlers(

@@ -367,14 +367,15 @@ class JobQueue:
         fanout.finish_if_complete(self.session_factory, job.id, jobs)
 
     def reap_stale(self) -> fanout.Reaped:
-        """Put tasks of dead workers back on the queue; end jobs whose last task it failed,
-        and clean up after jobs whose consumer died while planning (e.g. fail their run)."""
+        """Put tasks of dead workers (and tasks whose messages were lost) back on the queue; end
+        jobs whose last task it failed or that nobody ended, and clean up after jobs whose
+        consumer died while planning (e.g. fail their run)."""
         load_handlers()  # finishing a job needs its task kind
         reaped = fanout.reap(self.session_factory)
         for task_id in reaped.requeued:
             self._piece(task_id)
         jobs = JobService(self.session_factory)
-        for job_id in reaped.failed_jobs:
+        for job_id in (*reaped.failed_jobs, *reaped.settled):
             fanout.finish_if_complete(self.session_factory, job_id, jobs)
         for job_id in reaped.stranded:
             self.abandon(job_id)

@@ -472,3 +472,43 @@ def test_a_job_whose_tasks_cannot_all_be_queued_is_failed_and_cleaned_up_after(
     assert state.status is JobStatus.FAILED
     assert "connection was lost" in (state.error or "")
     assert [job for job, _error in SQUARES.abandoned] == [job_id]
+
+
+def test_the_reaper_ends_a_job_whose_last_task_ended_without_ending_it(
+    factory, jobs, settings, engine
+):
+    """The worker that recorded the last task died (or its database call failed) before it
+    ran the job's final step: a reaper pass runs it, once."""
+    SQUARES.finished.clear()
+    job_id = _running_job(jobs)
+    (task_id,) = fanout.plan_tasks(factory, job_id, [fanout.TaskSpec("n3", {"n": 3})]).task_ids
+    claimed = fanout.claim(factory, task_id, "mortal:1")
+    assert claimed is not None
+    job = jobs.get(job_id)
+    context = fanout.TaskContext(claimed, job, "mortal:1", settings, factory)
+    fanout.complete(SQUARES, context, 9, 0.1)  # ... and the worker dies here
+    assert jobs.get(job_id).status is JobStatus.RUNNING
+    queue = JobQueue({**settings, "qicollab.queue.backend": "memory"}, engine=engine)
+    assert queue.reap_stale().settled == (job_id,)
+    assert queue.reap_stale().settled == ()
+    queue.close()
+    state = jobs.get(job_id)
+    assert (state.status, state.result) == (JobStatus.SUCCEEDED, {"sum": 9})
+    assert SQUARES.finished == [job_id]
+
+
+def test_the_reaper_sends_again_the_queued_tasks_whose_messages_were_lost(factory, jobs):
+    """A claim that failed on a database error dropped its message: once nothing has started
+    for STALL_SECONDS the reaper sends the job's queued tasks again; before that (a busy queue's
+    messages are only waiting) it leaves them."""
+    job_id = _running_job(jobs)
+    specs = [fanout.TaskSpec("n4", {"n": 4}), fanout.TaskSpec("n5", {"n": 5})]
+    four, five = fanout.plan_tasks(factory, job_id, specs).task_ids
+    now = utcnow()
+    assert fanout.claim(factory, four, "alive:1", lease_seconds=3600, now=now) is not None
+    later = now + dt.timedelta(seconds=fanout.STALL_SECONDS + 1)
+    assert fanout.reap(factory, now=later).requeued == ()  # one of its tasks is running
+    with session_scope(factory) as session:
+        session.execute(sa.update(JobTask).where(JobTask.id == four).values(status="done"))
+    assert fanout.reap(factory, now=now + dt.timedelta(seconds=5)).requeued == ()
+    assert fanout.reap(factory, now=later).requeued == (five,)
