@@ -2,12 +2,14 @@
 
 Every report task of a run reads the member's own rows, but the run's shared data (every
 member's results, the funnels' peers) is read once per worker process and run, and read again
-for another run.
+for another run. Names, codes and groups are read once per batch, so a member renamed between
+two batches is printed as it now is.
 """
 
 from __future__ import annotations
 
 import pytest
+from cachetools import LRUCache
 
 from qicollab.db import get_session_factory, session_scope
 from qicollab.jobs.local import run_here
@@ -28,13 +30,20 @@ def test_a_worker_reads_a_runs_shared_data_once_for_all_its_report_tasks(
     settings, engine, world, monkeypatch
 ):
     reads: list[int] = []
-    load_run = results.load_run
+    batches: list[int] = []
+    read_core, load_run = results._read_core, results.load_run
 
-    def counted(session, run_id):
+    def counted_core(session, run_id):
         reads.append(run_id)
+        return read_core(session, run_id)
+
+    def counted_load(session, run_id):
+        batches.append(run_id)
         return load_run(session, run_id)
 
-    monkeypatch.setattr(results, "load_run", counted)
+    monkeypatch.setattr(results, "_read_core", counted_core)
+    monkeypatch.setattr(results, "load_run", counted_load)
+    monkeypatch.setattr(results, "_CORES", LRUCache(maxsize=results.CACHED_RUNS))
     monkeypatch.setattr(rendering, "_TASK_STATE", None)  # a fresh worker process
     jobs = JobService(get_session_factory(engine))
     params = {"run_id": world.run_id, "kinds": ["member"]}
@@ -44,14 +53,14 @@ def test_a_worker_reads_a_runs_shared_data_once_for_all_its_report_tasks(
     state = jobs.get(first)
     assert state.status is JobStatus.SUCCEEDED, state.error
     assert state.result["rendered"] == 3
-    assert reads == [world.run_id]
-    # A second batch of the same run in the same worker reads nothing again.
+    assert (reads, batches) == ([world.run_id], [world.run_id])
+    # A second batch of the same run in the same worker reads the names again, nothing else.
     second = jobs.create(JOB_KIND, params={**params, "member_ids": [world.member]}).id
     with run_here(settings, second, processes=0, engine=engine):
         pass
     assert jobs.get(second).status is JobStatus.SUCCEEDED
-    assert reads == [world.run_id]
-    # Another run's batch reads that run (the worker keeps one run at a time).
+    assert (reads, batches) == ([world.run_id], [world.run_id] * 2)
+    # Another run's batch reads that run.
     with session_scope(get_session_factory(engine)) as session:
         other = build_world(session, n_members=2, n_measures=1, months=12, seed=8)
     third = jobs.create(JOB_KIND, params={"run_id": other.run_id, "kinds": ["member"]}).id
