@@ -351,12 +351,16 @@ def run_reports(context: RunResource, request: Request) -> dict[str, Any]:
     require_csrf=True,
 )
 def start_render(context: RunResource, request: Request) -> HTTPSeeOther:
-    """Queue a job that renders every report of the run (coordinators)."""
+    """Queue a job that renders every report of the run (coordinators); while one is under
+    way, show it instead of starting another (two batches would write the same reports)."""
     from qicollab.jobs.queue import JobQueue  # noqa: PLC0415
     from qicollab.reporting import tasks  # noqa: F401, PLC0415 - registers the job handler
 
     collaborative = _collaborative(request)
     run = context.run
+    under_way = _latest_render_job(request, run.id, collaborative.id)
+    if under_way is not None and not under_way.finished:  # a second click, or a second tab
+        return HTTPSeeOther(request.route_url("reporting.run_reports", run_id=run.id))
     jobs = request.find_service(JobService)
     job = jobs.create(
         JOB_KIND,

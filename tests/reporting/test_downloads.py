@@ -153,3 +153,17 @@ def test_a_render_request_is_audited(portal, world, db_session, immediate_queue)
     actions = db_session.scalars(sa.select(AuditEvent.action)).all()
     db_session.commit()
     assert "reports.render_requested" in actions
+
+
+def test_a_second_render_request_while_one_is_under_way_starts_nothing(portal, world, db_session):
+    """Two batches of one run would write the same reports: while a render job is queued or
+    running, the button shows it instead of starting another."""
+    browser = portal.as_user("coordinator")
+    page = browser.get(f"/runs/{world.run_id}/reports")
+    page.forms["render-form"].submit()  # no consumer here: the job stays queued
+    page.forms["render-form"].submit().follow()
+    jobs = db_session.scalars(sa.select(Job).where(Job.kind == "reports-render")).all()
+    actions = db_session.scalars(sa.select(AuditEvent.action)).all()
+    db_session.commit()
+    assert [job.status for job in jobs] == [JobStatus.QUEUED]
+    assert actions.count("reports.render_requested") == 1
