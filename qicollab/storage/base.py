@@ -24,7 +24,7 @@ CHUNK_SIZE = 1024 * 1024
 
 #: Path segments of letters, digits, ``.``, ``_`` and ``-``, never starting with a dot (no
 #: ``..``, no hidden temporary files), separated by single slashes.
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 Source = bytes | BinaryIO
 
@@ -43,7 +43,7 @@ class StoredFileCorruptError(RuntimeError):
 
 def check_key(key: str) -> str:
     """``key`` itself when it is a plain relative path; raises :class:`InvalidKeyError`."""
-    if len(key) > 500 or not KEY_PATTERN.match(key):
+    if len(key) > 500 or not KEY_PATTERN.fullmatch(key):
         msg = f"not a valid file store key: {key!r}"
         raise InvalidKeyError(msg)
     return key

@@ -88,7 +88,8 @@ def test_list_takes_a_folder_prefix_literally(store):
 
 
 @pytest.mark.parametrize(
-    "key", ["../escape.pdf", "/etc/passwd", ".hidden", "a//b", "a/../b", "a/./b", "", "a/"]
+    "key",
+    ["../escape.pdf", "/etc/passwd", ".hidden", "a//b", "a/../b", "a/./b", "", "a/", "a.pdf\n"],
 )
 def test_keys_that_are_not_plain_relative_paths_are_refused(store, key):
     with pytest.raises(InvalidKeyError):
