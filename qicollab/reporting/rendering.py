@@ -74,8 +74,6 @@ class RenderOutcome:
     error: str | None = None
     #: ``host:pid`` of the process that rendered it.
     worker: str | None = None
-    #: The file store key it was written under (:func:`versioned_key`).
-    key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -247,7 +245,6 @@ class ReportRenderer:
             written.size_bytes,
             time.perf_counter() - started,
             worker=consumer_name(),
-            key=written.key,
         )
 
     def render_run(
