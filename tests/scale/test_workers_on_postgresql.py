@@ -42,6 +42,7 @@ from qicollab.jobs.services import JobService, JobState
 from qicollab.measures.models import DataLevel, Measure
 from qicollab.reporting.models import Report
 from qicollab.reporting.rendering import JOB_KIND as RENDER_JOB
+from qicollab.reporting.rendering import versioned_key
 from qicollab.storage import file_store
 from qicollab.storage.database import FILES
 
@@ -356,9 +357,15 @@ def test_reports_are_rendered_once_each_and_a_killed_worker_loses_nothing(deploy
         reports = list(session.scalars(sa.select(Report).where(Report.run_id == run_id)))
         session.expunge_all()
     assert {(r.kind, r.member_id) for r in reports} == set(first)
-    by_path = {t.params["path"]: t for t in tasks.values()}
     for report in reports:
-        task = by_path.get(report.path)
+        task = next(
+            (
+                t
+                for t in tasks.values()
+                if versioned_key(t.params["path"], report.sha256) == report.path
+            ),
+            None,
+        )
         if task is None:  # not in the second batch: as the first left it
             assert (report.sha256, report.job_id) == first[(report.kind, report.member_id)]
             continue
